@@ -1,0 +1,34 @@
+# The two commands of the README contract:
+#   make demo  — create .venv, install, run the main job (catalogue proofs, normal forms)
+#   make test  — create .venv, install with test extras, run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test bench venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[test,codegen]"
+	# PyTorch is an optional oracle: the CPU build 2.13.0 installs from a local file on these machines;
+	# when it cannot be had, the torch tests skip and everything else still runs.
+	$(PIP) install -q "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; torch oracle tests will skip"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) -m symdeconv.demo
+
+test: venv
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -n 2 tests
+
+bench: venv
+	$(PY) benchmarks/bench_normal_form.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache
