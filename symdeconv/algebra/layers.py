@@ -97,7 +97,8 @@ class Layer:
     ----------
     ndim, in_channels, out_channels, groups, convention, transposed
     kernel_size, stride, dilation : tuples, one entry per spatial dimension (the framework's values).
-    padding : the padding as given, normalised: a string, a tuple of ints (symmetric) or of ``(lo, hi)`` pairs.
+    padding : the padding as given, normalised: a string, a tuple of ints (symmetric) or of ``(lo, hi)`` pairs;
+        the default is PyTorch's 0, or ``"VALID"`` (Keras's default) for the TF and JAX conventions.
     weight_shape, weight_layout : the weight array's shape and axis letters in the framework's layout.
     data_layout : ``"channels_first"`` (N, C, *spatial) or ``"channels_last"`` (N, *spatial, C).
     """
@@ -195,6 +196,8 @@ class Layer:
 
     def _parse_padding(self, padding: Any):
         conv, n = self.convention, self.ndim
+        if padding is None:  # the framework's default: PyTorch 0, Keras "valid"
+            padding = 0 if conv == "torch" else "VALID"
         if isinstance(padding, str):
             if conv == "torch":
                 if padding in ("same", "valid") and not self.transposed:
@@ -714,7 +717,7 @@ class Conv(Layer):
     transposed = False
     _kind = "Conv"
 
-    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1,
+    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, dilation: Any = 1, groups: Any = 1,
                  in_channels: Any = 1, out_channels: Any = 1, *, convention: str = "torch", ndim: Any = None,
                  padding_mode: str = "zeros", data_format: Any = None, dimension_numbers: Any = None,
                  lhs_dilation: Any = 1):
@@ -788,7 +791,7 @@ class ConvTranspose(Layer):
     transposed = True
     _kind = "ConvTranspose"
 
-    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, output_padding: Any = 0,
                  dilation: Any = 1, groups: Any = 1, in_channels: Any = 1, out_channels: Any = 1, *,
                  convention: str = "torch", ndim: Any = None, output_shape: Any = None,
                  transpose_kernel: bool = False, padding_mode: str = "zeros", data_format: Any = None,
