@@ -266,3 +266,13 @@ def test_hold_then_conv_vector_through_conv_transpose():
     y = layer.matrix(len(vec["x"]), weight=[[h]]) * sp.Matrix(vec["x"])
     # conv_transpose1d(x, h, stride=2) has (n − 1)·2 + 4 = 2n + 2 outputs: the whole full output
     assert list(y) == vec["y_full"]
+
+
+def test_demo_prints_the_layers(capsys):
+    from symdeconv import demo
+
+    demo.layers()
+    out = capsys.readouterr().out
+    assert "y[2m] = w_0_0_1·x[m] + w_0_0_3·x[m − 1]" in out
+    assert "equals half-pixel linear interpolation: True" in out
+    assert "np.transpose(w, (2, 3, 1, 0))" in out and "no exact equivalent" in out

@@ -138,6 +138,7 @@ def test_output_shape_matches_torch_thousands(transposed):
     assert agree > 1200 and refused > 10
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_torch_same_and_valid_strings():
     rng = np.random.default_rng(3)
     for k, d in [(3, 1), (4, 1), (4, 2), (5, 3), (2, 1)]:

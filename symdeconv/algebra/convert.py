@@ -352,6 +352,9 @@ def _mismatch(src: Layer, dst: Layer, scopes) -> str:
             if "error" in (a, b):
                 return f"input {p}: one of them rejects it"
             if a[0] != b[0]:
-                return f"input {p}: low padding/crop {a[0]} vs {b[0]}"
+                if _kind(src) == "transposed":  # say it as the crop of the full transposed output
+                    crop = [tuple(shapes.transposed_padding(v, ke) for v, ke in zip(sig[0], src._ke)) for sig in (a, b)]
+                    return f"input {p}: it crops {crop[1]} from the low side, this layer {crop[0]}"
+                return f"input {p}: low padding {b[0]} vs {a[0]}"
             return f"input {p}: output {a[1]} vs {b[1]}"
     return "differs"

@@ -511,6 +511,18 @@ class Layer:
                 cached = self.__dict__["_operator"] = self._build(self.weight_symbols(), lo)
         return cached
 
+    def operator_with(self, weight: Any, input_shape: Any = None) -> Operator:
+        """The layer's operator with these weight values (an array of :attr:`weight_shape`) instead of symbols.
+
+        ``input_shape`` is needed only when the padding depends on the input size (see :meth:`bind`).
+        """
+        with context(f"sd.{self._kind}.operator_with"):
+            layer = self if input_shape is None else self.bind(input_shape)
+            lo = layer._static_lo()
+            if lo is None:
+                raise SymdeconvError("this layer's padding depends on the input size: pass input_shape=")
+            return layer._build(layer._weight_values(weight), lo)
+
     def operator_for(self, input_shape: Any) -> Operator:
         """The operator for inputs of this size (equals :attr:`operator` whenever that exists)."""
         return self.bind(input_shape).operator
