@@ -12,7 +12,7 @@ import sympy as sp
 import symdeconv as sd
 from symdeconv.algebra import shapes
 
-from _layer_helpers import numeric, public_vectors
+from ._layer_helpers import numeric, public_vectors
 
 
 def _apply(layer, shape, weight, x):

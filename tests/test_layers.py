@@ -11,7 +11,7 @@ import sympy as sp
 import symdeconv as sd
 from symdeconv.algebra import shapes
 
-from _layer_helpers import public_vectors
+from ._layer_helpers import public_vectors
 
 
 # --- the contract with codegen ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 import symdeconv as sd
 
-from _layer_helpers import numeric, random_config
+from ._layer_helpers import numeric, random_config
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

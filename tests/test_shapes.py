@@ -9,7 +9,7 @@ import pytest
 import symdeconv as sd
 from symdeconv.algebra import shapes
 
-from _layer_helpers import public_vectors
+from ._layer_helpers import public_vectors
 
 
 def _brute_general(i, k, s, lo, hi, d, l):
