@@ -1,0 +1,248 @@
+"""Generated CPU kernels against PyTorch (oneDNN) and SciPy, measured in ONE process.
+
+Run with ``make bench`` (or ``python benchmarks/bench_kernels.py [--quick] [--cases a,b] [--repeats 11]``).
+
+Method (see benchmarks/README.md):
+- thread pools that busy-wait distort ratios 2–10× on 2 cores, so ``OMP_WAIT_POLICY=PASSIVE`` and
+  ``OPENBLAS_THREAD_TIMEOUT=4`` are set (and printed) before NumPy / PyTorch are imported;
+- every case is run at 1 and 2 threads (``torch.set_num_threads``, ``numba.set_num_threads``);
+- each output is checked against the competitor's before any timing;
+- after warm-up, the two competitors are timed interleaved (A B A B …), medians of ``--repeats`` runs;
+- useful GFLOP/s counts 2 flops per multiply-add by a real kernel tap (never by an inserted zero);
+- the table is printed and written as JSON to ``benchmarks/results/kernels.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import symdeconv as sd  # noqa: E402
+
+
+@dataclass
+class Case:
+    key: str
+    title: str
+    competitor: str
+    target_2t: float  # required ratio competitor / symdeconv at 2 threads
+    target_1t: float | None
+    build: Callable[[bool], tuple]  # quick -> (ours, theirs, useful_macs)
+
+
+@dataclass
+class Row:
+    case: str
+    title: str
+    competitor: str
+    threads: int
+    ours_ms: float
+    theirs_ms: float
+    ratio: float
+    ours_gflops: float
+    theirs_gflops: float
+    target: float | None
+    met: bool | None
+    max_rel_err: float
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def conv_transpose_case(ndim: int, n: int, c_in: int, c_out: int, groups: int, size: int, quick: bool):
+    torch = _torch()
+    if quick:
+        size = max(4, size // 8)
+    k, s, p = 4, 2, 1
+    layer = sd.ConvTranspose((k,) * ndim, stride=s, padding=p, groups=groups, in_channels=c_in, out_channels=c_out)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c_in) + (size,) * ndim, dtype=np.float32)
+    w = rng.standard_normal((c_in, c_out // groups) + (k,) * ndim, dtype=np.float32)
+    kernel = sd.compile(layer, target="cpu")
+    fn = getattr(torch.nn.functional, f"conv_transpose{ndim}d")
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+
+    def ours():
+        return kernel(x, w)
+
+    def theirs():
+        return fn(tx, tw, stride=s, padding=p, groups=groups).numpy()
+
+    macs = n * c_in * (c_out // groups) * k**ndim * size**ndim
+    return ours, theirs, macs
+
+
+def conv_case(n: int, c: int, size: int, quick: bool):
+    torch = _torch()
+    if quick:
+        size = max(8, size // 8)
+    k, s, p = 3, 2, 1
+    layer = sd.Conv((k, k), stride=s, padding=p, in_channels=c, out_channels=c)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+    w = rng.standard_normal((c, c, k, k), dtype=np.float32)
+    kernel = sd.compile(layer, target="cpu")
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    out = (size + 2 * p - k) // s + 1
+
+    def ours():
+        return kernel(x, w)
+
+    def theirs():
+        return torch.nn.functional.conv2d(tx, tw, stride=s, padding=p).numpy()
+
+    return ours, theirs, n * c * c * k * k * out * out
+
+
+def resampler_case(up: int, down: int, taps: int, length: int, quick: bool):
+    from scipy import signal
+
+    if quick:
+        length //= 100
+    rng = np.random.default_rng(2)
+    h = rng.standard_normal(taps)
+    x = rng.standard_normal(length)
+    op = sd.upfirdn(sd.taps("h", taps), up, down)
+    kernel = sd.compile(op, target="cpu")
+    n_out = ((length - 1) * up + taps - 1) // down + 1
+
+    def ours():
+        return kernel(x, h)[:n_out]
+
+    def theirs():
+        return signal.upfirdn(h, x, up, down)
+
+    return ours, theirs, n_out * taps / up
+
+
+CASES = [
+    Case("a", "ConvTranspose2d k4 s2 p1, N1, 1→1, 1024²", "torch conv_transpose2d", 8.0, None,
+         lambda q: conv_transpose_case(2, 1, 1, 1, 1, 1024, q)),
+    Case("b", "ConvTranspose2d k4 s2 p1, N8, 64→64, 64²", "torch conv_transpose2d", 2.0, None,
+         lambda q: conv_transpose_case(2, 8, 64, 64, 1, 64, q)),
+    Case("c", "ConvTranspose2d k4 s2 p1, N8, 64 ch depthwise, 64²", "torch conv_transpose2d", 7.0, None,
+         lambda q: conv_transpose_case(2, 8, 64, 64, 64, 64, q)),
+    Case("d", "ConvTranspose2d k4 s2 p1, N1, 256→128, 32²", "torch conv_transpose2d", 0.9, None,
+         lambda q: conv_transpose_case(2, 1, 256, 128, 1, 32, q)),
+    Case("e", "ConvTranspose3d k4 s2 p1, N1, 16→16, 32³", "torch conv_transpose3d", 2.0, None,
+         lambda q: conv_transpose_case(3, 1, 16, 16, 1, 32, q)),
+    Case("f", "resampler ↑4, 32 taps, 4·10⁶ samples, float64", "scipy.signal.upfirdn", 4.0, 2.5,
+         lambda q: resampler_case(4, 1, 32, 4_000_000, q)),
+    Case("g", "resampler ↑3 ↓2, 32 taps, 4·10⁶ samples, float64", "scipy.signal.upfirdn", 1.5, 1.0,
+         lambda q: resampler_case(3, 2, 32, 4_000_000, q)),
+    Case("h", "Conv2d k3 s2 p1, N8, 64→64, 128²", "torch conv2d", 1.0, None,
+         lambda q: conv_case(8, 64, 128, q)),
+]
+
+
+def _set_threads(n: int) -> None:
+    import numba
+
+    numba.set_num_threads(n)
+    try:
+        _torch().set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def _time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(case: Case, threads: int, repeats: int, quick: bool) -> Row:
+    _set_threads(threads)
+    ours, theirs, macs = case.build(quick)
+    a, b = ours(), theirs()  # warm-up (and compile) + correctness check before timing
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise SystemExit(f"case {case.key}: shape {a.shape} != competitor's {b.shape}")
+    scale = float(np.max(np.abs(b))) or 1.0
+    err = float(np.max(np.abs(a - b))) / scale
+    tol = 1e-4 if a.dtype == np.float32 else 1e-10
+    if err > tol:
+        raise SystemExit(f"case {case.key}: output differs from the competitor's (max rel err {err:.2e})")
+    for _ in range(2):
+        ours(), theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):  # interleaved: A B A B ...
+        t_ours.append(_time(ours))
+        t_theirs.append(_time(theirs))
+    mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
+    target = case.target_2t if threads == 2 else case.target_1t
+    ratio = mt / mo
+    return Row(
+        case.key, case.title, case.competitor, threads, mo * 1e3, mt * 1e3, ratio,
+        2 * macs / mo / 1e9, 2 * macs / mt / 1e9, target, None if target is None else ratio >= target, err,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not a measurement)")
+    parser.add_argument("--cases", default="abcdefgh", help="which cases, e.g. 'abf'")
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
+    args = parser.parse_args(argv)
+
+    print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
+    try:
+        torch_version = _torch().__version__
+    except ImportError:
+        torch_version = "not installed"
+    print(f"machine: {machine}; python {platform.python_version()}; torch {torch_version}; numpy {np.__version__}")
+    print(f"medians of {args.repeats} interleaved repeats after warm-up{' (QUICK: small sizes)' if args.quick else ''}\n")
+
+    rows: list[Row] = []
+    header = f"{'case':4} {'thr':>3} {'symdeconv ms':>13} {'competitor ms':>14} {'ratio':>7} {'GF/s ours':>10} {'GF/s them':>10} {'target':>7}  title"
+    print(header)
+    print("-" * len(header))
+    for case in CASES:
+        if case.key not in args.cases:
+            continue
+        for threads in (int(t) for t in args.threads.split(",")):
+            try:
+                row = measure(case, threads, args.repeats, args.quick)
+            except ImportError as err:
+                print(f"{case.key:4} skipped: {err}")
+                break
+            rows.append(row)
+            target = "" if row.target is None else f"≥{row.target:g}" + (" ✓" if row.met else " ✗")
+            print(
+                f"{row.case:4} {row.threads:>3} {row.ours_ms:13.3f} {row.theirs_ms:14.3f} {row.ratio:7.2f} "
+                f"{row.ours_gflops:10.1f} {row.theirs_gflops:10.1f} {target:>7}  {row.title} vs {row.competitor}",
+                flush=True,
+            )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "torch": torch_version, "quick": args.quick,
+                               "rows": [asdict(r) for r in rows]}, indent=1, ensure_ascii=False))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
