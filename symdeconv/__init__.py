@@ -24,6 +24,7 @@ from .canonical import (
     CheckerboardReport, Counterexample, Equivalence, Identity, NormalForm, Proof, bilinear_kernel, canonical,
     checkerboard, equivalent, matrices_agree,
 )
+from .codegen import compile, emit  # noqa: A004 - sd.compile is the public name; Numba loads lazily
 from .errors import SymdeconvError
 
 __version__ = "0.1.0"
@@ -34,4 +35,5 @@ __all__ = [
     "strided_conv", "dilated_conv", "transposed_conv", "xcorr", "upfirdn", "linear_interp",
     "canonical", "NormalForm", "equivalent", "Equivalence", "Counterexample", "matrices_agree",
     "identities", "Identity", "Proof", "bilinear_kernel", "checkerboard", "CheckerboardReport", "testing",
+    "emit", "compile",
 ]
