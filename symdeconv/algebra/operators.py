@@ -411,9 +411,13 @@ class Shift(Primitive):
 
     def _describe(self):
         suffix = "" if self.c_in == 1 else f", channels={self.c_in}"
+        if not any(self.d):
+            return "identity()" if (self.ndim, self.c_in) == (1, 1) else f"identity(ndim={self.ndim}{suffix})"
         return f"shift({_fmt_ints(self.d)}{suffix})"
 
     def latex(self):
+        if not any(self.d):
+            return r"I"
         if self.ndim == 1:
             return rf"z^{{{-self.d[0]}}}"
         return rf"\mathrm{{shift}}_{{{self.d}}}"
@@ -659,7 +663,7 @@ class Periodic(Primitive):
         return f"periodic(P={_fmt_ints(self.P)}, Q={_fmt_ints(self.Q)}, {sum(map(len, self.taps.values()))} taps)"
 
     def latex(self):
-        return rf"\mathrm{{{self._describe()}}}"
+        return r"\text{" + self._describe().replace("_", r"\_") + "}"
 
 
 # ==================================================================================================

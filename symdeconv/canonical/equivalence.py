@@ -87,7 +87,8 @@ class Equivalence:
 
     def _repr_latex_(self) -> str:
         if self.holds:
-            return r"$\text{equivalent for all lengths:}\quad$" + self.lhs._repr_latex_()
+            body = r" \\ ".join(self.lhs.lines(latex=True))
+            return rf"$\text{{equivalent for all lengths:}}\quad \begin{{aligned}}{body}\end{{aligned}}$"
         return rf"$\text{{not equivalent: }}$ {self.counterexample}"
 
 
@@ -163,12 +164,17 @@ def _find_counterexample(a: Operator, b: Operator, fa: NormalForm, fb: NormalFor
             if sp.expand(va - vb) == 0:
                 continue
             row, col = _flat(co, n_out, window), _flat(ci, m, in_box)
-            reason = "" if same_period else f"the rates / periods differ: {fa.header()} vs {fb.header()}"
+            reason = "" if same_period else _why_forms_differ(fa, fb)
             return Counterexample(
                 n, window, n_out, co, m, ci, row, col, va, vb,
                 p if same_period else None, off if same_period else None, reason,
             )
     return _scan_matrices(a, b, fa, fb)
+
+
+def _why_forms_differ(fa: NormalForm, fb: NormalForm) -> str:
+    what = "rates" if fa.rate != fb.rate else "minimal periods"
+    return f"the {what} differ: {fa.header()} vs {fb.header()}"
 
 
 def _flat(channel: int, pos: tuple[int, ...], box: Box) -> int:

@@ -1,0 +1,40 @@
+"""Test-session setup.
+
+The CUDA simulator must be selected before anything imports numba, so it is set here, first.
+Compiled kernels of the whole session share one on-disk cache folder, so each kernel is compiled once.
+"""
+
+import os
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+os.environ.setdefault(
+    "SYMDECONV_CACHE_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "symdeconv-test"),
+)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_shared() -> Path | None:
+    """``shared/`` from outside the project: a sibling of the repository root (or of a parent)."""
+    for base in [REPO, *REPO.parents]:
+        candidate = base / "shared" / "vectors" / "public.json"
+        if candidate.is_file():
+            return candidate.parents[1]
+        sibling = base.parent / "shared" / "vectors" / "public.json"
+        if sibling.is_file():
+            return sibling.parents[1]
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_vectors() -> dict:
+    shared = find_shared()
+    if shared is None:
+        pytest.skip("../shared/vectors/public.json not found beside the repository")
+    return json.loads((shared / "vectors" / "public.json").read_text())
