@@ -23,7 +23,7 @@ from symdeconv.codegen import cache
 from symdeconv.codegen.plan import plan_chain
 from symdeconv.verify.check import check_chain
 
-from helpers import np_upfirdn
+from .helpers import np_upfirdn
 
 pytest.importorskip("numba")
 
