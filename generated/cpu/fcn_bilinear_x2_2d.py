@@ -40,170 +40,123 @@ def coefficients(w):
     return np.zeros(0, dtype=w.dtype)
 
 
-@numba.njit(parallel=True, cache=True)
-def kernel(x, y, c, lo0, lo1):
-    """Polyphase gather: every output is one phase's taps summed; see the phase comments."""
-    batch = x.shape[0]
+@numba.njit(cache=True)
+def block(x, y, c, b, j0, lo0, lo1):
+    """The output rows of block j0 (one per phase of the first dimension) of every output channel, batch entry b."""
     n0 = x.shape[2]
     out0 = y.shape[2]
     n1 = x.shape[3]
     out1 = y.shape[3]
+    base0 = j0
 
-    # --- phase (0, 0): outputs y[2·j0, 2·j1] ← 4 taps
-    first0 = -((-lo0) // 2)
-    stop0 = -((-lo0 - out0) // 2)
-    first1 = -((-lo1) // 2)
-    stop1 = -((-lo1 - out1) // 2)
-    rows = max(stop0 - first0, 0)
-    for item in prange(batch * rows):
-        b = item // rows
-        j0 = first0 + item - b * rows
-        t0 = 2 * j0 - lo0
-        base0 = j0
-        for j1 in range(first1, stop1):
+    # output row t0 = 2 * j0 - lo0: phases (0, 0), (0, 1)
+    t0 = 2 * j0 - lo0
+    if t0 >= 0 and t0 < out0:
+        # phase (0, 0): outputs y[2·j0, 2·j1] ← 4 taps
+        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
+        in0_0 = (base0 >= 0) & (base0 < n0)
+        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
             t1 = 2 * j1 - lo1
             base1 = j1
-            if (base0 >= 1 and base0 < n0) and (base1 >= 1 and base1 < n1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]  # x[j0 - 1, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]  # x[j0 - 1, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]  # x[j0, j1 - 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 - 1 < n0 and 0 <= base1 - 1 < n1
-                ok1 = 0 <= base0 - 1 < n0 and 0 <= base1 < n1
-                ok2 = 0 <= base0 < n0 and 0 <= base1 - 1 < n1
-                ok3 = 0 <= base0 < n0 and 0 <= base1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
-                if ok1:
-                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
-                if ok2:
-                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
-                if ok3:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                y[b, 0, t0, t1] = acc
-
-    # --- phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← 4 taps
-    first0 = -((-lo0) // 2)
-    stop0 = -((-lo0 - out0) // 2)
-    first1 = -((-lo1 + 1) // 2)
-    stop1 = -((-lo1 - out1 + 1) // 2)
-    rows = max(stop0 - first0, 0)
-    for item in prange(batch * rows):
-        b = item // rows
-        j0 = first0 + item - b * rows
-        t0 = 2 * j0 - lo0
-        base0 = j0
-        for j1 in range(first1, stop1):
+            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            ok0 = in0_m1 & in1_m1
+            ok1 = in0_m1 & in1_0
+            ok2 = in0_0 & in1_m1
+            ok3 = in0_0 & in1_0
+            acc = 0.0
+            if ok0:  # x[j0 - 1, j1 - 1]
+                acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
+            if ok1:  # x[j0 - 1, j1]
+                acc += 0.1875 * x[b, 0, base0 - 1, base1]
+            if ok2:  # x[j0, j1 - 1]
+                acc += 0.1875 * x[b, 0, base0, base1 - 1]
+            if ok3:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            y[b, 0, t0, t1] = acc
+        # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← 4 taps
+        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
+        in0_0 = (base0 >= 0) & (base0 < n0)
+        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
             t1 = 2 * j1 + 1 - lo1
             base1 = j1
-            if (base0 >= 1 and base0 < n0) and (base1 >= 0 and base1 < n1 - 1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]  # x[j0 - 1, j1]
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]  # x[j0 - 1, j1 + 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]  # x[j0, j1 + 1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 - 1 < n0 and 0 <= base1 < n1
-                ok1 = 0 <= base0 - 1 < n0 and 0 <= base1 + 1 < n1
-                ok2 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok3 = 0 <= base0 < n0 and 0 <= base1 + 1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
-                if ok1:
-                    acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
-                if ok2:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok3:
-                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
-                y[b, 0, t0, t1] = acc
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
+            ok0 = in0_m1 & in1_0
+            ok1 = in0_m1 & in1_1
+            ok2 = in0_0 & in1_0
+            ok3 = in0_0 & in1_1
+            acc = 0.0
+            if ok0:  # x[j0 - 1, j1]
+                acc += 0.1875 * x[b, 0, base0 - 1, base1]
+            if ok1:  # x[j0 - 1, j1 + 1]
+                acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
+            if ok2:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok3:  # x[j0, j1 + 1]
+                acc += 0.1875 * x[b, 0, base0, base1 + 1]
+            y[b, 0, t0, t1] = acc
 
-    # --- phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← 4 taps
-    first0 = -((-lo0 + 1) // 2)
-    stop0 = -((-lo0 - out0 + 1) // 2)
-    first1 = -((-lo1) // 2)
-    stop1 = -((-lo1 - out1) // 2)
-    rows = max(stop0 - first0, 0)
-    for item in prange(batch * rows):
-        b = item // rows
-        j0 = first0 + item - b * rows
-        t0 = 2 * j0 + 1 - lo0
-        base0 = j0
-        for j1 in range(first1, stop1):
+    # output row t0 = 2 * j0 + 1 - lo0: phases (1, 0), (1, 1)
+    t0 = 2 * j0 + 1 - lo0
+    if t0 >= 0 and t0 < out0:
+        # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← 4 taps
+        in0_0 = (base0 >= 0) & (base0 < n0)
+        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
+        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
             t1 = 2 * j1 - lo1
             base1 = j1
-            if (base0 >= 0 and base0 < n0 - 1) and (base1 >= 1 and base1 < n1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]  # x[j0, j1 - 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]  # x[j0 + 1, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]  # x[j0 + 1, j1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 < n0 and 0 <= base1 - 1 < n1
-                ok1 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok2 = 0 <= base0 + 1 < n0 and 0 <= base1 - 1 < n1
-                ok3 = 0 <= base0 + 1 < n0 and 0 <= base1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
-                if ok1:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok2:
-                    acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
-                if ok3:
-                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
-                y[b, 0, t0, t1] = acc
-
-    # --- phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← 4 taps
-    first0 = -((-lo0 + 1) // 2)
-    stop0 = -((-lo0 - out0 + 1) // 2)
-    first1 = -((-lo1 + 1) // 2)
-    stop1 = -((-lo1 - out1 + 1) // 2)
-    rows = max(stop0 - first0, 0)
-    for item in prange(batch * rows):
-        b = item // rows
-        j0 = first0 + item - b * rows
-        t0 = 2 * j0 + 1 - lo0
-        base0 = j0
-        for j1 in range(first1, stop1):
+            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            ok0 = in0_0 & in1_m1
+            ok1 = in0_0 & in1_0
+            ok2 = in0_1 & in1_m1
+            ok3 = in0_1 & in1_0
+            acc = 0.0
+            if ok0:  # x[j0, j1 - 1]
+                acc += 0.1875 * x[b, 0, base0, base1 - 1]
+            if ok1:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok2:  # x[j0 + 1, j1 - 1]
+                acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
+            if ok3:  # x[j0 + 1, j1]
+                acc += 0.1875 * x[b, 0, base0 + 1, base1]
+            y[b, 0, t0, t1] = acc
+        # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← 4 taps
+        in0_0 = (base0 >= 0) & (base0 < n0)
+        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
+        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
             t1 = 2 * j1 + 1 - lo1
             base1 = j1
-            if (base0 >= 0 and base0 < n0 - 1) and (base1 >= 0 and base1 < n1 - 1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]  # x[j0, j1 + 1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]  # x[j0 + 1, j1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]  # x[j0 + 1, j1 + 1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok1 = 0 <= base0 < n0 and 0 <= base1 + 1 < n1
-                ok2 = 0 <= base0 + 1 < n0 and 0 <= base1 < n1
-                ok3 = 0 <= base0 + 1 < n0 and 0 <= base1 + 1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok1:
-                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
-                if ok2:
-                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
-                if ok3:
-                    acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
-                y[b, 0, t0, t1] = acc
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
+            ok0 = in0_0 & in1_0
+            ok1 = in0_0 & in1_1
+            ok2 = in0_1 & in1_0
+            ok3 = in0_1 & in1_1
+            acc = 0.0
+            if ok0:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok1:  # x[j0, j1 + 1]
+                acc += 0.1875 * x[b, 0, base0, base1 + 1]
+            if ok2:  # x[j0 + 1, j1]
+                acc += 0.1875 * x[b, 0, base0 + 1, base1]
+            if ok3:  # x[j0 + 1, j1 + 1]
+                acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
+            y[b, 0, t0, t1] = acc
+
+
+@numba.njit(parallel=True, cache=True)
+def kernel(x, y, c, lo0, lo1):
+    """Polyphase gather: one parallel iteration per (batch, [channel,] block j0 of P0 output rows)."""
+    batch = x.shape[0]
+    out0 = y.shape[2]
+    # blocks j0 whose outputs 2 * j0 + p0 (0 <= p0 < 2) meet the window [lo0, lo0 + out0)
+    block0 = lo0 // 2
+    blocks = -((-lo0 - out0) // 2) - block0
+    for item in prange(batch * blocks):
+        b = item // blocks
+        block(x, y, c, b, block0 + item - b * blocks, lo0, lo1)
 
 
 def run(x, y, c, lo0, lo1):

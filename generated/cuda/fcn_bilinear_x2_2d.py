@@ -66,105 +66,81 @@ def kernel(x, y, c, lo0, lo1):
         p1 = lo1 + t1 - 2 * j1
         base1 = j1
         if p0 == 0 and p1 == 0:  # phase (0, 0): outputs y[2·j0, 2·j1] ← 4 taps
-            if (base0 >= 1 and base0 < n0) and (base1 >= 1 and base1 < n1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]  # x[j0 - 1, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]  # x[j0 - 1, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]  # x[j0, j1 - 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 - 1 < n0 and 0 <= base1 - 1 < n1
-                ok1 = 0 <= base0 - 1 < n0 and 0 <= base1 < n1
-                ok2 = 0 <= base0 < n0 and 0 <= base1 - 1 < n1
-                ok3 = 0 <= base0 < n0 and 0 <= base1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
-                if ok1:
-                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
-                if ok2:
-                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
-                if ok3:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                y[b, 0, t0, t1] = acc
+            in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            ok0 = in0_m1 & in1_m1
+            ok1 = in0_m1 & in1_0
+            ok2 = in0_0 & in1_m1
+            ok3 = in0_0 & in1_0
+            acc = 0.0
+            if ok0:  # x[j0 - 1, j1 - 1]
+                acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
+            if ok1:  # x[j0 - 1, j1]
+                acc += 0.1875 * x[b, 0, base0 - 1, base1]
+            if ok2:  # x[j0, j1 - 1]
+                acc += 0.1875 * x[b, 0, base0, base1 - 1]
+            if ok3:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            y[b, 0, t0, t1] = acc
         elif p0 == 0 and p1 == 1:  # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← 4 taps
-            if (base0 >= 1 and base0 < n0) and (base1 >= 0 and base1 < n1 - 1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]  # x[j0 - 1, j1]
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]  # x[j0 - 1, j1 + 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]  # x[j0, j1 + 1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 - 1 < n0 and 0 <= base1 < n1
-                ok1 = 0 <= base0 - 1 < n0 and 0 <= base1 + 1 < n1
-                ok2 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok3 = 0 <= base0 < n0 and 0 <= base1 + 1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
-                if ok1:
-                    acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
-                if ok2:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok3:
-                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
-                y[b, 0, t0, t1] = acc
+            in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
+            ok0 = in0_m1 & in1_0
+            ok1 = in0_m1 & in1_1
+            ok2 = in0_0 & in1_0
+            ok3 = in0_0 & in1_1
+            acc = 0.0
+            if ok0:  # x[j0 - 1, j1]
+                acc += 0.1875 * x[b, 0, base0 - 1, base1]
+            if ok1:  # x[j0 - 1, j1 + 1]
+                acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
+            if ok2:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok3:  # x[j0, j1 + 1]
+                acc += 0.1875 * x[b, 0, base0, base1 + 1]
+            y[b, 0, t0, t1] = acc
         elif p0 == 1 and p1 == 0:  # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← 4 taps
-            if (base0 >= 0 and base0 < n0 - 1) and (base1 >= 1 and base1 < n1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]  # x[j0, j1 - 1]
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]  # x[j0 + 1, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]  # x[j0 + 1, j1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 < n0 and 0 <= base1 - 1 < n1
-                ok1 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok2 = 0 <= base0 + 1 < n0 and 0 <= base1 - 1 < n1
-                ok3 = 0 <= base0 + 1 < n0 and 0 <= base1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
-                if ok1:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok2:
-                    acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
-                if ok3:
-                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
-                y[b, 0, t0, t1] = acc
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
+            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            ok0 = in0_0 & in1_m1
+            ok1 = in0_0 & in1_0
+            ok2 = in0_1 & in1_m1
+            ok3 = in0_1 & in1_0
+            acc = 0.0
+            if ok0:  # x[j0, j1 - 1]
+                acc += 0.1875 * x[b, 0, base0, base1 - 1]
+            if ok1:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok2:  # x[j0 + 1, j1 - 1]
+                acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
+            if ok3:  # x[j0 + 1, j1]
+                acc += 0.1875 * x[b, 0, base0 + 1, base1]
+            y[b, 0, t0, t1] = acc
         else:  # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← 4 taps
-            if (base0 >= 0 and base0 < n0 - 1) and (base1 >= 0 and base1 < n1 - 1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += 0.5625 * x[b, 0, base0, base1]  # x[j0, j1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]  # x[j0, j1 + 1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]  # x[j0 + 1, j1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]  # x[j0 + 1, j1 + 1]
-                y[b, 0, t0, t1] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 < n0 and 0 <= base1 < n1
-                ok1 = 0 <= base0 < n0 and 0 <= base1 + 1 < n1
-                ok2 = 0 <= base0 + 1 < n0 and 0 <= base1 < n1
-                ok3 = 0 <= base0 + 1 < n0 and 0 <= base1 + 1 < n1
-                acc = 0.0
-                if ok0:
-                    acc += 0.5625 * x[b, 0, base0, base1]
-                if ok1:
-                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
-                if ok2:
-                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
-                if ok3:
-                    acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
-                y[b, 0, t0, t1] = acc
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
+            in1_0 = (base1 >= 0) & (base1 < n1)
+            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
+            ok0 = in0_0 & in1_0
+            ok1 = in0_0 & in1_1
+            ok2 = in0_1 & in1_0
+            ok3 = in0_1 & in1_1
+            acc = 0.0
+            if ok0:  # x[j0, j1]
+                acc += 0.5625 * x[b, 0, base0, base1]
+            if ok1:  # x[j0, j1 + 1]
+                acc += 0.1875 * x[b, 0, base0, base1 + 1]
+            if ok2:  # x[j0 + 1, j1]
+                acc += 0.1875 * x[b, 0, base0 + 1, base1]
+            if ok3:  # x[j0 + 1, j1 + 1]
+                acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
+            y[b, 0, t0, t1] = acc
 
 
 def launch(x, y, c, lo0, lo1):

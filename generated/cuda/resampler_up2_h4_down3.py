@@ -62,39 +62,27 @@ def kernel(x, y, c, lo0):
         p0 = lo0 + t0 - 2 * j0
         base0 = 3 * j0
         if p0 == 0:  # phase 0: outputs y[2·j0] ← 2 taps
-            if (base0 >= 1 and base0 < n0):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += c[0] * x[b, 0, base0 - 1]  # x[3·j0 - 1] — h2
-                acc += c[1] * x[b, 0, base0]  # x[3·j0] — h0
-                y[b, 0, t0] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 - 1 < n0
-                ok1 = 0 <= base0 < n0
-                acc = 0.0
-                if ok0:
-                    acc += c[0] * x[b, 0, base0 - 1]
-                if ok1:
-                    acc += c[1] * x[b, 0, base0]
-                y[b, 0, t0] = acc
+            in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            ok0 = in0_m1
+            ok1 = in0_0
+            acc = 0.0
+            if ok0:  # x[3·j0 - 1] — h2
+                acc += c[0] * x[b, 0, base0 - 1]
+            if ok1:  # x[3·j0] — h0
+                acc += c[1] * x[b, 0, base0]
+            y[b, 0, t0] = acc
         else:  # phase 1: outputs y[2·j0 + 1] ← 2 taps
-            if (base0 >= 0 and base0 < n0 - 1):
-                # interior: every tap reads inside x, no bounds checks
-                acc = 0.0
-                acc += c[2] * x[b, 0, base0]  # x[3·j0] — h3
-                acc += c[3] * x[b, 0, base0 + 1]  # x[3·j0 + 1] — h1
-                y[b, 0, t0] = acc
-            else:
-                # border: a tap may fall outside x, where the input is zero
-                ok0 = 0 <= base0 < n0
-                ok1 = 0 <= base0 + 1 < n0
-                acc = 0.0
-                if ok0:
-                    acc += c[2] * x[b, 0, base0]
-                if ok1:
-                    acc += c[3] * x[b, 0, base0 + 1]
-                y[b, 0, t0] = acc
+            in0_0 = (base0 >= 0) & (base0 < n0)
+            in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
+            ok0 = in0_0
+            ok1 = in0_1
+            acc = 0.0
+            if ok0:  # x[3·j0] — h3
+                acc += c[2] * x[b, 0, base0]
+            if ok1:  # x[3·j0 + 1] — h1
+                acc += c[3] * x[b, 0, base0 + 1]
+            y[b, 0, t0] = acc
 
 
 def launch(x, y, c, lo0):

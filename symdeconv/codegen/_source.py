@@ -85,21 +85,6 @@ def y_index(plan: KernelPlan, channel: str) -> str:
     return f"y[b, {channel}, " + ", ".join(f"t{d}" for d in dims(plan)) + "]"
 
 
-def inside_condition(plan: KernelPlan, ph: PhasePlan, d: int) -> str | None:
-    """Along ``d``, every tap of the phase reads inside ``x`` (``0 ≤ base + offset < n``)."""
-    rng = ph.offset_range(d)
-    if rng is None:
-        return None
-    lo, hi = rng
-    lower = f"base{d} >= {-lo}"
-    upper = f"base{d} < {plus(f'n{d}', -hi)}"
-    return f"{lower} and {upper}"
-
-
-def offset_ok(plan: KernelPlan, offset: tuple[int, ...]) -> str:
-    return " and ".join(f"0 <= {plus(f'base{d}', offset[d])} < n{d}" for d in dims(plan))
-
-
 def distinct_offsets(ph: PhasePlan) -> list[tuple[int, ...]]:
     return sorted(set(ph.offsets()))
 
@@ -223,41 +208,50 @@ def coefficients_function(plan: KernelPlan, w: Writer) -> None:
 # --- the work for one output position ---------------------------------------------------------------
 
 
+def _flag(d: int, o: int) -> str:
+    """Name of "input position base{d} + o lies inside x along d"."""
+    return f"in{d}_{'m' if o < 0 else ''}{abs(o)}"
+
+
+def axis_flags(plan: KernelPlan, ph: PhasePlan, d: int, w: Writer) -> None:
+    """Emit the validity flags of dimension ``d`` for the phase's distinct tap offsets along ``d``.
+
+    They are computed where ``base{d}`` is set (hoisted out of the loops over later dimensions and
+    channels); bitwise ``&`` keeps them branch-free.
+    """
+    for o in sorted({off[d] for off in ph.offsets()}):
+        pos = plus(f"base{d}", o)
+        w(f"{_flag(d, o)} = ({pos} >= 0) & ({pos} < n{d})")
+
+
+def tap_ok(plan: KernelPlan, offset: tuple[int, ...]) -> str:
+    return " & ".join(_flag(d, offset[d]) for d in dims(plan))
+
+
 def chain_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
-    """All output channels of one output position of phase ``ph`` (``b``, ``t*``, ``base*`` defined)."""
+    """All output channels of one output position of phase ``ph`` (``b``, ``t*``, ``base*``, flags defined).
+
+    A tap is added only where its input position lies inside ``x`` (outside, the input is zero); the
+    flags are per tap offset and per dimension, so an interior output passes every test and nothing
+    else is checked.
+    """
     if not ph.offsets():
         for co, _ in ph.rows:
             w(f"{y_index(plan, str(co))} = 0.0  # no tap: this phase is identically zero")
         return
-    conds = [inside_condition(plan, ph, d) for d in dims(plan)]
-    w("if " + " and ".join(f"({c})" for c in conds) + ":")
-    with w.indent():
-        w("# interior: every tap reads inside x, no bounds checks")
-        for co, taps in ph.rows:
-            if not taps:
-                w(f"{y_index(plan, str(co))} = 0.0")
-                continue
-            w("acc = 0.0")
-            for tap in taps:
-                w(f"acc += {product(coefficient(tap), x_index(plan, str(tap.c_in), tap.offset))}"
-                  f"  # {tap_comment(plan, tap)}")
-            w(f"{y_index(plan, str(co))} = acc")
-    w("else:")
-    with w.indent():
-        w("# border: a tap may fall outside x, where the input is zero")
-        offsets = distinct_offsets(ph)
-        for k, off in enumerate(offsets):
-            w(f"ok{k} = {offset_ok(plan, off)}")
-        slot = {off: k for k, off in enumerate(offsets)}
-        for co, taps in ph.rows:
-            if not taps:
-                w(f"{y_index(plan, str(co))} = 0.0")
-                continue
-            w("acc = 0.0")
-            for tap in taps:
-                w(f"if ok{slot[tap.offset]}:")
-                w(f"    acc += {product(coefficient(tap), x_index(plan, str(tap.c_in), tap.offset))}")
-            w(f"{y_index(plan, str(co))} = acc")
+    offsets = distinct_offsets(ph)
+    slot = {off: k for k, off in enumerate(offsets)}
+    for k, off in enumerate(offsets):
+        w(f"ok{k} = {tap_ok(plan, off)}")
+    for co, taps in ph.rows:
+        if not taps:
+            w(f"{y_index(plan, str(co))} = 0.0  # no tap reaches this output channel in this phase")
+            continue
+        w("acc = 0.0")
+        for tap in taps:
+            w(f"if ok{slot[tap.offset]}:  # {tap_comment(plan, tap)}")
+            w(f"    acc += {product(coefficient(tap), x_index(plan, str(tap.c_in), tap.offset))}")
+        w(f"{y_index(plan, str(co))} = acc")
 
 
 def grouped_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
@@ -265,26 +259,15 @@ def grouped_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
     if not ph.slots:
         w(f"{y_index(plan, 'co')} = bias[co]  # no tap: only the bias")
         return
-    conds = [inside_condition(plan, ph, d) for d in dims(plan)]
+    for s, off in ph.slots:
+        w(f"ok{s} = {tap_ok(plan, off)}")
     w("acc = 0.0")
     w("acc += bias[co]")
-    w("if " + " and ".join(f"({c})" for c in conds) + ":")
+    w("for ci in range(cin_g):  # the input channels of co's group")
     with w.indent():
-        w("# interior: every tap reads inside x, no bounds checks")
-        w("for ci in range(cin_g):")
-        with w.indent():
-            for s, off in ph.slots:
-                w(f"acc += w[{s}, co, ci] * {x_index(plan, 'ci0 + ci', off)}")
-    w("else:")
-    with w.indent():
-        w("# border: a tap may fall outside x, where the input is zero")
         for s, off in ph.slots:
-            w(f"ok{s} = {offset_ok(plan, off)}")
-        w("for ci in range(cin_g):")
-        with w.indent():
-            for s, off in ph.slots:
-                w(f"if ok{s}:")
-                w(f"    acc += w[{s}, co, ci] * {x_index(plan, 'ci0 + ci', off)}")
+            w(f"if ok{s}:")
+            w(f"    acc += w[{s}, co, ci] * {x_index(plan, 'ci0 + ci', off)}")
     w(f"{y_index(plan, 'co')} = acc")
 
 

@@ -15,7 +15,7 @@ arrays (Numba copies the latter).  Accumulation is in float64, as in the CPU ker
 from __future__ import annotations
 
 from ._source import (
-    Writer, chain_phase_body, coefficients_function, dims, grouped_phase_body, header, module_docstring,
+    Writer, axis_flags, chain_phase_body, coefficients_function, dims, grouped_phase_body, header, module_docstring,
     phase_banner, times,
 )
 from .plan import KernelPlan
@@ -97,10 +97,12 @@ def emit_cuda(plan: KernelPlan, title: str | None = None) -> str:
                 if plan.P[d] != 1:
                     w(f"p{d} = lo{d} + t{d} - {plan.P[d]} * j{d}")
                 w(f"base{d} = {times(plan.Q[d], f'j{d}')}")
+            body = chain_phase_body if plan.kind == "chain" else grouped_phase_body
             if len(plan.phases) == 1:
                 ph = plan.phases[0]
                 w(f"# {phase_banner(plan, ph)}")
-                body = chain_phase_body if plan.kind == "chain" else grouped_phase_body
+                for d in dims(plan):
+                    axis_flags(plan, ph, d, w)
                 body(plan, ph, w)
             else:
                 for k, ph in enumerate(plan.phases):
@@ -110,10 +112,9 @@ def emit_cuda(plan: KernelPlan, title: str | None = None) -> str:
                         keyword = "if" if k == 0 else "elif"
                         w(f"{keyword} {_phase_test(plan, ph.phase)}:  # {phase_banner(plan, ph)}")
                     with w.indent():
-                        if plan.kind == "chain":
-                            chain_phase_body(plan, ph, w)
-                        else:
-                            grouped_phase_body(plan, ph, w)
+                        for d in dims(plan):
+                            axis_flags(plan, ph, d, w)
+                        body(plan, ph, w)
     w()
     w()
     w(f"def launch({args}):")
