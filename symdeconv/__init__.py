@@ -24,6 +24,9 @@ from .canonical import (
     CheckerboardReport, Counterexample, Equivalence, Identity, NormalForm, Proof, bilinear_kernel, canonical,
     checkerboard, equivalent, matrices_agree,
 )
+from .algebra import shapes
+from .algebra.convert import Conversion, WeightTransform, convert
+from .algebra.layers import Conv, ConvTranspose, Layer, output_padding_for
 from .codegen import compile, emit  # noqa: A004 - sd.compile is the public name; Numba loads lazily
 from .errors import SymdeconvError
 
@@ -35,5 +38,6 @@ __all__ = [
     "strided_conv", "dilated_conv", "transposed_conv", "xcorr", "upfirdn", "linear_interp",
     "canonical", "NormalForm", "equivalent", "Equivalence", "Counterexample", "matrices_agree",
     "identities", "Identity", "Proof", "bilinear_kernel", "checkerboard", "CheckerboardReport", "testing",
+    "Conv", "ConvTranspose", "Layer", "output_padding_for", "shapes", "convert", "Conversion", "WeightTransform",
     "emit", "compile",
 ]

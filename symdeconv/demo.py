@@ -57,10 +57,54 @@ def textbook() -> None:
             print("    " + line)
 
 
+def layers() -> None:
+    """The common deep-learning upsampling layers: normal forms, checkerboard check, framework conversions."""
+    _section("Deep-learning layers: polyphase normal forms (PyTorch conventions, 1-D)")
+    common = [
+        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, 2, 1)),
+        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, 2, 1, output_padding=1)),
+        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, 2, 0)),
+        ("Conv 3/2/1 (its transpose is ConvTranspose 3/2/1)", sd.Conv(3, 2, 1)),
+    ]
+    for title, layer in common:
+        ones = sd.checkerboard(layer.operator_with([[[1] * layer.kernel_size[0]]])) if layer.transposed else None
+        print(f"{title}:  {layer.operator!r}")
+        for line in str(sd.canonical(layer)).splitlines():
+            print("    " + line)
+        if ones is not None:
+            print(f"    all-ones weights: phase gains {ones.gains} -> "
+                  f"{'constant output' if ones.constant_preserving else 'checkerboard'}")
+    fcn = sd.ConvTranspose(4, 2, 1).operator_with([[sd.bilinear_kernel(4)]])
+    print("FCN bilinear x2 (4/2/1 with weights 1/4 3/4 3/4 1/4):")
+    for line in str(sd.canonical(fcn)).splitlines():
+        print("    " + line)
+    print(f"    equals half-pixel linear interpolation: {bool(sd.equivalent(fcn, sd.linear_interp(2)))}")
+    _section("Framework conversions (2-D layers)")
+    for title, layer in [
+        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, 2, 1, ndim=2)),
+        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, 2, 1, output_padding=1, ndim=2)),
+        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, 2, 0, ndim=2)),
+        ("TF conv2d_transpose 3x3 SAME, output 4x4", sd.ConvTranspose(3, 2, "SAME", convention="tf",
+                                                                      output_shape=(4, 4))),
+    ]:
+        print(f"{title}:  {layer.framework_call((4, 4) if layer.convention == 'torch' else (2, 2))}")
+        for to in ("torch", "tf", "jax"):
+            if to == layer.convention:
+                continue
+            try:
+                result = sd.convert(layer, to=to, input_shape=(4, 4) if layer.convention == "torch" else None)
+                scope = "" if result.input_shape is None else f"  [input {result.input_shape}]"
+                print(f"    {to:5s} {result.layer.framework_call(result.input_shape or (4, 4))}{scope}")
+                print(f"          weights: {result.weight}")
+            except sd.SymdeconvError as err:
+                print(f"    {to:5s} no exact equivalent: {str(err).split(': ', 2)[-1]}")
+
+
 def main() -> int:
     start = time.perf_counter()
     ok = identities()
     textbook()
+    layers()
     print(f"\nall identities as catalogued: {ok}   ({time.perf_counter() - start:.2f} s)")
     return 0 if ok else 1
 
