@@ -563,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         text = getattr(args, "chain", None)
         print(_fail_line(f"symdeconv {args.command}", text, err), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `symdeconv derive ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

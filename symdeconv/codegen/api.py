@@ -48,9 +48,11 @@ def _target(target: Any) -> str:
 
 def is_layer(obj: Any) -> bool:
     """Does ``obj`` follow the layer contract (a layer object, not a bare operator)?"""
+    if isinstance(obj, (Operator, NormalForm)):
+        return False
+    cls = type(obj)  # look at the class: a layer's ``operator`` property may raise for size-dependent padding
     return (
-        not isinstance(obj, (Operator, NormalForm))
-        and isinstance(getattr(obj, "operator", None), Operator)
+        hasattr(cls, "operator")
         and callable(getattr(obj, "window", None))
         and callable(getattr(obj, "weight_symbols", None))
     )
@@ -117,8 +119,10 @@ class LayerBinding:
         slots_by_phase: dict[tuple, list] = {}
         for p, off in entries:
             slots_by_phase.setdefault(p, []).append(off)
+        rate = ", ".join(f"{a}/{b}" for a, b in zip(nf.L, nf.M))
+        periods = f"period {', '.join(map(str, nf.P))} (outputs) / {', '.join(map(str, nf.Q))} (inputs)"
         description = [
-            f"{nf.header()} — each channel pair of a group; shown for c' = 0, c = 0,",
+            f"rate {rate}, {periods} — for each channel pair (c', c) of a group; shown for c' = 0, c = 0,",
             "with w[s] the weight of slot s (gathered from the layer's weight per channel pair):",
         ]
         self.plan = plan_grouped(
@@ -133,10 +137,10 @@ class LayerBinding:
                 for co, cil, flat, const in entries[(ph.phase, off)]:
                     self.index[s, co, cil] = flat
                     self.scale[s, co, cil] = const
-                pos = ", ".join(_pos_text(nf.Q[d], off[d]) for d in range(self.ndim))
+                pos = ", ".join(_pos_text(nf.Q[d], off[d], d, self.ndim) for d in range(self.ndim))
                 coeff = example.get((ph.phase, off))
                 terms.append(f"w[{s}]·x[{pos}]" + (f" (w[{s}] = {coeff})" if coeff is not None else ""))
-            out = ", ".join(_pos_text(nf.P[d], ph.phase[d]) for d in range(self.ndim))
+            out = ", ".join(_pos_text(nf.P[d], ph.phase[d], d, self.ndim) for d in range(self.ndim))
             lines.append(f"  y[{out}] = " + (" + ".join(terms) if terms else "0"))
         self.plan = dataclasses.replace(self.plan, description=tuple(description + lines))
 
@@ -146,8 +150,9 @@ class LayerBinding:
         return np.ascontiguousarray(w, dtype=dtype)
 
 
-def _pos_text(scale: int, offset: int) -> str:
-    term = "m" if scale == 1 else f"{scale}m"
+def _pos_text(scale: int, offset: int, d: int, ndim: int) -> str:
+    m = "m" if ndim == 1 else f"m{d + 1}"
+    term = m if scale == 1 else f"{scale}{m}"
     return term if offset == 0 else (f"{term} + {offset}" if offset > 0 else f"{term} − {-offset}")
 
 
@@ -226,16 +231,19 @@ class _Compiled:
     module: Any
 
     def _launch(self, x: np.ndarray, y_shape: tuple[int, ...], *args: Any) -> np.ndarray:
-        """Run the kernel: ``args`` are the arrays and integers after ``x, y`` in the kernel signature."""
+        return self._run(self.module, x, y_shape, *args)
+
+    def _run(self, module: Any, x: np.ndarray, y_shape: tuple[int, ...], *args: Any) -> np.ndarray:
+        """Run a kernel module: ``args`` are the arrays and integers after ``x, y`` in its signature."""
         if self.target == "cpu":
             y = np.empty(y_shape, dtype=x.dtype)
-            self.module.run(x, y, *args)
+            module.run(x, y, *args)
             return y
         from numba import cuda
 
         device_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
         d_y = cuda.device_array(y_shape, dtype=x.dtype)
-        self.module.launch(cuda.to_device(x), d_y, *device_args)
+        module.launch(cuda.to_device(x), d_y, *device_args)
         return d_y.copy_to_host()
 
     def __repr__(self) -> str:
@@ -324,19 +332,43 @@ class CompiledChain(_Compiled):
 
 
 class CompiledLayer(_Compiled):
-    """A compiled layer: ``f(x, weight, bias=None)`` in the layer's layout and weight layout."""
+    """A compiled layer: ``f(x, weight, bias=None)`` in the layer's layout and weight layout.
+
+    A layer whose padding depends on the input size (TensorFlow / JAX ``"SAME"`` with a stride) has one
+    operator per input size: its kernel is planned per size on first use, through ``layer.bind(shape)``.
+    """
 
     def __init__(self, layer: Any, target: str, name: str | None = None, path: Any = None):
         self.target = target
         self.layer = layer
+        self.name = name
+        self._per_shape: dict[tuple[int, ...], tuple] = {}
+        try:
+            layer.operator
+        except SymdeconvError:
+            if path is not None:
+                raise
+            self.binding = None  # planned per input shape
+            self.plan = self.source = self.path = self.module = None
+            return
         self.binding = LayerBinding(layer, name)
         self.plan = self.binding.plan
         self.source, self.path, self.module = _load(self.plan, target, path)
 
+    def _for_shape(self, shape: tuple[int, ...]):
+        if self.binding is not None:
+            return self.binding, self.module
+        if shape not in self._per_shape:
+            binding = LayerBinding(self.layer.bind(shape), self.name)
+            _, _, module = _load(binding.plan, self.target)
+            self._per_shape[shape] = (binding, module)
+        return self._per_shape[shape]
+
     def __call__(self, x: Any, weight: Any, bias: Any = None) -> np.ndarray:
         with context("compiled layer"):
-            bnd = self.binding
-            D = bnd.ndim
+            layer = self.layer
+            D = int(layer.ndim)
+            c_in, c_out = int(layer.in_channels), int(layer.out_channels)
             x = _check_x(x)
             if x.ndim not in (D + 1, D + 2):
                 raise SymdeconvError(
@@ -344,33 +376,32 @@ class CompiledLayer(_Compiled):
                 )
             unbatched = x.ndim == D + 1
             xb = x[None] if unbatched else x
-            last = bnd.layout == "channels_last"
+            last = getattr(layer, "data_layout", "channels_first") == "channels_last"
             channels = xb.shape[-1] if last else xb.shape[1]
-            if channels != bnd.c_in:
-                raise SymdeconvError(f"x has {channels} channels but the layer has in_channels={bnd.c_in}")
-            spatial = xb.shape[1:-1] if last else xb.shape[2:]
+            if channels != c_in:
+                raise SymdeconvError(f"x has {channels} channels but the layer has in_channels={c_in}")
+            spatial = tuple(int(v) for v in (xb.shape[1:-1] if last else xb.shape[2:]))
             if any(v < 1 for v in spatial):
                 raise SymdeconvError(f"x must have at least one sample per spatial axis, got shape {x.shape}")
             weight = _check_x(weight, "weight")
-            if weight.shape != bnd.weight_shape:
-                raise SymdeconvError(f"weight must have shape {bnd.weight_shape}, got {weight.shape}")
+            if weight.shape != tuple(layer.weight_shape):
+                raise SymdeconvError(f"weight must have shape {tuple(layer.weight_shape)}, got {weight.shape}")
             if weight.dtype != x.dtype:
                 raise SymdeconvError(f"weight has dtype {weight.dtype} but x has {x.dtype}; they must match")
             if bias is None:
-                b = np.zeros(bnd.c_out, dtype=x.dtype)
+                b = np.zeros(c_out, dtype=x.dtype)
             else:
                 b = _check_x(bias, "bias")
-                if b.shape != (bnd.c_out,):
-                    raise SymdeconvError(f"bias must have shape ({bnd.c_out},), got {b.shape}")
+                if b.shape != (c_out,):
+                    raise SymdeconvError(f"bias must have shape ({c_out},), got {b.shape}")
                 if b.dtype != x.dtype:
                     raise SymdeconvError(f"bias has dtype {b.dtype} but x has {x.dtype}; they must match")
-            box = tuple(self.layer.window(tuple(int(v) for v in spatial)))
+            box = tuple(layer.window(spatial))  # raises SymdeconvError when the input is too small
             out = tuple(int(hi) - int(lo) for lo, hi in box)
+            binding, module = self._for_shape(spatial)
             xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if last else xb
-            w = bnd.gather(weight, x.dtype)
-            y = self._launch(
-                xc, (xc.shape[0], bnd.c_out) + out, w, b, bnd.groups, *(int(lo) for lo, _ in box)
-            )
+            y = self._run(module, xc, (xc.shape[0], c_out) + out, binding.gather(weight, x.dtype), b,
+                          binding.groups, *(int(lo) for lo, _ in box))
             if last:
                 y = np.ascontiguousarray(np.moveaxis(y, 1, -1))
             return y[0] if unbatched else y

@@ -6,8 +6,7 @@ entry and target the emitted module is written to ``generated/<target>/<name>.py
 ``generated/README.md`` index lists them.  Files are deterministic — a fixed header naming the normal
 form, no timestamps — so ``symdeconv generate --check`` regenerates in memory and diffs.
 
-Layer entries need the layer classes (``sd.Conv`` / ``sd.ConvTranspose``); they are listed when those
-exist.  A layer's kernel is structural (channels and groups are runtime arguments): the entry's channel
+A layer's kernel is structural (channels, groups and sizes are runtime arguments): an entry's channel
 counts only fix what ``verify`` checks.
 """
 
@@ -77,16 +76,37 @@ def _chains() -> list[Entry]:
 
 
 def _layers() -> list[Entry]:
-    """Layer entries, when the layer classes exist (issue 3)."""
-    try:
-        from ..algebra import layers as _layers_mod  # noqa: F401
-    except ImportError:
-        return []
-    return layer_entries()
+    """Common deep-learning layers (PyTorch conventions; kernels are the same for every channel count)."""
+    from ..algebra.layers import Conv, ConvTranspose
 
-
-def layer_entries() -> list[Entry]:  # pragma: no cover - replaced when the layer classes land
-    return []
+    return [
+        Entry(
+            "conv_transpose1d_k4_s2_p1", "ConvTranspose1d(kernel_size=4, stride=2, padding=1): exact ×2 upsampling",
+            lambda: ConvTranspose(4, 2, 1, in_channels=2, out_channels=3), (1, 3, 6),
+        ),
+        Entry(
+            "conv_transpose2d_k4_s2_p1", "ConvTranspose2d(kernel_size=4, stride=2, padding=1) (DCGAN / U-Net decoder)",
+            lambda: ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2), ((1, 1), (2, 3)),
+        ),
+        Entry(
+            "conv_transpose3d_k4_s2_p1", "ConvTranspose3d(kernel_size=4, stride=2, padding=1)",
+            lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=1, out_channels=2), ((1, 1, 1), (2, 1, 2)),
+        ),
+        Entry(
+            "conv_transpose2d_k3_s2_p1_op1",
+            "ConvTranspose2d(kernel_size=3, stride=2, padding=1, output_padding=1): exact ×2 with a 3×3 kernel",
+            lambda: ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=2, groups=2),
+            ((1, 2), (3, 2)),
+        ),
+        Entry(
+            "conv2d_k3_s2_p1", "Conv2d(kernel_size=3, stride=2, padding=1): strided convolution (downsampling)",
+            lambda: Conv((3, 3), 2, 1, in_channels=2, out_channels=3), ((1, 1), (4, 5)),
+        ),
+        Entry(
+            "conv2d_k3_d2_p2", "Conv2d(kernel_size=3, dilation=2, padding=2): dilated (atrous) convolution",
+            lambda: Conv((3, 3), 1, 2, dilation=2, in_channels=2, out_channels=2), ((2, 2), (4, 5)),
+        ),
+    ]
 
 
 def entries() -> list[Entry]:

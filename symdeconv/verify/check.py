@@ -111,7 +111,8 @@ def check_layer(
     """Check a compiled layer ``f`` against ``layer.matrix(shape, weight=w)`` (random ``w``) and its bias."""
     rng = rng or np.random.default_rng(0)
     dtype = np.dtype(dtype)
-    res = CheckResult(name or f.plan.name, f.target, dtype.name)
+    label = name or (f.plan.name if f.plan is not None else type(layer).__name__ + " (planned per input size)")
+    res = CheckResult(label, f.target, dtype.name)
     weight = rng.uniform(-1.0, 1.0, tuple(layer.weight_shape)).astype(dtype)
     bias = rng.uniform(-1.0, 1.0, (int(layer.out_channels),)).astype(dtype)
     last = getattr(layer, "data_layout", "channels_first") == "channels_last"
