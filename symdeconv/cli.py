@@ -522,7 +522,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     dtypes = (np.float64, np.float32) if args.dtype == "all" else (np.dtype(args.dtype).type,)
     if "cuda" in targets:
         print("CUDA kernels run " + ("in Numba's CUDA simulator (use --gpu on a machine with a GPU)" if sim else "on the GPU"))
-    results = verify_catalogue(root, targets, dtypes)
+    results = verify_catalogue(root, targets, dtypes, names=args.only)
     print(report(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -550,6 +550,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--target", choices=("cpu", "cuda", "all"), default="all")
     v.add_argument("--dtype", choices=("float32", "float64", "all"), default="all")
     v.add_argument("--gpu", action="store_true", help="run CUDA kernels on a real GPU instead of the simulator")
+    v.add_argument("--only", action="append", metavar="NAME", help="check only this catalogue entry (repeatable)")
     v.set_defaults(run=_cmd_verify)
     return p
 
