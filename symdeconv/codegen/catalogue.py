@@ -21,7 +21,7 @@ from ..algebra.arrays import taps
 from ..algebra.constructions import upfirdn
 from ..algebra.operators import conv, hold, shift, up
 from ..canonical.catalogue import bilinear_kernel
-from .api import TARGETS, emit_plan, is_layer, plan
+from .api import TARGETS, emit_plan, plan
 from .cache import write_atomic
 
 __all__ = ["Entry", "entries", "render", "write", "stale", "default_root"]
@@ -188,8 +188,4 @@ def stale(root: Path | None = None) -> list[str]:
             if f"{target}/{path.name}" not in files:
                 diffs.append(f"--- {path}\n+++ /dev/null\n(no catalogue entry generates this file any more)\n")
     return diffs
-
-
-def is_layer_entry(entry: Entry) -> bool:
-    return is_layer(entry.obj())
 

@@ -25,6 +25,7 @@ emitted source (:mod:`symdeconv.codegen.cache`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -33,7 +34,7 @@ from typing import Any
 
 import sympy as sp
 
-from ..algebra.operators import Operator, as_operator
+from ..algebra.operators import as_operator
 from ..canonical.normalform import NormalForm, canonical
 from ..errors import SymdeconvError
 
@@ -100,11 +101,6 @@ class PhasePlan:
         if self.slots:
             return [off for _, off in self.slots]
         return [t.offset for _, taps in self.rows for t in taps]
-
-    def offset_range(self, d: int) -> tuple[int, int] | None:
-        """``(min, max)`` tap offset along dimension ``d``, or ``None`` when the phase reads nothing."""
-        offs = [o[d] for o in self.offsets()]
-        return (min(offs), max(offs)) if offs else None
 
 
 #: one term of a coefficient polynomial: (float literal of the constant, ((symbol index, power), ...))
@@ -283,8 +279,6 @@ def plan_grouped(
 
 
 def _phase_tuples(P: Index) -> list[Index]:
-    import itertools
-
     return list(itertools.product(*(range(v) for v in P)))
 
 
@@ -293,7 +287,3 @@ def _identifier(name: str) -> str:
     if not out:
         return "kernel"
     return out if not out[0].isdigit() else "k_" + out
-
-
-def is_operator(obj: Any) -> bool:
-    return isinstance(obj, Operator)
