@@ -100,11 +100,32 @@ def layers() -> None:
                 print(f"    {to:5s} no exact equivalent: {str(err).split(': ', 2)[-1]}")
 
 
+def kernels() -> bool:
+    """Write the kernel catalogue (generated/) and verify every kernel against its symbolic form."""
+    import os
+
+    if "numba" not in sys.modules:
+        os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # CUDA kernels in the simulator unless a GPU is used
+    from symdeconv.codegen import catalogue
+    from symdeconv.verify.catalogue import report, verify_catalogue
+
+    _section("Generated kernels: the catalogue in generated/ (symdeconv generate)")
+    changed = catalogue.write()
+    print(f"{catalogue.default_root()}: {len(changed)} file(s) rewritten, {len(catalogue.render())} in the catalogue")
+    _section("Every generated kernel against its symbolic matrix (symdeconv verify)")
+    sim = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    print("CUDA kernels run " + ("in Numba's CUDA simulator" if sim else "on the GPU"))
+    results = verify_catalogue()
+    print(report(results))
+    return all(r.ok for r in results)
+
+
 def main() -> int:
     start = time.perf_counter()
     ok = identities()
     textbook()
     layers()
+    ok &= kernels()
     print(f"\nall identities as catalogued: {ok}   ({time.perf_counter() - start:.2f} s)")
     return 0 if ok else 1
 

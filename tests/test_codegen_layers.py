@@ -1,0 +1,129 @@
+"""Layer kernels (sd.Conv / sd.ConvTranspose, every convention) checked against ``layer.matrix``.
+
+The oracle is the layer's SymPy matrix with the random weights substituted (built from sparse products
+of the primitives, not from the normal form the kernel came from), applied to every basis vector and to
+random inputs; the bias is checked from its definition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+from symdeconv.codegen.api import LayerBinding
+from symdeconv.verify.check import check_layer
+
+pytest.importorskip("numba")
+
+LAYERS = {
+    "convT1d_k4_s2_p1_groups": (lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=4, groups=2), [(1,), (4,)]),
+    "convT1d_k3_s3_op2_d1": (lambda: sd.ConvTranspose(3, 3, 1, output_padding=2, in_channels=1, out_channels=2), [(3,)]),
+    "convT2d_k3_s2_p1_op1": (lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1), [(2, 3)]),
+    "convT2d_dilated": (lambda: sd.ConvTranspose((2, 3), (1, 2), (0, 1), dilation=(2, 1), in_channels=1, out_channels=2), [(3, 2)]),
+    "conv1d_strided_dilated": (lambda: sd.Conv(3, 2, 2, dilation=2, in_channels=3, out_channels=3, groups=3), [(7,)]),
+    "conv2d_anisotropic": (lambda: sd.Conv((2, 3), (1, 2), ((0, 1), (2, 0)), in_channels=2, out_channels=2), [(3, 4)]),
+    "conv3d_k2_s2": (lambda: sd.Conv((2, 2, 2), 2, 0, in_channels=1, out_channels=2), [(3, 2, 4)]),
+    "tf_conv2d_same_stride_channels_last": (
+        lambda: sd.Conv((3, 3), 2, "SAME", in_channels=2, out_channels=2, convention="tf"), [(4, 5), (5, 5)]),
+    "tf_convT2d_same_channels_last": (
+        lambda: sd.ConvTranspose((3, 3), 2, "SAME", in_channels=1, out_channels=2, convention="tf"), [(2, 3)]),
+    "jax_conv1d_lhs_dilation": (
+        lambda: sd.Conv(3, 1, ((1, 1),), lhs_dilation=2, in_channels=1, out_channels=1, convention="jax"), [(4,)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_kernel_equals_layer_matrix(name, dtype):
+    build, shapes = LAYERS[name]
+    layer = build()
+    f = sd.compile(layer, "cpu")
+    result = check_layer(f, layer, shapes, dtype, rng=np.random.default_rng(5))
+    assert result.ok, result.row()
+
+
+@pytest.mark.parametrize("name", ["convT2d_k3_s2_p1_op1", "tf_conv2d_same_stride_channels_last", "conv3d_k2_s2"])
+def test_layer_kernel_in_cuda_simulator(name):
+    import os
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("the CUDA simulator is not enabled")
+    build, shapes = LAYERS[name]
+    layer = build()
+    result = check_layer(sd.compile(layer, "cuda"), layer, shapes, np.float64, rng=np.random.default_rng(6))
+    assert result.ok, result.row()
+
+
+def test_kernels_specialise_on_structure_only():
+    """Channels, groups and output_padding are runtime data: one kernel file for all of them."""
+    a = LayerBinding(sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=4, groups=2))
+    b = LayerBinding(sd.ConvTranspose((4, 4), 2, 1, output_padding=1, in_channels=3, out_channels=1))
+    c = LayerBinding(sd.ConvTranspose((4, 4), 2, 0, in_channels=1, out_channels=1))
+    assert a.plan.key("cpu") == b.plan.key("cpu") != c.plan.key("cpu")
+    assert a.plan.n_slots == 16 and len(a.plan.phases) == 4  # 4 taps per phase, none by an inserted zero
+    assert all(len(ph.slots) == 4 for ph in a.plan.phases)
+
+
+def test_unbatched_input_and_bias():
+    layer = sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=3)
+    f = sd.compile(layer, "cpu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5))
+    w = rng.standard_normal(layer.weight_shape)
+    b = rng.standard_normal(3)
+    np.testing.assert_allclose(f(x, w, b), f(x[None], w, b)[0])
+    M = np.array(layer.matrix((5,), weight=w).tolist(), float)
+    np.testing.assert_allclose(f(x, w, b).reshape(-1), M @ x.reshape(-1) + np.repeat(b, 10), atol=1e-12)
+
+
+def test_emitted_layer_source_names_its_normal_form():
+    layer = sd.ConvTranspose((4, 4), 2, 1)
+    src = sd.emit(layer, "cpu")
+    assert "DO NOT EDIT" in src and "rate 2/1, 2/1, period 2, 2" in src
+    assert "for ci in range(cin_g):" in src and src.count("acc += w[") == 16
+    assert src == sd.emit(sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=8, groups=4), "cpu")
+
+
+@pytest.fixture(scope="module")
+def layer_f():
+    layer = sd.ConvTranspose((3, 3), 2, 1, in_channels=2, out_channels=4, groups=2)
+    return layer, sd.compile(layer, "cpu")
+
+
+@pytest.mark.parametrize(
+    "x_shape, x_dtype, w_change, bias, match",
+    [
+        ((1, 3, 4, 4), np.float32, None, None, "x has 3 channels but the layer has in_channels=2"),
+        ((2, 4), np.float32, None, None, r"x must have shape \(N, C, \*spatial\)"),
+        ((1, 2, 4, 4), np.int64, None, None, "dtype float32 or float64"),
+        ((1, 2, 4, 4), np.float32, "shape", None, r"weight must have shape \(2, 2, 3, 3\)"),
+        ((1, 2, 4, 4), np.float32, "dtype", None, "weight has dtype float64 but x has float32"),
+        ((1, 2, 4, 4), np.float32, None, np.zeros(3, np.float32), r"bias must have shape \(4,\)"),
+        ((1, 2, 4, 4), np.float32, None, np.zeros(4, np.float64), "bias has dtype float64"),
+        ((1, 2, 4, 4), np.float32, None, [0, 0, 0, 0], "bias must be a NumPy array"),
+    ],
+)
+def test_bad_input_to_compiled_layer(layer_f, x_shape, x_dtype, w_change, bias, match):
+    layer, f = layer_f
+    x = np.zeros(x_shape, dtype=x_dtype)
+    w = np.zeros(layer.weight_shape, dtype=np.float32)
+    if w_change == "shape":
+        w = np.zeros((2, 2, 3, 2), dtype=np.float32)
+    elif w_change == "dtype":
+        w = w.astype(np.float64)
+    with pytest.raises(sd.SymdeconvError, match=match):
+        f(x, w, bias)
+
+
+def test_non_contiguous_and_too_small_inputs(layer_f):
+    layer, f = layer_f
+    w = np.zeros(layer.weight_shape, dtype=np.float32)
+    with pytest.raises(sd.SymdeconvError, match="C-contiguous"):
+        f(np.zeros((1, 2, 4, 8), np.float32)[..., ::2], w)
+    with pytest.raises(sd.SymdeconvError, match="C-contiguous"):
+        f(np.zeros((1, 2, 4, 4), np.float32), np.zeros((2, 2, 3, 6), np.float32)[..., ::2])
+    conv = sd.Conv(5, in_channels=1, out_channels=1)
+    g = sd.compile(conv, "cpu")
+    with pytest.raises(sd.SymdeconvError, match="negative or zero output size"):
+        g(np.zeros((1, 1, 3)), np.zeros((1, 1, 5)))
