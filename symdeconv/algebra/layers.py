@@ -679,13 +679,29 @@ class Layer:
                 o = self.output_shape_arg
             elif input_shape is not None:
                 o = self.output_shape(input_shape)
-            else:
-                o = "keras default"
+            else:  # the size rule itself, in terms of the input's spatial sizes
+                o = self._tf_output_size_rule()
             spatial = o if isinstance(o, str) else ", ".join(map(str, o))
             shape = (f"(N, {spatial}, {self.out_channels})" if self.data_layout == "channels_last"
                      else f"(N, {self.out_channels}, {spatial})")
             return f"tf.nn.{base}_transpose(x, filters, output_shape={shape}, {', '.join(args)})"
         return f"tf.nn.{base}(x, filters, {', '.join(args)})"
+
+    def _tf_output_size_rule(self) -> str:
+        """TF's output size per spatial dimension, as text in the input sizes (for every input size)."""
+        names = _SPATIAL.get(self.ndim, "")
+        names = list(names) if len(names) == self.ndim else [f"i{d}" for d in range(self.ndim)]
+        parts = []
+        for name, k, s, d, op in zip(names, self.kernel_size, self.stride, self.dilation, self.output_padding):
+            k_eff = (k - 1) * d + 1
+            if self.padding == "SAME":
+                rule = f"{s}*{name}" if s != 1 else name
+            elif self.padding == "VALID":
+                rule = f"{s}*({name} - 1) + {k_eff}" if s != 1 else f"{name} + {k_eff - 1}"
+            else:
+                return "layer.output_shape(input_shape)"
+            parts.append(rule + (f" + {op}" if op else ""))
+        return ", ".join(parts)
 
     def _jax_call(self) -> str:
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
