@@ -29,6 +29,7 @@ test: venv
 
 bench: venv
 	$(PY) benchmarks/bench_normal_form.py
+	$(PY) benchmarks/bench_kernels.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .cache
