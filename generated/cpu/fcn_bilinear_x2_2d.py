@@ -42,111 +42,144 @@ def coefficients(w):
     return np.zeros(0, dtype=w.dtype)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def block(x, y, c, b, j0, lo0, lo1):
-    """The output rows of block j0 (one per phase of the first dimension) of every output channel, batch
-    entry b, each tap tested against the input's bounds."""
+    """The outputs of block j0 of the first dimension (every output channel, batch entry b), row by row
+    along the last dimension: border blocks j1 tested tap by tap, interior blocks j1 fused and untested."""
     n0 = x.shape[2]
     out0 = y.shape[2]
     n1 = x.shape[3]
     out1 = y.shape[3]
+    # blocks j1 whose outputs meet the window of the last dimension, and the interior among them
+    first = (lo1) // 2
+    end = -((-lo1 - out1) // 2)
+    ja_in = min(max(1, -((-lo1) // 2)), end)
+    jb_in = max(min(n1 - 1, (lo1 + out1) // 2, end), ja_in)
     base0 = j0
 
-    # output row t0 = 2 * j0 - lo0: phases (0, 0), (0, 1)
+    # rows of phases (0, *): 8 taps per block of 2 outputs
     t0 = 2 * j0 - lo0
     if t0 >= 0 and t0 < out0:
-        # phase (0, 0): outputs y[2·j0, 2·j1] ← 4 taps
         in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
         in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
+        # the row reads inside x along the leading dimensions: its interior blocks need no test
+        row_ok = in0_0 & in0_m1
+        ja, jb = (ja_in, jb_in) if row_ok else (end, end)
+        for k in range((ja - first) + (end - jb)):  # border blocks j1: first … ja − 1, then jb … end − 1
+            j1 = first + k if first + k < ja else jb + (k - (ja - first))
             base1 = j1
             in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
             in1_0 = (base1 >= 0) & (base1 < n1)
-            ok0 = in0_m1 & in1_m1
-            ok1 = in0_m1 & in1_0
-            ok2 = in0_0 & in1_m1
-            ok3 = in0_0 & in1_0
-            acc = 0.0
-            if ok0:  # x[j0 - 1, j1 - 1]
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
-            if ok1:  # x[j0 - 1, j1]
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]
-            if ok2:  # x[j0, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]
-            if ok3:  # x[j0, j1]
-                acc += 0.5625 * x[b, 0, base0, base1]
-            y[b, 0, t0, t1] = acc
-        # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← 4 taps
-        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
             in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            ok0 = in0_m1 & in1_0
-            ok1 = in0_m1 & in1_1
-            ok2 = in0_0 & in1_0
-            ok3 = in0_0 & in1_1
-            acc = 0.0
-            if ok0:  # x[j0 - 1, j1]
-                acc += 0.1875 * x[b, 0, base0 - 1, base1]
-            if ok1:  # x[j0 - 1, j1 + 1]
-                acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
-            if ok2:  # x[j0, j1]
-                acc += 0.5625 * x[b, 0, base0, base1]
-            if ok3:  # x[j0, j1 + 1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]
-            y[b, 0, t0, t1] = acc
+            t1 = 2 * j1 - lo1
+            if t1 >= 0 and t1 < out1:
+                # phase (0, 0): outputs y[2·j0, 2·j1] ← 4 taps
+                ok0 = in0_m1 & in1_m1
+                ok1 = in0_m1 & in1_0
+                ok2 = in0_0 & in1_m1
+                ok3 = in0_0 & in1_0
+                acc = 0.0
+                if ok0:  # x[j0 - 1, j1 - 1]
+                    acc += 0.0625 * x[b, 0, base0 - 1, base1 - 1]
+                if ok1:  # x[j0 - 1, j1]
+                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
+                if ok2:  # x[j0, j1 - 1]
+                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
+                if ok3:  # x[j0, j1]
+                    acc += 0.5625 * x[b, 0, base0, base1]
+                y[b, 0, t0, t1] = acc
+            t1 = 2 * j1 + 1 - lo1
+            if t1 >= 0 and t1 < out1:
+                # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← 4 taps
+                ok0 = in0_m1 & in1_0
+                ok1 = in0_m1 & in1_1
+                ok2 = in0_0 & in1_0
+                ok3 = in0_0 & in1_1
+                acc = 0.0
+                if ok0:  # x[j0 - 1, j1]
+                    acc += 0.1875 * x[b, 0, base0 - 1, base1]
+                if ok1:  # x[j0 - 1, j1 + 1]
+                    acc += 0.0625 * x[b, 0, base0 - 1, base1 + 1]
+                if ok2:  # x[j0, j1]
+                    acc += 0.5625 * x[b, 0, base0, base1]
+                if ok3:  # x[j0, j1 + 1]
+                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
+                y[b, 0, t0, t1] = acc
+        if jb > ja:  # interior blocks j1 = ja + i: views start at the first input / output of the run
+            xv0_m1 = x[b, 0, base0 - 1, ja - 1:]
+            xv0_0 = x[b, 0, base0, ja - 1:]
+            yv0 = y[b, 0, t0, 2 * ja - lo1:]
+            for i in range(jb - ja):
+                x0_m1_m1 = np.float64(xv0_m1[i])  # x[j0 - 1, j1 - 1]
+                x0_m1_0 = np.float64(xv0_m1[i + 1])  # x[j0 - 1, j1]
+                x0_m1_1 = np.float64(xv0_m1[i + 2])  # x[j0 - 1, j1 + 1]
+                x0_0_m1 = np.float64(xv0_0[i])  # x[j0, j1 - 1]
+                x0_0_0 = np.float64(xv0_0[i + 1])  # x[j0, j1]
+                x0_0_1 = np.float64(xv0_0[i + 2])  # x[j0, j1 + 1]
+                yv0[2 * i] = 0.0625 * x0_m1_m1 + 0.1875 * x0_m1_0 + 0.1875 * x0_0_m1 + 0.5625 * x0_0_0  # phase (0, 0)
+                yv0[2 * i + 1] = 0.1875 * x0_m1_0 + 0.0625 * x0_m1_1 + 0.5625 * x0_0_0 + 0.1875 * x0_0_1  # phase (0, 1)
 
-    # output row t0 = 2 * j0 + 1 - lo0: phases (1, 0), (1, 1)
+    # rows of phases (1, *): 8 taps per block of 2 outputs
     t0 = 2 * j0 + 1 - lo0
     if t0 >= 0 and t0 < out0:
-        # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← 4 taps
         in0_0 = (base0 >= 0) & (base0 < n0)
         in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
+        # the row reads inside x along the leading dimensions: its interior blocks need no test
+        row_ok = in0_0 & in0_1
+        ja, jb = (ja_in, jb_in) if row_ok else (end, end)
+        for k in range((ja - first) + (end - jb)):  # border blocks j1: first … ja − 1, then jb … end − 1
+            j1 = first + k if first + k < ja else jb + (k - (ja - first))
             base1 = j1
             in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
             in1_0 = (base1 >= 0) & (base1 < n1)
-            ok0 = in0_0 & in1_m1
-            ok1 = in0_0 & in1_0
-            ok2 = in0_1 & in1_m1
-            ok3 = in0_1 & in1_0
-            acc = 0.0
-            if ok0:  # x[j0, j1 - 1]
-                acc += 0.1875 * x[b, 0, base0, base1 - 1]
-            if ok1:  # x[j0, j1]
-                acc += 0.5625 * x[b, 0, base0, base1]
-            if ok2:  # x[j0 + 1, j1 - 1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
-            if ok3:  # x[j0 + 1, j1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]
-            y[b, 0, t0, t1] = acc
-        # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← 4 taps
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
             in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            ok0 = in0_0 & in1_0
-            ok1 = in0_0 & in1_1
-            ok2 = in0_1 & in1_0
-            ok3 = in0_1 & in1_1
-            acc = 0.0
-            if ok0:  # x[j0, j1]
-                acc += 0.5625 * x[b, 0, base0, base1]
-            if ok1:  # x[j0, j1 + 1]
-                acc += 0.1875 * x[b, 0, base0, base1 + 1]
-            if ok2:  # x[j0 + 1, j1]
-                acc += 0.1875 * x[b, 0, base0 + 1, base1]
-            if ok3:  # x[j0 + 1, j1 + 1]
-                acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
-            y[b, 0, t0, t1] = acc
+            t1 = 2 * j1 - lo1
+            if t1 >= 0 and t1 < out1:
+                # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← 4 taps
+                ok0 = in0_0 & in1_m1
+                ok1 = in0_0 & in1_0
+                ok2 = in0_1 & in1_m1
+                ok3 = in0_1 & in1_0
+                acc = 0.0
+                if ok0:  # x[j0, j1 - 1]
+                    acc += 0.1875 * x[b, 0, base0, base1 - 1]
+                if ok1:  # x[j0, j1]
+                    acc += 0.5625 * x[b, 0, base0, base1]
+                if ok2:  # x[j0 + 1, j1 - 1]
+                    acc += 0.0625 * x[b, 0, base0 + 1, base1 - 1]
+                if ok3:  # x[j0 + 1, j1]
+                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
+                y[b, 0, t0, t1] = acc
+            t1 = 2 * j1 + 1 - lo1
+            if t1 >= 0 and t1 < out1:
+                # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← 4 taps
+                ok0 = in0_0 & in1_0
+                ok1 = in0_0 & in1_1
+                ok2 = in0_1 & in1_0
+                ok3 = in0_1 & in1_1
+                acc = 0.0
+                if ok0:  # x[j0, j1]
+                    acc += 0.5625 * x[b, 0, base0, base1]
+                if ok1:  # x[j0, j1 + 1]
+                    acc += 0.1875 * x[b, 0, base0, base1 + 1]
+                if ok2:  # x[j0 + 1, j1]
+                    acc += 0.1875 * x[b, 0, base0 + 1, base1]
+                if ok3:  # x[j0 + 1, j1 + 1]
+                    acc += 0.0625 * x[b, 0, base0 + 1, base1 + 1]
+                y[b, 0, t0, t1] = acc
+        if jb > ja:  # interior blocks j1 = ja + i: views start at the first input / output of the run
+            xv0_0 = x[b, 0, base0, ja - 1:]
+            xv0_1 = x[b, 0, base0 + 1, ja - 1:]
+            yv0 = y[b, 0, t0, 2 * ja - lo1:]
+            for i in range(jb - ja):
+                x0_0_m1 = np.float64(xv0_0[i])  # x[j0, j1 - 1]
+                x0_0_0 = np.float64(xv0_0[i + 1])  # x[j0, j1]
+                x0_0_1 = np.float64(xv0_0[i + 2])  # x[j0, j1 + 1]
+                x0_1_m1 = np.float64(xv0_1[i])  # x[j0 + 1, j1 - 1]
+                x0_1_0 = np.float64(xv0_1[i + 1])  # x[j0 + 1, j1]
+                x0_1_1 = np.float64(xv0_1[i + 2])  # x[j0 + 1, j1 + 1]
+                yv0[2 * i] = 0.1875 * x0_0_m1 + 0.5625 * x0_0_0 + 0.0625 * x0_1_m1 + 0.1875 * x0_1_0  # phase (1, 0)
+                yv0[2 * i + 1] = 0.5625 * x0_0_0 + 0.1875 * x0_0_1 + 0.1875 * x0_1_0 + 0.0625 * x0_1_1  # phase (1, 1)
 
 
 @numba.njit(parallel=True, cache=True)

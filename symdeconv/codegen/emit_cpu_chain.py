@@ -112,15 +112,18 @@ def emit_cpu_chain(plan: KernelPlan, title: str | None = None) -> str:
     coefficients_function(plan, w)
     w()
     w()
-    _border_block(plan, w)
-    w()
-    w()
     if plan.ndim == 1:
+        _border_block(plan, w)
+        w()
+        w()
         _interior_1d(plan, omin, w)
         w()
         w()
         _kernel_1d(plan, omin, omax, w)
     else:
+        _block_nd(plan, omin, omax, w)
+        w()
+        w()
         _kernel_nd(plan, w)
     lo = ", ".join(f"lo{d}" for d in dims(plan))
     w()
@@ -267,8 +270,113 @@ def _kernel_1d(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w
 
 
 # ==================================================================================================
-# N-D
+# N-D: rows along the last dimension, split into border / interior / border blocks
 # ==================================================================================================
+
+
+def _tag(offset: tuple[int, ...]) -> str:
+    return "_".join(f"{'m' if o < 0 else ''}{abs(o)}" for o in offset)
+
+
+def _flags(d: int, offsets: list[int], w: Writer) -> None:
+    """Validity flags ``in{d}_{o}`` of input positions ``base{d} + o`` (names as in :func:`tap_ok`)."""
+    for o in sorted(set(offsets)):
+        pos = plus(f"base{d}", o)
+        w(f"in{d}_{'m' if o < 0 else ''}{abs(o)} = ({pos} >= 0) & ({pos} < n{d})")
+
+
+def _block_nd(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w: Writer) -> None:
+    D, L = plan.ndim, plan.ndim - 1
+    PL, QL = plan.P[L], plan.Q[L]
+    lo = ", ".join(f"lo{d}" for d in dims(plan))
+    P0 = plan.P[0]
+    w('@numba.njit(cache=True, fastmath={"contract"})')
+    w(f"def block(x, y, c, b, j0, {lo}):")
+    with w.indent():
+        w('"""The outputs of block j0 of the first dimension (every output channel, batch entry b), row by row')
+        w(f"along the last dimension: border blocks j{L} tested tap by tap, interior blocks j{L} fused and untested.\"\"\"")
+        for d in dims(plan):
+            w(f"n{d} = x.shape[{d + 2}]")
+            w(f"out{d} = y.shape[{d + 2}]")
+        w(f"# blocks j{L} whose outputs meet the window of the last dimension, and the interior among them")
+        w(f"first = {_floordiv(f'lo{L}', PL)}")
+        w(f"end = -((-lo{L} - out{L}) // {PL})" if PL != 1 else f"end = lo{L} + out{L}")
+        ja_y = f"-((-lo{L}) // {PL})" if PL != 1 else f"lo{L}"
+        w(f"ja_in = min(max({-(omin[L] // QL)}, {ja_y}), end)")
+        jb_x = plus("(" + plus(f"n{L}", -1 - omax[L]) + f") // {QL}", 1) if QL != 1 else plus(f"n{L}", -omax[L])
+        w(f"jb_in = max(min({jb_x}, {_floordiv(f'lo{L} + out{L}', PL)}, end), ja_in)")
+        w(f"base0 = {times(plan.Q[0], 'j0')}")
+        prefixes = sorted({ph.phase[:L] for ph in plan.phases})
+        for prefix in prefixes:
+            group = [ph for ph in plan.phases if ph.phase[:L] == prefix]
+            _row_group(plan, prefix, group, omin, w)
+
+
+def _row_group(plan: KernelPlan, prefix: tuple[int, ...], group: list[PhasePlan], omin, w: Writer) -> None:
+    D, L = plan.ndim, plan.ndim - 1
+    PL, QL = plan.P[L], plan.Q[L]
+    taps = [(co, t) for ph in group for co, ts in ph.rows for t in ts]
+    star = ", ".join(map(str, prefix)) + ", *"
+    w()
+    w(f"# rows of phases ({star}): {sum(1 for _ in taps)} taps per block of {PL} output{'s' if PL > 1 else ''}")
+    w(f"t0 = {plus(times(plan.P[0], 'j0'), prefix[0])} - lo0")
+    w("if t0 >= 0 and t0 < out0:")
+    w.indent()
+    opened = 1
+    _flags(0, [t.offset[0] for _, t in taps], w)
+    for d in range(1, L):
+        P, p = plan.P[d], prefix[d]
+        first = f"-(({plus(f'-lo{d}', p)}) // {P})" if P != 1 else f"lo{d}"
+        stop = f"-(({plus(f'-lo{d} - out{d}', p)}) // {P})" if P != 1 else f"lo{d} + out{d}"
+        w(f"for j{d} in range({first}, {stop}):")
+        w.indent()
+        opened += 1
+        w(f"t{d} = {plus(times(P, f'j{d}'), p)} - lo{d}")
+        w(f"base{d} = {times(plan.Q[d], f'j{d}')}")
+        _flags(d, [t.offset[d] for _, t in taps], w)
+    outer = sorted({f"in{d}_{'m' if t.offset[d] < 0 else ''}{abs(t.offset[d])}" for _, t in taps for d in range(L)})
+    w(f"# the row reads inside x along the leading dimensions: its interior blocks need no test")
+    w(f"row_ok = {' & '.join(outer) if outer else 'True'}")
+    w("ja, jb = (ja_in, jb_in) if row_ok else (end, end)")
+    # border blocks: [first, ja) then [jb, end), one loop body
+    w(f"for k in range((ja - first) + (end - jb)):  # border blocks j{L}: first … ja − 1, then jb … end − 1")
+    with w.indent():
+        w(f"j{L} = first + k if first + k < ja else jb + (k - (ja - first))")
+        w(f"base{L} = {times(QL, f'j{L}')}")
+        _flags(L, [t.offset[L] for _, t in taps], w)
+        for ph in group:
+            w(f"t{L} = {plus(times(PL, f'j{L}'), ph.phase[L])} - lo{L}")
+            w(f"if t{L} >= 0 and t{L} < out{L}:")
+            with w.indent():
+                w(f"# {phase_banner(plan, ph)}")
+                chain_phase_body(plan, ph, w)
+    # interior blocks
+    w(f"if jb > ja:  # interior blocks j{L} = ja + i: views start at the first input / output of the run")
+    with w.indent():
+        rows = sorted({(t.c_in, t.offset[:L]) for _, t in taps})
+        for ci, off in rows:
+            idx = ", ".join(plus(f"base{d}", off[d]) for d in range(L))
+            w(f"xv{ci}_{_tag(off)} = x[b, {ci}, {idx}, {plus(times(QL, 'ja'), omin[L])}:]")
+        touts = ", ".join(f"t{d}" for d in range(L))
+        for co in range(plan.c_out):
+            w(f"yv{co} = y[b, {co}, {touts}, {times(PL, 'ja')} - lo{L}:]")
+        for k in sorted({t.coeff for _, t in taps if t.coeff >= 0}):
+            w(f"c{k} = np.float64(c[{k}])")
+        w("for i in range(jb - ja):")
+        with w.indent():
+            for ci, off in sorted({(t.c_in, t.offset) for _, t in taps}):
+                w(f"x{ci}_{_tag(off)} = np.float64(xv{ci}_{_tag(off[:L])}[{plus(times(QL, 'i'), off[L] - omin[L])}])"
+                  f"  # {tap_comment(plan, ChainTap(ci, off, '1.0'))}")
+            for ph in group:
+                for co, ts in ph.rows:
+                    target = f"yv{co}[{plus(times(PL, 'i'), ph.phase[L])}]"
+                    label = f"phase {phase_text(ph.phase)}" + (f", output channel {co}" if plan.c_out > 1 else "")
+                    if not ts:
+                        w(f"{target} = 0.0  # {label}: no tap")
+                    else:
+                        w(f"{target} = {_fused(ts, lambda t: f'x{t.c_in}_{_tag(t.offset)}')}  # {label}")
+    for _ in range(opened):
+        w.dedent()
 
 
 def _kernel_nd(plan: KernelPlan, w: Writer) -> None:
