@@ -1,5 +1,8 @@
 """CPU emitter: a kernel plan → Python source of a ``numba.njit(parallel=True, cache=True)`` kernel.
 
+Chain plans (explicit taps) are emitted by :mod:`symdeconv.codegen.emit_cpu_chain` (interior blocks
+fused and untested, border blocks tested); what follows describes the grouped (layer) kernels.
+
 The kernel is a polyphase *gather*: for each output phase ``p`` (one block of source per phase, its tap
 offsets constants), for each block ``j`` whose output ``P j + p`` lies in the requested window, it sums
 the phase's taps ``coefficient · x[Q j + offset]``.  Every output element is written by exactly one

@@ -286,10 +286,9 @@ def _flags(d: int, offsets: list[int], w: Writer) -> None:
 
 
 def _block_nd(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w: Writer) -> None:
-    D, L = plan.ndim, plan.ndim - 1
+    L = plan.ndim - 1
     PL, QL = plan.P[L], plan.Q[L]
     lo = ", ".join(f"lo{d}" for d in dims(plan))
-    P0 = plan.P[0]
     w('@numba.njit(cache=True, fastmath={"contract"})')
     w(f"def block(x, y, c, b, j0, {lo}):")
     with w.indent():
@@ -313,12 +312,12 @@ def _block_nd(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w:
 
 
 def _row_group(plan: KernelPlan, prefix: tuple[int, ...], group: list[PhasePlan], omin, w: Writer) -> None:
-    D, L = plan.ndim, plan.ndim - 1
+    L = plan.ndim - 1
     PL, QL = plan.P[L], plan.Q[L]
     taps = [(co, t) for ph in group for co, ts in ph.rows for t in ts]
     star = ", ".join(map(str, prefix)) + ", *"
     w()
-    w(f"# rows of phases ({star}): {sum(1 for _ in taps)} taps per block of {PL} output{'s' if PL > 1 else ''}")
+    w(f"# rows of phases ({star}): {len(taps)} taps per block of {PL} output{'s' if PL > 1 else ''}")
     w(f"t0 = {plus(times(plan.P[0], 'j0'), prefix[0])} - lo0")
     w("if t0 >= 0 and t0 < out0:")
     w.indent()
@@ -335,7 +334,7 @@ def _row_group(plan: KernelPlan, prefix: tuple[int, ...], group: list[PhasePlan]
         w(f"base{d} = {times(plan.Q[d], f'j{d}')}")
         _flags(d, [t.offset[d] for _, t in taps], w)
     outer = sorted({f"in{d}_{'m' if t.offset[d] < 0 else ''}{abs(t.offset[d])}" for _, t in taps for d in range(L)})
-    w(f"# the row reads inside x along the leading dimensions: its interior blocks need no test")
+    w("# the row reads inside x along the leading dimensions: its interior blocks need no test")
     w(f"row_ok = {' & '.join(outer) if outer else 'True'}")
     w("ja, jb = (ja_in, jb_in) if row_ok else (end, end)")
     # border blocks: [first, ja) then [jb, end), one loop body
