@@ -93,17 +93,23 @@ def test_1d_resampler_matches_scipy_upfirdn_on_every_path(up, down, ntaps):
             assert not np.any(out[len(expect):])
     assert interior_blocks(f, long) > 2 * chunk, "the long input must run full chunks and a partial one"
     assert interior_blocks(f, long) % chunk != 0
-    y32 = f(x.astype(np.float32), h)
-    np.testing.assert_allclose(y32, y, rtol=1e-5, atol=1e-4 * np.abs(y).max())
+    if (up, down, ntaps) == CONFIGS[0]:  # float32 once (each dtype is one more Numba compile)
+        y32 = f(x.astype(np.float32), h)
+        np.testing.assert_allclose(y32, y, rtol=1e-5, atol=1e-4 * np.abs(y).max())
 
 
 def test_float32_accumulates_in_float64():
-    """Sums of many float32 terms: the kernel accumulates in float64, then rounds once."""
-    f = sd.compile(sd.conv(np.ones(64).tolist()), "cpu")
-    x = np.full(4000, 1e-3, dtype=np.float32)
-    x[::2] = 1.0 + 2.0**-20
+    """Sums of float32 terms: the kernel accumulates in float64, then rounds once."""
+    taps = 16
+    f = sd.compile(sd.conv(np.ones(taps).tolist()), "cpu")
+    x = np.full(3000, 1e-3, dtype=np.float32)
+    x[::2] = 1.0 + 2.0**-22
     y = f(x)
-    expect = np.convolve(x.astype(np.float64), np.ones(64)).astype(np.float32)
+    expect = np.convolve(x.astype(np.float64), np.ones(taps)).astype(np.float32)
+    in_float32 = np.zeros_like(expect)  # what a float32 accumulation would give
+    for k in range(taps):
+        in_float32[k: k + len(x)] += x
+    assert np.any(in_float32 != expect), "the input must tell the two accumulations apart"
     np.testing.assert_array_equal(y, expect)
 
 
@@ -134,7 +140,7 @@ def test_nd_interior_rows_equal_the_matrix(name, build, size):
     )
     assert interior > 0, "the size must give interior blocks along the last dimension"
     small = (1,) * op.ndim
-    for dtype in (np.float64, np.float32):
+    for dtype in (np.float64, np.float32) if name == "bilinear_2d" else (np.float64,):
         res = check_chain(f, op, (small, size), dtype, rng=np.random.default_rng(5), n_random=2)
         assert res.ok, res.row()
 
