@@ -1,5 +1,8 @@
 """CPU emitter: a kernel plan → Python source of a ``numba.njit(parallel=True, cache=True)`` kernel.
 
+Chain plans (explicit taps) are emitted by :mod:`symdeconv.codegen.emit_cpu_chain` (interior blocks
+fused and untested, border blocks tested); what follows describes the grouped (layer) kernels.
+
 The kernel is a polyphase *gather*: for each output phase ``p`` (one block of source per phase, its tap
 offsets constants), for each block ``j`` whose output ``P j + p`` lies in the requested window, it sums
 the phase's taps ``coefficient · x[Q j + offset]``.  Every output element is written by exactly one
@@ -23,6 +26,7 @@ from ._source import (
     Writer, axis_flags, chain_phase_body, coefficients_function, dims, grouped_phase_body, header, module_docstring,
     phase_banner, phase_text, plus, times,
 )
+from .emit_cpu_chain import emit_cpu_chain
 from .plan import KernelPlan
 
 __all__ = ["emit_cpu"]
@@ -38,6 +42,8 @@ def _block_range(plan: KernelPlan, ph, d: int) -> tuple[str, str]:
 
 def emit_cpu(plan: KernelPlan, title: str | None = None) -> str:
     """The complete source of the CPU kernel module of ``plan`` (deterministic: same plan, same text)."""
+    if plan.kind == "chain":  # chains (explicit taps) have their own emitter: interior / border blocks
+        return emit_cpu_chain(plan, title)
     w = Writer()
     for line in header(plan, "cpu", title) + module_docstring(plan, "cpu"):
         w(line)
