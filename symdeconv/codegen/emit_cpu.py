@@ -23,6 +23,7 @@ from ._source import (
     Writer, axis_flags, chain_phase_body, coefficients_function, dims, grouped_phase_body, header, module_docstring,
     phase_banner, phase_text, plus, times,
 )
+from .emit_cpu_layers import emit_cpu_layers
 from .plan import KernelPlan
 
 __all__ = ["emit_cpu"]
@@ -37,7 +38,12 @@ def _block_range(plan: KernelPlan, ph, d: int) -> tuple[str, str]:
 
 
 def emit_cpu(plan: KernelPlan, title: str | None = None) -> str:
-    """The complete source of the CPU kernel module of ``plan`` (deterministic: same plan, same text)."""
+    """The complete source of the CPU kernel module of ``plan`` (deterministic: same plan, same text).
+
+    Grouped (layer) plans get the blocked kernels of :mod:`symdeconv.codegen.emit_cpu_layers`.
+    """
+    if plan.kind == "grouped":
+        return emit_cpu_layers(plan, title)
     w = Writer()
     for line in header(plan, "cpu", title) + module_docstring(plan, "cpu"):
         w(line)
