@@ -35,116 +35,370 @@ NDIM = 2
 P = (2, 2)  # output period (phases) per dimension
 Q = (1, 1)  # input period per dimension
 N_SLOTS = 9
+N_PLANES = 1  # input planes: one per input phase r = offset mod Q
+E_MIN = (0, 0)  # smallest tap block offset floor(offset / Q), per dimension
+E_SPAN = (1, 1)  # largest minus smallest, per dimension
+CO_BLOCK = 8  # output channels per pass of block_wide
+ROW_TARGET = 512  # outputs per channel and phase in one block of work
 
 
-@numba.njit(cache=True)
-def block(x, y, w, bias, cin_g, cout_g, b, co, j0, lo0, lo1):
-    """The output rows of block j0 (one per phase of the first dimension) of output channel co, batch entry b."""
-    n0 = x.shape[2]
-    out0 = y.shape[2]
-    n1 = x.shape[3]
-    out1 = y.shape[3]
-    ci0 = (co // cout_g) * cin_g  # first input channel of co's group
-    base0 = j0
+def run(x, y, w, bias, groups, lo0, lo1, work=None):
+    """Pad ``x`` into the plane buffer (kept in the dict ``work`` between calls) and run the kernel.
 
-    # output row t0 = 2 * j0 - lo0: phases (0, 0), (0, 1)
-    t0 = 2 * j0 - lo0
-    if t0 >= 0 and t0 < out0:
-        # phase (0, 0): outputs y[2·j0, 2·j1] ← w[0]·x[base0, base1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            ok0 = in0_0 & in1_0
-            acc = 0.0
-            acc += bias[co]
-            for ci in range(cin_g):  # the input channels of co's group
-                if ok0:
-                    acc += w[0, co, ci] * x[b, ci0 + ci, base0, base1]
-            y[b, co, t0, t1] = acc
-        # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← w[1]·x[base0, base1]; w[2]·x[base0, base1 + 1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            ok1 = in0_0 & in1_0
-            ok2 = in0_0 & in1_1
-            acc = 0.0
-            acc += bias[co]
-            for ci in range(cin_g):  # the input channels of co's group
-                if ok1:
-                    acc += w[1, co, ci] * x[b, ci0 + ci, base0, base1]
-                if ok2:
-                    acc += w[2, co, ci] * x[b, ci0 + ci, base0, base1 + 1]
-            y[b, co, t0, t1] = acc
-
-    # output row t0 = 2 * j0 + 1 - lo0: phases (1, 0), (1, 1)
-    t0 = 2 * j0 + 1 - lo0
-    if t0 >= 0 and t0 < out0:
-        # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← w[3]·x[base0, base1]; w[4]·x[base0 + 1, base1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            ok3 = in0_0 & in1_0
-            ok4 = in0_1 & in1_0
-            acc = 0.0
-            acc += bias[co]
-            for ci in range(cin_g):  # the input channels of co's group
-                if ok3:
-                    acc += w[3, co, ci] * x[b, ci0 + ci, base0, base1]
-                if ok4:
-                    acc += w[4, co, ci] * x[b, ci0 + ci, base0 + 1, base1]
-            y[b, co, t0, t1] = acc
-        # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← w[5]·x[base0, base1]; w[6]·x[base0, base1 + 1]; w[7]·x[base0 + 1, base1]; w[8]·x[base0 + 1, base1 + 1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            ok5 = in0_0 & in1_0
-            ok6 = in0_0 & in1_1
-            ok7 = in0_1 & in1_0
-            ok8 = in0_1 & in1_1
-            acc = 0.0
-            acc += bias[co]
-            for ci in range(cin_g):  # the input channels of co's group
-                if ok5:
-                    acc += w[5, co, ci] * x[b, ci0 + ci, base0, base1]
-                if ok6:
-                    acc += w[6, co, ci] * x[b, ci0 + ci, base0, base1 + 1]
-                if ok7:
-                    acc += w[7, co, ci] * x[b, ci0 + ci, base0 + 1, base1]
-                if ok8:
-                    acc += w[8, co, ci] * x[b, ci0 + ci, base0 + 1, base1 + 1]
-            y[b, co, t0, t1] = acc
+    Block ``j`` of dimension ``d`` is needed when some phase's output ``P j + p − lo`` lies in
+    ``[0, out)``: ``jlo ≤ j < jhi``.  Plane position ``u`` holds input ``Q (u + jlo + E_MIN) + r``, so
+    a tap with block offset ``e`` reads plane position ``j − jlo + e − E_MIN ≥ 0``.
+    """
+    n = x.shape[2:]
+    out = y.shape[2:]
+    lo = (lo0, lo1,)
+    jlo, jhi, length = [], [], []
+    for d in range(NDIM):
+        first = [-((p - lo[d]) // P[d]) for p in range(P[d])]
+        stop = [-((p - lo[d] - out[d]) // P[d]) for p in range(P[d])]
+        jlo.append(min(first))
+        jhi.append(max(stop))
+        length.append(jhi[d] - jlo[d] + E_SPAN[d])
+    stride = [1] * NDIM  # strides of the flattened planes
+    for d in range(NDIM - 2, -1, -1):
+        stride[d] = stride[d + 1] * length[d + 1]
+    # reads run past the last row by at most the taps' reach along the later dimensions
+    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))
+    key = (x.shape, x.dtype.str, lo, out)
+    xs = work.get(key) if work is not None else None
+    if xs is None:
+        # zeros once: pad() rewrites the same interior every call, the border stays zero
+        xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)
+        if work is not None:
+            work.clear()
+            work[key] = xs
+    # pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x
+    planes = xs[:, :, :, :length[0] * stride[0]].reshape(x.shape[:2] + (N_PLANES, length[0], length[1]))
+    r = 0
+    for rs in np.ndindex(*Q):
+        dst, src = [slice(None)] * 2, [slice(None)] * 2
+        for d in range(NDIM):
+            a = jlo[d] + E_MIN[d]
+            u_first = max(0, -a)
+            u_stop = min(length[d], -((rs[d] - n[d]) // Q[d]) - a)  # Q (u + a) + r < n
+            u_stop = max(u_stop, u_first)
+            dst.append(slice(u_first, u_stop))
+            src.append(slice(Q[d] * (u_first + a) + rs[d], Q[d] * (u_stop - 1 + a) + rs[d] + 1, Q[d]))
+        dst.insert(2, r)
+        if all(sl.stop > sl.start for sl in dst[3:]):
+            planes[tuple(dst)] = x[tuple(src)]
+        r += 1
+    rows = (jhi[0] - jlo[0])  # rows of the planes holding outputs
+    block_rows = max(1, ROW_TARGET // length[1])
+    kernel(xs, y, w, bias, groups, rows, block_rows, jlo[0], jlo[1], length[0], length[1], lo0, lo1)
 
 
-@numba.njit(parallel=True, cache=True)
-def kernel(x, y, w, bias, groups, lo0, lo1):
-    """Polyphase gather: one parallel iteration per (batch, [channel,] block j0 of P0 output rows)."""
-    batch = x.shape[0]
-    out0 = y.shape[2]
-    # blocks j0 whose outputs 2 * j0 + p0 (0 <= p0 < 2) meet the window [lo0, lo0 + out0)
-    block0 = lo0 // 2
-    blocks = -((-lo0 - out0) // 2) - block0
-    c_out = y.shape[1]
-    cin_g = x.shape[1] // groups  # input channels per group
+# phases with 1 tap: index into the phases (C order of the phase tuples)
+PHASES_1 = np.array([0], dtype=np.int64)
+# SLOTS_1[i, t]: weight slot of tap t of phase PHASES_1[i]; PLANES_1: its input plane;
+# SHIFT_1[i, t, d]: its block offset floor(offset / Q) − E_MIN along d (non-negative)
+SLOTS_1 = np.array([
+    [0],  # phase (0, 0): outputs y[2·j0, 2·j1] ← w[0]·x[base0, base1]
+], dtype=np.int64)
+PLANES_1 = np.array([[0]], dtype=np.int64)
+SHIFT_1 = np.array([
+    [[0, 0]],
+], dtype=np.int64).reshape(1, 1, 2)
+# phases with 2 taps: index into the phases (C order of the phase tuples)
+PHASES_2 = np.array([1, 2], dtype=np.int64)
+# SLOTS_2[i, t]: weight slot of tap t of phase PHASES_2[i]; PLANES_2: its input plane;
+# SHIFT_2[i, t, d]: its block offset floor(offset / Q) − E_MIN along d (non-negative)
+SLOTS_2 = np.array([
+    [1, 2],  # phase (0, 1): outputs y[2·j0, 2·j1 + 1] ← w[1]·x[base0, base1]; w[2]·x[base0, base1 + 1]
+    [3, 4],  # phase (1, 0): outputs y[2·j0 + 1, 2·j1] ← w[3]·x[base0, base1]; w[4]·x[base0 + 1, base1]
+], dtype=np.int64)
+PLANES_2 = np.array([[0, 0], [0, 0]], dtype=np.int64)
+SHIFT_2 = np.array([
+    [[0, 0], [0, 1]],
+    [[0, 0], [1, 0]],
+], dtype=np.int64).reshape(2, 2, 2)
+# phases with 4 taps: index into the phases (C order of the phase tuples)
+PHASES_4 = np.array([3], dtype=np.int64)
+# SLOTS_4[i, t]: weight slot of tap t of phase PHASES_4[i]; PLANES_4: its input plane;
+# SHIFT_4[i, t, d]: its block offset floor(offset / Q) − E_MIN along d (non-negative)
+SLOTS_4 = np.array([
+    [5, 6, 7, 8],  # phase (1, 1): outputs y[2·j0 + 1, 2·j1 + 1] ← w[5]·x[base0, base1]; w[6]·x[base0, base1 + 1]; w[7]·x[base0 + 1, base1]; w[8]·x[base0 + 1, base1 + 1]
+], dtype=np.int64)
+PLANES_4 = np.array([[0, 0, 0, 0]], dtype=np.int64)
+SHIFT_4 = np.array([
+    [[0, 0], [0, 1], [1, 0], [1, 1]],
+], dtype=np.int64).reshape(1, 4, 2)
+
+
+@numba.njit(parallel=True, cache=True, fastmath={'contract'})
+def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo1):
+    """One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).
+
+    A block of work is the rows q0 … q0 + nq − 1 of the planes: for every phase, the accumulators
+    acc[phase, c, m] start at the bias and gather the phase's taps over the group's input channels;
+    then they are written to y.
+    """
+    batch, c_out = y.shape[0], y.shape[1]
+    cin_g = xs.shape[1] // groups  # input channels per group
     cout_g = c_out // groups  # output channels per group
-    for item in prange(batch * c_out * blocks):
-        b = item // (c_out * blocks)
-        rest = item - b * (c_out * blocks)
-        co = rest // blocks
-        block(x, y, w, bias, cin_g, cout_g, b, co, block0 + rest - co * blocks, lo0, lo1)
-
-
-def run(x, y, w, bias, groups, lo0, lo1):
-    """Run the kernel (inputs already validated and laid out as documented above)."""
-    kernel(x, y, w, bias, groups, lo0, lo1)
+    wide = cout_g // CO_BLOCK  # blocks of CO_BLOCK channels per group
+    rest = cout_g - wide * CO_BLOCK  # remaining channels, one at a time
+    per_group = wide + (1 if rest > 0 else 0)
+    row_blocks = (rows + block_rows - 1) // block_rows
+    S1 = 1  # plane stride of dimension 1
+    S0 = S1 * L1  # plane stride of dimension 0
+    for item in prange(batch * row_blocks * groups * per_group):
+        b = item // (row_blocks * groups * per_group)
+        i = item - b * (row_blocks * groups * per_group)
+        rb = i // (groups * per_group)
+        i = i - rb * (groups * per_group)
+        g = i // per_group
+        kb = i - g * per_group
+        q0 = rb * block_rows
+        nq = min(block_rows, rows - q0)
+        ci0 = g * cin_g
+        M = nq * L1  # accumulator length: nq whole rows
+        m0 = q0 * L1  # first plane position of the block
+        if kb < wide:
+            co_first = g * cout_g + kb * CO_BLOCK
+            width = CO_BLOCK
+        else:
+            co_first = g * cout_g + wide * CO_BLOCK
+            width = rest
+        acc = np.empty((4, CO_BLOCK, M), dtype=y.dtype)
+        for k in range(4):
+            for c in range(width):
+                acc[k, c, :] = bias[co_first + c]
+        if kb < wide:
+            # CO_BLOCK = 8 output channels per pass
+            co = co_first
+            for i in range(PHASES_1.shape[0]):  # every phase with 1 tap
+                k = PHASES_1[i]
+                a0 = acc[k, 0]
+                a1 = acc[k, 1]
+                a2 = acc[k, 2]
+                a3 = acc[k, 3]
+                a4 = acc[k, 4]
+                a5 = acc[k, 5]
+                a6 = acc[k, 6]
+                a7 = acc[k, 7]
+                o0 = m0 + SHIFT_1[i, 0, 0] * S0 + SHIFT_1[i, 0, 1]
+                s0 = SLOTS_1[i, 0]
+                r0 = PLANES_1[i, 0]
+                for ci in range(cin_g):
+                    xp = xs[b, ci0 + ci]
+                    x0 = xp[r0, o0:o0 + M]
+                    w0_0 = w[s0, co + 0, ci]
+                    w1_0 = w[s0, co + 1, ci]
+                    w2_0 = w[s0, co + 2, ci]
+                    w3_0 = w[s0, co + 3, ci]
+                    w4_0 = w[s0, co + 4, ci]
+                    w5_0 = w[s0, co + 5, ci]
+                    w6_0 = w[s0, co + 6, ci]
+                    w7_0 = w[s0, co + 7, ci]
+                    for m in range(M):
+                        v0 = x0[m]
+                        a0[m] += w0_0 * v0
+                        a1[m] += w1_0 * v0
+                        a2[m] += w2_0 * v0
+                        a3[m] += w3_0 * v0
+                        a4[m] += w4_0 * v0
+                        a5[m] += w5_0 * v0
+                        a6[m] += w6_0 * v0
+                        a7[m] += w7_0 * v0
+            for i in range(PHASES_2.shape[0]):  # every phase with 2 taps
+                k = PHASES_2[i]
+                a0 = acc[k, 0]
+                a1 = acc[k, 1]
+                a2 = acc[k, 2]
+                a3 = acc[k, 3]
+                a4 = acc[k, 4]
+                a5 = acc[k, 5]
+                a6 = acc[k, 6]
+                a7 = acc[k, 7]
+                o0 = m0 + SHIFT_2[i, 0, 0] * S0 + SHIFT_2[i, 0, 1]
+                o1 = m0 + SHIFT_2[i, 1, 0] * S0 + SHIFT_2[i, 1, 1]
+                s0 = SLOTS_2[i, 0]; s1 = SLOTS_2[i, 1]
+                r0 = PLANES_2[i, 0]; r1 = PLANES_2[i, 1]
+                for ci in range(cin_g):
+                    xp = xs[b, ci0 + ci]
+                    x0 = xp[r0, o0:o0 + M]
+                    x1 = xp[r1, o1:o1 + M]
+                    w0_0 = w[s0, co + 0, ci]; w0_1 = w[s1, co + 0, ci]
+                    w1_0 = w[s0, co + 1, ci]; w1_1 = w[s1, co + 1, ci]
+                    w2_0 = w[s0, co + 2, ci]; w2_1 = w[s1, co + 2, ci]
+                    w3_0 = w[s0, co + 3, ci]; w3_1 = w[s1, co + 3, ci]
+                    w4_0 = w[s0, co + 4, ci]; w4_1 = w[s1, co + 4, ci]
+                    w5_0 = w[s0, co + 5, ci]; w5_1 = w[s1, co + 5, ci]
+                    w6_0 = w[s0, co + 6, ci]; w6_1 = w[s1, co + 6, ci]
+                    w7_0 = w[s0, co + 7, ci]; w7_1 = w[s1, co + 7, ci]
+                    for m in range(M):
+                        v0 = x0[m]; v1 = x1[m]
+                        a0[m] += w0_0 * v0 + w0_1 * v1
+                        a1[m] += w1_0 * v0 + w1_1 * v1
+                        a2[m] += w2_0 * v0 + w2_1 * v1
+                        a3[m] += w3_0 * v0 + w3_1 * v1
+                        a4[m] += w4_0 * v0 + w4_1 * v1
+                        a5[m] += w5_0 * v0 + w5_1 * v1
+                        a6[m] += w6_0 * v0 + w6_1 * v1
+                        a7[m] += w7_0 * v0 + w7_1 * v1
+            for i in range(PHASES_4.shape[0]):  # every phase with 4 taps
+                k = PHASES_4[i]
+                a0 = acc[k, 0]
+                a1 = acc[k, 1]
+                a2 = acc[k, 2]
+                a3 = acc[k, 3]
+                a4 = acc[k, 4]
+                a5 = acc[k, 5]
+                a6 = acc[k, 6]
+                a7 = acc[k, 7]
+                o0 = m0 + SHIFT_4[i, 0, 0] * S0 + SHIFT_4[i, 0, 1]
+                o1 = m0 + SHIFT_4[i, 1, 0] * S0 + SHIFT_4[i, 1, 1]
+                o2 = m0 + SHIFT_4[i, 2, 0] * S0 + SHIFT_4[i, 2, 1]
+                o3 = m0 + SHIFT_4[i, 3, 0] * S0 + SHIFT_4[i, 3, 1]
+                s0 = SLOTS_4[i, 0]; s1 = SLOTS_4[i, 1]; s2 = SLOTS_4[i, 2]; s3 = SLOTS_4[i, 3]
+                r0 = PLANES_4[i, 0]; r1 = PLANES_4[i, 1]; r2 = PLANES_4[i, 2]; r3 = PLANES_4[i, 3]
+                for ci in range(cin_g):
+                    xp = xs[b, ci0 + ci]
+                    x0 = xp[r0, o0:o0 + M]
+                    x1 = xp[r1, o1:o1 + M]
+                    x2 = xp[r2, o2:o2 + M]
+                    x3 = xp[r3, o3:o3 + M]
+                    w0_0 = w[s0, co + 0, ci]; w0_1 = w[s1, co + 0, ci]; w0_2 = w[s2, co + 0, ci]; w0_3 = w[s3, co + 0, ci]
+                    w1_0 = w[s0, co + 1, ci]; w1_1 = w[s1, co + 1, ci]; w1_2 = w[s2, co + 1, ci]; w1_3 = w[s3, co + 1, ci]
+                    w2_0 = w[s0, co + 2, ci]; w2_1 = w[s1, co + 2, ci]; w2_2 = w[s2, co + 2, ci]; w2_3 = w[s3, co + 2, ci]
+                    w3_0 = w[s0, co + 3, ci]; w3_1 = w[s1, co + 3, ci]; w3_2 = w[s2, co + 3, ci]; w3_3 = w[s3, co + 3, ci]
+                    w4_0 = w[s0, co + 4, ci]; w4_1 = w[s1, co + 4, ci]; w4_2 = w[s2, co + 4, ci]; w4_3 = w[s3, co + 4, ci]
+                    w5_0 = w[s0, co + 5, ci]; w5_1 = w[s1, co + 5, ci]; w5_2 = w[s2, co + 5, ci]; w5_3 = w[s3, co + 5, ci]
+                    w6_0 = w[s0, co + 6, ci]; w6_1 = w[s1, co + 6, ci]; w6_2 = w[s2, co + 6, ci]; w6_3 = w[s3, co + 6, ci]
+                    w7_0 = w[s0, co + 7, ci]; w7_1 = w[s1, co + 7, ci]; w7_2 = w[s2, co + 7, ci]; w7_3 = w[s3, co + 7, ci]
+                    for m in range(M):
+                        v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]
+                        a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+                        a1[m] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+                        a2[m] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+                        a3[m] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+                        a4[m] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+                        a5[m] += w5_0 * v0 + w5_1 * v1 + w5_2 * v2 + w5_3 * v3
+                        a6[m] += w6_0 * v0 + w6_1 * v1 + w6_2 * v2 + w6_3 * v3
+                        a7[m] += w7_0 * v0 + w7_1 * v1 + w7_2 * v2 + w7_3 * v3
+        else:
+            for c0 in range(rest):  # the remaining channels, one per pass
+                co = co_first + c0
+                for i in range(PHASES_1.shape[0]):  # every phase with 1 tap
+                    k = PHASES_1[i]
+                    a0 = acc[k, c0 + 0]
+                    o0 = m0 + SHIFT_1[i, 0, 0] * S0 + SHIFT_1[i, 0, 1]
+                    s0 = SLOTS_1[i, 0]
+                    r0 = PLANES_1[i, 0]
+                    for ci in range(cin_g):
+                        xp = xs[b, ci0 + ci]
+                        x0 = xp[r0, o0:o0 + M]
+                        w0_0 = w[s0, co, ci]
+                        for m in range(M):
+                            v0 = x0[m]
+                            a0[m] += w0_0 * v0
+                for i in range(PHASES_2.shape[0]):  # every phase with 2 taps
+                    k = PHASES_2[i]
+                    a0 = acc[k, c0 + 0]
+                    o0 = m0 + SHIFT_2[i, 0, 0] * S0 + SHIFT_2[i, 0, 1]
+                    o1 = m0 + SHIFT_2[i, 1, 0] * S0 + SHIFT_2[i, 1, 1]
+                    s0 = SLOTS_2[i, 0]; s1 = SLOTS_2[i, 1]
+                    r0 = PLANES_2[i, 0]; r1 = PLANES_2[i, 1]
+                    for ci in range(cin_g):
+                        xp = xs[b, ci0 + ci]
+                        x0 = xp[r0, o0:o0 + M]
+                        x1 = xp[r1, o1:o1 + M]
+                        w0_0 = w[s0, co, ci]; w0_1 = w[s1, co, ci]
+                        for m in range(M):
+                            v0 = x0[m]; v1 = x1[m]
+                            a0[m] += w0_0 * v0 + w0_1 * v1
+                for i in range(PHASES_4.shape[0]):  # every phase with 4 taps
+                    k = PHASES_4[i]
+                    a0 = acc[k, c0 + 0]
+                    o0 = m0 + SHIFT_4[i, 0, 0] * S0 + SHIFT_4[i, 0, 1]
+                    o1 = m0 + SHIFT_4[i, 1, 0] * S0 + SHIFT_4[i, 1, 1]
+                    o2 = m0 + SHIFT_4[i, 2, 0] * S0 + SHIFT_4[i, 2, 1]
+                    o3 = m0 + SHIFT_4[i, 3, 0] * S0 + SHIFT_4[i, 3, 1]
+                    s0 = SLOTS_4[i, 0]; s1 = SLOTS_4[i, 1]; s2 = SLOTS_4[i, 2]; s3 = SLOTS_4[i, 3]
+                    r0 = PLANES_4[i, 0]; r1 = PLANES_4[i, 1]; r2 = PLANES_4[i, 2]; r3 = PLANES_4[i, 3]
+                    for ci in range(cin_g):
+                        xp = xs[b, ci0 + ci]
+                        x0 = xp[r0, o0:o0 + M]
+                        x1 = xp[r1, o1:o1 + M]
+                        x2 = xp[r2, o2:o2 + M]
+                        x3 = xp[r3, o3:o3 + M]
+                        w0_0 = w[s0, co, ci]; w0_1 = w[s1, co, ci]; w0_2 = w[s2, co, ci]; w0_3 = w[s3, co, ci]
+                        for m in range(M):
+                            v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]
+                            a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+        # write: outputs y[..., 2 k + p − lo1] of all 2 last-dimension phase(s) p, row by row
+        first0 = -((0 - lo1) // 2)
+        stop0 = -((0 - lo1 - y.shape[3]) // 2)
+        first1 = -((1 - lo1) // 2)
+        stop1 = -((1 - lo1 - y.shape[3]) // 2)
+        first_all = max(first0, first1)
+        stop_all = min(stop0, stop1)
+        for r in range(nq):
+            q = q0 + r
+            u0 = q
+            j0 = jlo0 + u0
+            k0 = jlo1
+            k1 = k0 + L1
+            seg = r * L1
+            kA = max(k0, first_all)
+            kB = min(k1, stop_all)
+            if kB < kA:
+                kB = kA
+            t0 = 2 * j0 + 0 - lo0
+            if t0 >= 0 and t0 < y.shape[2]:  # output phases (0, 0), (0, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0]
+                    acc0 = acc[0, c]
+                    acc1 = acc[1, c]
+                    yv = yrow[2 * kA - lo1:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo1] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo1] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo1] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo1] = acc1[seg + k - k0]
+            t0 = 2 * j0 + 1 - lo0
+            if t0 >= 0 and t0 < y.shape[2]:  # output phases (1, 0), (1, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0]
+                    acc0 = acc[2, c]
+                    acc1 = acc[3, c]
+                    yv = yrow[2 * kA - lo1:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo1] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo1] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo1] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo1] = acc1[seg + k - k0]

@@ -39,375 +39,326 @@ NDIM = 3
 P = (2, 2, 2)  # output period (phases) per dimension
 Q = (1, 1, 1)  # input period per dimension
 N_SLOTS = 64
+N_PLANES = 1  # input planes: one per input phase r = offset mod Q
+E_MIN = (-1, -1, -1)  # smallest tap block offset floor(offset / Q), per dimension
+E_SPAN = (2, 2, 2)  # largest minus smallest, per dimension
+CO_BLOCK = 4  # output channels per pass of block_wide
+ROW_TARGET = 512  # outputs per channel and phase in one block of work
 
 
-@numba.njit(cache=True)
-def block(x, y, w, bias, cin_g, cout_g, b, co, j0, lo0, lo1, lo2):
-    """The output rows of block j0 (one per phase of the first dimension) of output channel co, batch entry b."""
-    n0 = x.shape[2]
-    out0 = y.shape[2]
-    n1 = x.shape[3]
-    out1 = y.shape[3]
-    n2 = x.shape[4]
-    out2 = y.shape[4]
-    ci0 = (co // cout_g) * cin_g  # first input channel of co's group
-    base0 = j0
+def run(x, y, w, bias, groups, lo0, lo1, lo2, work=None):
+    """Pad ``x`` into the plane buffer (kept in the dict ``work`` between calls) and run the kernel.
 
-    # output row t0 = 2 * j0 - lo0: phases (0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)
-    t0 = 2 * j0 - lo0
-    if t0 >= 0 and t0 < out0:
-        # phase (0, 0, 0): outputs y[2·j0, 2·j1, 2·j2] ← w[0]·x[base0 - 1, base1 - 1, base2 - 1]; w[1]·x[base0 - 1, base1 - 1, base2]; w[2]·x[base0 - 1, base1, base2 - 1]; w[3]·x[base0 - 1, base1, base2]; w[4]·x[base0, base1 - 1, base2 - 1]; w[5]·x[base0, base1 - 1, base2]; w[6]·x[base0, base1, base2 - 1]; w[7]·x[base0, base1, base2]
-        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            for j2 in range(-((-lo2) // 2), -((-lo2 - out2) // 2)):
-                t2 = 2 * j2 - lo2
-                base2 = j2
-                in2_m1 = (base2 - 1 >= 0) & (base2 - 1 < n2)
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                ok0 = in0_m1 & in1_m1 & in2_m1
-                ok1 = in0_m1 & in1_m1 & in2_0
-                ok2 = in0_m1 & in1_0 & in2_m1
-                ok3 = in0_m1 & in1_0 & in2_0
-                ok4 = in0_0 & in1_m1 & in2_m1
-                ok5 = in0_0 & in1_m1 & in2_0
-                ok6 = in0_0 & in1_0 & in2_m1
-                ok7 = in0_0 & in1_0 & in2_0
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok0:
-                        acc += w[0, co, ci] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2 - 1]
-                    if ok1:
-                        acc += w[1, co, ci] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2]
-                    if ok2:
-                        acc += w[2, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2 - 1]
-                    if ok3:
-                        acc += w[3, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2]
-                    if ok4:
-                        acc += w[4, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2 - 1]
-                    if ok5:
-                        acc += w[5, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2]
-                    if ok6:
-                        acc += w[6, co, ci] * x[b, ci0 + ci, base0, base1, base2 - 1]
-                    if ok7:
-                        acc += w[7, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                y[b, co, t0, t1, t2] = acc
-        # phase (0, 0, 1): outputs y[2·j0, 2·j1, 2·j2 + 1] ← w[8]·x[base0 - 1, base1 - 1, base2]; w[9]·x[base0 - 1, base1 - 1, base2 + 1]; w[10]·x[base0 - 1, base1, base2]; w[11]·x[base0 - 1, base1, base2 + 1]; w[12]·x[base0, base1 - 1, base2]; w[13]·x[base0, base1 - 1, base2 + 1]; w[14]·x[base0, base1, base2]; w[15]·x[base0, base1, base2 + 1]
-        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            for j2 in range(-((-lo2 + 1) // 2), -((-lo2 - out2 + 1) // 2)):
-                t2 = 2 * j2 + 1 - lo2
-                base2 = j2
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                in2_1 = (base2 + 1 >= 0) & (base2 + 1 < n2)
-                ok8 = in0_m1 & in1_m1 & in2_0
-                ok9 = in0_m1 & in1_m1 & in2_1
-                ok10 = in0_m1 & in1_0 & in2_0
-                ok11 = in0_m1 & in1_0 & in2_1
-                ok12 = in0_0 & in1_m1 & in2_0
-                ok13 = in0_0 & in1_m1 & in2_1
-                ok14 = in0_0 & in1_0 & in2_0
-                ok15 = in0_0 & in1_0 & in2_1
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok8:
-                        acc += w[8, co, ci] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2]
-                    if ok9:
-                        acc += w[9, co, ci] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2 + 1]
-                    if ok10:
-                        acc += w[10, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2]
-                    if ok11:
-                        acc += w[11, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2 + 1]
-                    if ok12:
-                        acc += w[12, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2]
-                    if ok13:
-                        acc += w[13, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2 + 1]
-                    if ok14:
-                        acc += w[14, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok15:
-                        acc += w[15, co, ci] * x[b, ci0 + ci, base0, base1, base2 + 1]
-                y[b, co, t0, t1, t2] = acc
-        # phase (0, 1, 0): outputs y[2·j0, 2·j1 + 1, 2·j2] ← w[16]·x[base0 - 1, base1, base2 - 1]; w[17]·x[base0 - 1, base1, base2]; w[18]·x[base0 - 1, base1 + 1, base2 - 1]; w[19]·x[base0 - 1, base1 + 1, base2]; w[20]·x[base0, base1, base2 - 1]; w[21]·x[base0, base1, base2]; w[22]·x[base0, base1 + 1, base2 - 1]; w[23]·x[base0, base1 + 1, base2]
-        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            for j2 in range(-((-lo2) // 2), -((-lo2 - out2) // 2)):
-                t2 = 2 * j2 - lo2
-                base2 = j2
-                in2_m1 = (base2 - 1 >= 0) & (base2 - 1 < n2)
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                ok16 = in0_m1 & in1_0 & in2_m1
-                ok17 = in0_m1 & in1_0 & in2_0
-                ok18 = in0_m1 & in1_1 & in2_m1
-                ok19 = in0_m1 & in1_1 & in2_0
-                ok20 = in0_0 & in1_0 & in2_m1
-                ok21 = in0_0 & in1_0 & in2_0
-                ok22 = in0_0 & in1_1 & in2_m1
-                ok23 = in0_0 & in1_1 & in2_0
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok16:
-                        acc += w[16, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2 - 1]
-                    if ok17:
-                        acc += w[17, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2]
-                    if ok18:
-                        acc += w[18, co, ci] * x[b, ci0 + ci, base0 - 1, base1 + 1, base2 - 1]
-                    if ok19:
-                        acc += w[19, co, ci] * x[b, ci0 + ci, base0 - 1, base1 + 1, base2]
-                    if ok20:
-                        acc += w[20, co, ci] * x[b, ci0 + ci, base0, base1, base2 - 1]
-                    if ok21:
-                        acc += w[21, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok22:
-                        acc += w[22, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2 - 1]
-                    if ok23:
-                        acc += w[23, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2]
-                y[b, co, t0, t1, t2] = acc
-        # phase (0, 1, 1): outputs y[2·j0, 2·j1 + 1, 2·j2 + 1] ← w[24]·x[base0 - 1, base1, base2]; w[25]·x[base0 - 1, base1, base2 + 1]; w[26]·x[base0 - 1, base1 + 1, base2]; w[27]·x[base0 - 1, base1 + 1, base2 + 1]; w[28]·x[base0, base1, base2]; w[29]·x[base0, base1, base2 + 1]; w[30]·x[base0, base1 + 1, base2]; w[31]·x[base0, base1 + 1, base2 + 1]
-        in0_m1 = (base0 - 1 >= 0) & (base0 - 1 < n0)
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            for j2 in range(-((-lo2 + 1) // 2), -((-lo2 - out2 + 1) // 2)):
-                t2 = 2 * j2 + 1 - lo2
-                base2 = j2
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                in2_1 = (base2 + 1 >= 0) & (base2 + 1 < n2)
-                ok24 = in0_m1 & in1_0 & in2_0
-                ok25 = in0_m1 & in1_0 & in2_1
-                ok26 = in0_m1 & in1_1 & in2_0
-                ok27 = in0_m1 & in1_1 & in2_1
-                ok28 = in0_0 & in1_0 & in2_0
-                ok29 = in0_0 & in1_0 & in2_1
-                ok30 = in0_0 & in1_1 & in2_0
-                ok31 = in0_0 & in1_1 & in2_1
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok24:
-                        acc += w[24, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2]
-                    if ok25:
-                        acc += w[25, co, ci] * x[b, ci0 + ci, base0 - 1, base1, base2 + 1]
-                    if ok26:
-                        acc += w[26, co, ci] * x[b, ci0 + ci, base0 - 1, base1 + 1, base2]
-                    if ok27:
-                        acc += w[27, co, ci] * x[b, ci0 + ci, base0 - 1, base1 + 1, base2 + 1]
-                    if ok28:
-                        acc += w[28, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok29:
-                        acc += w[29, co, ci] * x[b, ci0 + ci, base0, base1, base2 + 1]
-                    if ok30:
-                        acc += w[30, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2]
-                    if ok31:
-                        acc += w[31, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2 + 1]
-                y[b, co, t0, t1, t2] = acc
-
-    # output row t0 = 2 * j0 + 1 - lo0: phases (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)
-    t0 = 2 * j0 + 1 - lo0
-    if t0 >= 0 and t0 < out0:
-        # phase (1, 0, 0): outputs y[2·j0 + 1, 2·j1, 2·j2] ← w[32]·x[base0, base1 - 1, base2 - 1]; w[33]·x[base0, base1 - 1, base2]; w[34]·x[base0, base1, base2 - 1]; w[35]·x[base0, base1, base2]; w[36]·x[base0 + 1, base1 - 1, base2 - 1]; w[37]·x[base0 + 1, base1 - 1, base2]; w[38]·x[base0 + 1, base1, base2 - 1]; w[39]·x[base0 + 1, base1, base2]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            for j2 in range(-((-lo2) // 2), -((-lo2 - out2) // 2)):
-                t2 = 2 * j2 - lo2
-                base2 = j2
-                in2_m1 = (base2 - 1 >= 0) & (base2 - 1 < n2)
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                ok32 = in0_0 & in1_m1 & in2_m1
-                ok33 = in0_0 & in1_m1 & in2_0
-                ok34 = in0_0 & in1_0 & in2_m1
-                ok35 = in0_0 & in1_0 & in2_0
-                ok36 = in0_1 & in1_m1 & in2_m1
-                ok37 = in0_1 & in1_m1 & in2_0
-                ok38 = in0_1 & in1_0 & in2_m1
-                ok39 = in0_1 & in1_0 & in2_0
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok32:
-                        acc += w[32, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2 - 1]
-                    if ok33:
-                        acc += w[33, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2]
-                    if ok34:
-                        acc += w[34, co, ci] * x[b, ci0 + ci, base0, base1, base2 - 1]
-                    if ok35:
-                        acc += w[35, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok36:
-                        acc += w[36, co, ci] * x[b, ci0 + ci, base0 + 1, base1 - 1, base2 - 1]
-                    if ok37:
-                        acc += w[37, co, ci] * x[b, ci0 + ci, base0 + 1, base1 - 1, base2]
-                    if ok38:
-                        acc += w[38, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2 - 1]
-                    if ok39:
-                        acc += w[39, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2]
-                y[b, co, t0, t1, t2] = acc
-        # phase (1, 0, 1): outputs y[2·j0 + 1, 2·j1, 2·j2 + 1] ← w[40]·x[base0, base1 - 1, base2]; w[41]·x[base0, base1 - 1, base2 + 1]; w[42]·x[base0, base1, base2]; w[43]·x[base0, base1, base2 + 1]; w[44]·x[base0 + 1, base1 - 1, base2]; w[45]·x[base0 + 1, base1 - 1, base2 + 1]; w[46]·x[base0 + 1, base1, base2]; w[47]·x[base0 + 1, base1, base2 + 1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1) // 2), -((-lo1 - out1) // 2)):
-            t1 = 2 * j1 - lo1
-            base1 = j1
-            in1_m1 = (base1 - 1 >= 0) & (base1 - 1 < n1)
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            for j2 in range(-((-lo2 + 1) // 2), -((-lo2 - out2 + 1) // 2)):
-                t2 = 2 * j2 + 1 - lo2
-                base2 = j2
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                in2_1 = (base2 + 1 >= 0) & (base2 + 1 < n2)
-                ok40 = in0_0 & in1_m1 & in2_0
-                ok41 = in0_0 & in1_m1 & in2_1
-                ok42 = in0_0 & in1_0 & in2_0
-                ok43 = in0_0 & in1_0 & in2_1
-                ok44 = in0_1 & in1_m1 & in2_0
-                ok45 = in0_1 & in1_m1 & in2_1
-                ok46 = in0_1 & in1_0 & in2_0
-                ok47 = in0_1 & in1_0 & in2_1
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok40:
-                        acc += w[40, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2]
-                    if ok41:
-                        acc += w[41, co, ci] * x[b, ci0 + ci, base0, base1 - 1, base2 + 1]
-                    if ok42:
-                        acc += w[42, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok43:
-                        acc += w[43, co, ci] * x[b, ci0 + ci, base0, base1, base2 + 1]
-                    if ok44:
-                        acc += w[44, co, ci] * x[b, ci0 + ci, base0 + 1, base1 - 1, base2]
-                    if ok45:
-                        acc += w[45, co, ci] * x[b, ci0 + ci, base0 + 1, base1 - 1, base2 + 1]
-                    if ok46:
-                        acc += w[46, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2]
-                    if ok47:
-                        acc += w[47, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2 + 1]
-                y[b, co, t0, t1, t2] = acc
-        # phase (1, 1, 0): outputs y[2·j0 + 1, 2·j1 + 1, 2·j2] ← w[48]·x[base0, base1, base2 - 1]; w[49]·x[base0, base1, base2]; w[50]·x[base0, base1 + 1, base2 - 1]; w[51]·x[base0, base1 + 1, base2]; w[52]·x[base0 + 1, base1, base2 - 1]; w[53]·x[base0 + 1, base1, base2]; w[54]·x[base0 + 1, base1 + 1, base2 - 1]; w[55]·x[base0 + 1, base1 + 1, base2]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            for j2 in range(-((-lo2) // 2), -((-lo2 - out2) // 2)):
-                t2 = 2 * j2 - lo2
-                base2 = j2
-                in2_m1 = (base2 - 1 >= 0) & (base2 - 1 < n2)
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                ok48 = in0_0 & in1_0 & in2_m1
-                ok49 = in0_0 & in1_0 & in2_0
-                ok50 = in0_0 & in1_1 & in2_m1
-                ok51 = in0_0 & in1_1 & in2_0
-                ok52 = in0_1 & in1_0 & in2_m1
-                ok53 = in0_1 & in1_0 & in2_0
-                ok54 = in0_1 & in1_1 & in2_m1
-                ok55 = in0_1 & in1_1 & in2_0
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok48:
-                        acc += w[48, co, ci] * x[b, ci0 + ci, base0, base1, base2 - 1]
-                    if ok49:
-                        acc += w[49, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok50:
-                        acc += w[50, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2 - 1]
-                    if ok51:
-                        acc += w[51, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2]
-                    if ok52:
-                        acc += w[52, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2 - 1]
-                    if ok53:
-                        acc += w[53, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2]
-                    if ok54:
-                        acc += w[54, co, ci] * x[b, ci0 + ci, base0 + 1, base1 + 1, base2 - 1]
-                    if ok55:
-                        acc += w[55, co, ci] * x[b, ci0 + ci, base0 + 1, base1 + 1, base2]
-                y[b, co, t0, t1, t2] = acc
-        # phase (1, 1, 1): outputs y[2·j0 + 1, 2·j1 + 1, 2·j2 + 1] ← w[56]·x[base0, base1, base2]; w[57]·x[base0, base1, base2 + 1]; w[58]·x[base0, base1 + 1, base2]; w[59]·x[base0, base1 + 1, base2 + 1]; w[60]·x[base0 + 1, base1, base2]; w[61]·x[base0 + 1, base1, base2 + 1]; w[62]·x[base0 + 1, base1 + 1, base2]; w[63]·x[base0 + 1, base1 + 1, base2 + 1]
-        in0_0 = (base0 >= 0) & (base0 < n0)
-        in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
-        for j1 in range(-((-lo1 + 1) // 2), -((-lo1 - out1 + 1) // 2)):
-            t1 = 2 * j1 + 1 - lo1
-            base1 = j1
-            in1_0 = (base1 >= 0) & (base1 < n1)
-            in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
-            for j2 in range(-((-lo2 + 1) // 2), -((-lo2 - out2 + 1) // 2)):
-                t2 = 2 * j2 + 1 - lo2
-                base2 = j2
-                in2_0 = (base2 >= 0) & (base2 < n2)
-                in2_1 = (base2 + 1 >= 0) & (base2 + 1 < n2)
-                ok56 = in0_0 & in1_0 & in2_0
-                ok57 = in0_0 & in1_0 & in2_1
-                ok58 = in0_0 & in1_1 & in2_0
-                ok59 = in0_0 & in1_1 & in2_1
-                ok60 = in0_1 & in1_0 & in2_0
-                ok61 = in0_1 & in1_0 & in2_1
-                ok62 = in0_1 & in1_1 & in2_0
-                ok63 = in0_1 & in1_1 & in2_1
-                acc = 0.0
-                acc += bias[co]
-                for ci in range(cin_g):  # the input channels of co's group
-                    if ok56:
-                        acc += w[56, co, ci] * x[b, ci0 + ci, base0, base1, base2]
-                    if ok57:
-                        acc += w[57, co, ci] * x[b, ci0 + ci, base0, base1, base2 + 1]
-                    if ok58:
-                        acc += w[58, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2]
-                    if ok59:
-                        acc += w[59, co, ci] * x[b, ci0 + ci, base0, base1 + 1, base2 + 1]
-                    if ok60:
-                        acc += w[60, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2]
-                    if ok61:
-                        acc += w[61, co, ci] * x[b, ci0 + ci, base0 + 1, base1, base2 + 1]
-                    if ok62:
-                        acc += w[62, co, ci] * x[b, ci0 + ci, base0 + 1, base1 + 1, base2]
-                    if ok63:
-                        acc += w[63, co, ci] * x[b, ci0 + ci, base0 + 1, base1 + 1, base2 + 1]
-                y[b, co, t0, t1, t2] = acc
+    Block ``j`` of dimension ``d`` is needed when some phase's output ``P j + p − lo`` lies in
+    ``[0, out)``: ``jlo ≤ j < jhi``.  Plane position ``u`` holds input ``Q (u + jlo + E_MIN) + r``, so
+    a tap with block offset ``e`` reads plane position ``j − jlo + e − E_MIN ≥ 0``.
+    """
+    n = x.shape[2:]
+    out = y.shape[2:]
+    lo = (lo0, lo1, lo2,)
+    jlo, jhi, length = [], [], []
+    for d in range(NDIM):
+        first = [-((p - lo[d]) // P[d]) for p in range(P[d])]
+        stop = [-((p - lo[d] - out[d]) // P[d]) for p in range(P[d])]
+        jlo.append(min(first))
+        jhi.append(max(stop))
+        length.append(jhi[d] - jlo[d] + E_SPAN[d])
+    stride = [1] * NDIM  # strides of the flattened planes
+    for d in range(NDIM - 2, -1, -1):
+        stride[d] = stride[d + 1] * length[d + 1]
+    # reads run past the last row by at most the taps' reach along the later dimensions
+    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))
+    key = (x.shape, x.dtype.str, lo, out)
+    xs = work.get(key) if work is not None else None
+    if xs is None:
+        # zeros once: pad() rewrites the same interior every call, the border stays zero
+        xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)
+        if work is not None:
+            work.clear()
+            work[key] = xs
+    # pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x
+    planes = xs[:, :, :, :length[0] * stride[0]].reshape(x.shape[:2] + (N_PLANES, length[0], length[1], length[2]))
+    r = 0
+    for rs in np.ndindex(*Q):
+        dst, src = [slice(None)] * 2, [slice(None)] * 2
+        for d in range(NDIM):
+            a = jlo[d] + E_MIN[d]
+            u_first = max(0, -a)
+            u_stop = min(length[d], -((rs[d] - n[d]) // Q[d]) - a)  # Q (u + a) + r < n
+            u_stop = max(u_stop, u_first)
+            dst.append(slice(u_first, u_stop))
+            src.append(slice(Q[d] * (u_first + a) + rs[d], Q[d] * (u_stop - 1 + a) + rs[d] + 1, Q[d]))
+        dst.insert(2, r)
+        if all(sl.stop > sl.start for sl in dst[3:]):
+            planes[tuple(dst)] = x[tuple(src)]
+        r += 1
+    rows = (jhi[0] - jlo[0]) * length[1]  # rows of the planes holding outputs
+    block_rows = max(1, ROW_TARGET // length[2])
+    kernel(xs, y, w, bias, groups, rows, block_rows, jlo[0], jlo[1], jlo[2], length[0], length[1], length[2], lo0, lo1, lo2)
 
 
-@numba.njit(parallel=True, cache=True)
-def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
-    """Polyphase gather: one parallel iteration per (batch, [channel,] block j0 of P0 output rows)."""
-    batch = x.shape[0]
-    out0 = y.shape[2]
-    # blocks j0 whose outputs 2 * j0 + p0 (0 <= p0 < 2) meet the window [lo0, lo0 + out0)
-    block0 = lo0 // 2
-    blocks = -((-lo0 - out0) // 2) - block0
-    c_out = y.shape[1]
-    cin_g = x.shape[1] // groups  # input channels per group
+# phases with 8 taps: index into the phases (C order of the phase tuples)
+PHASES_8 = np.array([0, 1, 2, 3, 4, 5, 6, 7], dtype=np.int64)
+# SLOTS_8[i, t]: weight slot of tap t of phase PHASES_8[i]; PLANES_8: its input plane;
+# SHIFT_8[i, t, d]: its block offset floor(offset / Q) − E_MIN along d (non-negative)
+SLOTS_8 = np.array([
+    [0, 1, 2, 3, 4, 5, 6, 7],  # phase (0, 0, 0): outputs y[2·j0, 2·j1, 2·j2] ← w[0]·x[base0 - 1, base1 - 1, base2 - 1]; w[1]·x[base0 - 1, base1 - 1, base2]; w[2]·x[base0 - 1, base1, base2 - 1]; w[3]·x[base0 - 1, base1, base2]; w[4]·x[base0, base1 - 1, base2 - 1]; w[5]·x[base0, base1 - 1, base2]; w[6]·x[base0, base1, base2 - 1]; w[7]·x[base0, base1, base2]
+    [8, 9, 10, 11, 12, 13, 14, 15],  # phase (0, 0, 1): outputs y[2·j0, 2·j1, 2·j2 + 1] ← w[8]·x[base0 - 1, base1 - 1, base2]; w[9]·x[base0 - 1, base1 - 1, base2 + 1]; w[10]·x[base0 - 1, base1, base2]; w[11]·x[base0 - 1, base1, base2 + 1]; w[12]·x[base0, base1 - 1, base2]; w[13]·x[base0, base1 - 1, base2 + 1]; w[14]·x[base0, base1, base2]; w[15]·x[base0, base1, base2 + 1]
+    [16, 17, 18, 19, 20, 21, 22, 23],  # phase (0, 1, 0): outputs y[2·j0, 2·j1 + 1, 2·j2] ← w[16]·x[base0 - 1, base1, base2 - 1]; w[17]·x[base0 - 1, base1, base2]; w[18]·x[base0 - 1, base1 + 1, base2 - 1]; w[19]·x[base0 - 1, base1 + 1, base2]; w[20]·x[base0, base1, base2 - 1]; w[21]·x[base0, base1, base2]; w[22]·x[base0, base1 + 1, base2 - 1]; w[23]·x[base0, base1 + 1, base2]
+    [24, 25, 26, 27, 28, 29, 30, 31],  # phase (0, 1, 1): outputs y[2·j0, 2·j1 + 1, 2·j2 + 1] ← w[24]·x[base0 - 1, base1, base2]; w[25]·x[base0 - 1, base1, base2 + 1]; w[26]·x[base0 - 1, base1 + 1, base2]; w[27]·x[base0 - 1, base1 + 1, base2 + 1]; w[28]·x[base0, base1, base2]; w[29]·x[base0, base1, base2 + 1]; w[30]·x[base0, base1 + 1, base2]; w[31]·x[base0, base1 + 1, base2 + 1]
+    [32, 33, 34, 35, 36, 37, 38, 39],  # phase (1, 0, 0): outputs y[2·j0 + 1, 2·j1, 2·j2] ← w[32]·x[base0, base1 - 1, base2 - 1]; w[33]·x[base0, base1 - 1, base2]; w[34]·x[base0, base1, base2 - 1]; w[35]·x[base0, base1, base2]; w[36]·x[base0 + 1, base1 - 1, base2 - 1]; w[37]·x[base0 + 1, base1 - 1, base2]; w[38]·x[base0 + 1, base1, base2 - 1]; w[39]·x[base0 + 1, base1, base2]
+    [40, 41, 42, 43, 44, 45, 46, 47],  # phase (1, 0, 1): outputs y[2·j0 + 1, 2·j1, 2·j2 + 1] ← w[40]·x[base0, base1 - 1, base2]; w[41]·x[base0, base1 - 1, base2 + 1]; w[42]·x[base0, base1, base2]; w[43]·x[base0, base1, base2 + 1]; w[44]·x[base0 + 1, base1 - 1, base2]; w[45]·x[base0 + 1, base1 - 1, base2 + 1]; w[46]·x[base0 + 1, base1, base2]; w[47]·x[base0 + 1, base1, base2 + 1]
+    [48, 49, 50, 51, 52, 53, 54, 55],  # phase (1, 1, 0): outputs y[2·j0 + 1, 2·j1 + 1, 2·j2] ← w[48]·x[base0, base1, base2 - 1]; w[49]·x[base0, base1, base2]; w[50]·x[base0, base1 + 1, base2 - 1]; w[51]·x[base0, base1 + 1, base2]; w[52]·x[base0 + 1, base1, base2 - 1]; w[53]·x[base0 + 1, base1, base2]; w[54]·x[base0 + 1, base1 + 1, base2 - 1]; w[55]·x[base0 + 1, base1 + 1, base2]
+    [56, 57, 58, 59, 60, 61, 62, 63],  # phase (1, 1, 1): outputs y[2·j0 + 1, 2·j1 + 1, 2·j2 + 1] ← w[56]·x[base0, base1, base2]; w[57]·x[base0, base1, base2 + 1]; w[58]·x[base0, base1 + 1, base2]; w[59]·x[base0, base1 + 1, base2 + 1]; w[60]·x[base0 + 1, base1, base2]; w[61]·x[base0 + 1, base1, base2 + 1]; w[62]·x[base0 + 1, base1 + 1, base2]; w[63]·x[base0 + 1, base1 + 1, base2 + 1]
+], dtype=np.int64)
+PLANES_8 = np.array([[0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.int64)
+SHIFT_8 = np.array([
+    [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]],
+    [[0, 0, 1], [0, 0, 2], [0, 1, 1], [0, 1, 2], [1, 0, 1], [1, 0, 2], [1, 1, 1], [1, 1, 2]],
+    [[0, 1, 0], [0, 1, 1], [0, 2, 0], [0, 2, 1], [1, 1, 0], [1, 1, 1], [1, 2, 0], [1, 2, 1]],
+    [[0, 1, 1], [0, 1, 2], [0, 2, 1], [0, 2, 2], [1, 1, 1], [1, 1, 2], [1, 2, 1], [1, 2, 2]],
+    [[1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1], [2, 0, 0], [2, 0, 1], [2, 1, 0], [2, 1, 1]],
+    [[1, 0, 1], [1, 0, 2], [1, 1, 1], [1, 1, 2], [2, 0, 1], [2, 0, 2], [2, 1, 1], [2, 1, 2]],
+    [[1, 1, 0], [1, 1, 1], [1, 2, 0], [1, 2, 1], [2, 1, 0], [2, 1, 1], [2, 2, 0], [2, 2, 1]],
+    [[1, 1, 1], [1, 1, 2], [1, 2, 1], [1, 2, 2], [2, 1, 1], [2, 1, 2], [2, 2, 1], [2, 2, 2]],
+], dtype=np.int64).reshape(8, 8, 3)
+
+
+@numba.njit(parallel=True, cache=True, fastmath={'contract'})
+def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, jlo2, L0, L1, L2, lo0, lo1, lo2):
+    """One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).
+
+    A block of work is the rows q0 … q0 + nq − 1 of the planes: for every phase, the accumulators
+    acc[phase, c, m] start at the bias and gather the phase's taps over the group's input channels;
+    then they are written to y.
+    """
+    batch, c_out = y.shape[0], y.shape[1]
+    cin_g = xs.shape[1] // groups  # input channels per group
     cout_g = c_out // groups  # output channels per group
-    for item in prange(batch * c_out * blocks):
-        b = item // (c_out * blocks)
-        rest = item - b * (c_out * blocks)
-        co = rest // blocks
-        block(x, y, w, bias, cin_g, cout_g, b, co, block0 + rest - co * blocks, lo0, lo1, lo2)
-
-
-def run(x, y, w, bias, groups, lo0, lo1, lo2):
-    """Run the kernel (inputs already validated and laid out as documented above)."""
-    kernel(x, y, w, bias, groups, lo0, lo1, lo2)
+    wide = cout_g // CO_BLOCK  # blocks of CO_BLOCK channels per group
+    rest = cout_g - wide * CO_BLOCK  # remaining channels, one at a time
+    per_group = wide + (1 if rest > 0 else 0)
+    row_blocks = (rows + block_rows - 1) // block_rows
+    S2 = 1  # plane stride of dimension 2
+    S1 = S2 * L2  # plane stride of dimension 1
+    S0 = S1 * L1  # plane stride of dimension 0
+    for item in prange(batch * row_blocks * groups * per_group):
+        b = item // (row_blocks * groups * per_group)
+        i = item - b * (row_blocks * groups * per_group)
+        rb = i // (groups * per_group)
+        i = i - rb * (groups * per_group)
+        g = i // per_group
+        kb = i - g * per_group
+        q0 = rb * block_rows
+        nq = min(block_rows, rows - q0)
+        ci0 = g * cin_g
+        M = nq * L2  # accumulator length: nq whole rows
+        m0 = q0 * L2  # first plane position of the block
+        if kb < wide:
+            co_first = g * cout_g + kb * CO_BLOCK
+            width = CO_BLOCK
+        else:
+            co_first = g * cout_g + wide * CO_BLOCK
+            width = rest
+        acc = np.empty((8, CO_BLOCK, M), dtype=y.dtype)
+        for k in range(8):
+            for c in range(width):
+                acc[k, c, :] = bias[co_first + c]
+        if kb < wide:
+            # CO_BLOCK = 4 output channels per pass
+            co = co_first
+            for i in range(PHASES_8.shape[0]):  # every phase with 8 taps
+                k = PHASES_8[i]
+                a0 = acc[k, 0]
+                a1 = acc[k, 1]
+                a2 = acc[k, 2]
+                a3 = acc[k, 3]
+                o0 = m0 + SHIFT_8[i, 0, 0] * S0 + SHIFT_8[i, 0, 1] * S1 + SHIFT_8[i, 0, 2]
+                o1 = m0 + SHIFT_8[i, 1, 0] * S0 + SHIFT_8[i, 1, 1] * S1 + SHIFT_8[i, 1, 2]
+                o2 = m0 + SHIFT_8[i, 2, 0] * S0 + SHIFT_8[i, 2, 1] * S1 + SHIFT_8[i, 2, 2]
+                o3 = m0 + SHIFT_8[i, 3, 0] * S0 + SHIFT_8[i, 3, 1] * S1 + SHIFT_8[i, 3, 2]
+                o4 = m0 + SHIFT_8[i, 4, 0] * S0 + SHIFT_8[i, 4, 1] * S1 + SHIFT_8[i, 4, 2]
+                o5 = m0 + SHIFT_8[i, 5, 0] * S0 + SHIFT_8[i, 5, 1] * S1 + SHIFT_8[i, 5, 2]
+                o6 = m0 + SHIFT_8[i, 6, 0] * S0 + SHIFT_8[i, 6, 1] * S1 + SHIFT_8[i, 6, 2]
+                o7 = m0 + SHIFT_8[i, 7, 0] * S0 + SHIFT_8[i, 7, 1] * S1 + SHIFT_8[i, 7, 2]
+                s0 = SLOTS_8[i, 0]; s1 = SLOTS_8[i, 1]; s2 = SLOTS_8[i, 2]; s3 = SLOTS_8[i, 3]; s4 = SLOTS_8[i, 4]; s5 = SLOTS_8[i, 5]; s6 = SLOTS_8[i, 6]; s7 = SLOTS_8[i, 7]
+                r0 = PLANES_8[i, 0]; r1 = PLANES_8[i, 1]; r2 = PLANES_8[i, 2]; r3 = PLANES_8[i, 3]; r4 = PLANES_8[i, 4]; r5 = PLANES_8[i, 5]; r6 = PLANES_8[i, 6]; r7 = PLANES_8[i, 7]
+                for ci in range(cin_g):
+                    xp = xs[b, ci0 + ci]
+                    x0 = xp[r0, o0:o0 + M]
+                    x1 = xp[r1, o1:o1 + M]
+                    x2 = xp[r2, o2:o2 + M]
+                    x3 = xp[r3, o3:o3 + M]
+                    x4 = xp[r4, o4:o4 + M]
+                    x5 = xp[r5, o5:o5 + M]
+                    x6 = xp[r6, o6:o6 + M]
+                    x7 = xp[r7, o7:o7 + M]
+                    w0_0 = w[s0, co + 0, ci]; w0_1 = w[s1, co + 0, ci]; w0_2 = w[s2, co + 0, ci]; w0_3 = w[s3, co + 0, ci]; w0_4 = w[s4, co + 0, ci]; w0_5 = w[s5, co + 0, ci]; w0_6 = w[s6, co + 0, ci]; w0_7 = w[s7, co + 0, ci]
+                    w1_0 = w[s0, co + 1, ci]; w1_1 = w[s1, co + 1, ci]; w1_2 = w[s2, co + 1, ci]; w1_3 = w[s3, co + 1, ci]; w1_4 = w[s4, co + 1, ci]; w1_5 = w[s5, co + 1, ci]; w1_6 = w[s6, co + 1, ci]; w1_7 = w[s7, co + 1, ci]
+                    w2_0 = w[s0, co + 2, ci]; w2_1 = w[s1, co + 2, ci]; w2_2 = w[s2, co + 2, ci]; w2_3 = w[s3, co + 2, ci]; w2_4 = w[s4, co + 2, ci]; w2_5 = w[s5, co + 2, ci]; w2_6 = w[s6, co + 2, ci]; w2_7 = w[s7, co + 2, ci]
+                    w3_0 = w[s0, co + 3, ci]; w3_1 = w[s1, co + 3, ci]; w3_2 = w[s2, co + 3, ci]; w3_3 = w[s3, co + 3, ci]; w3_4 = w[s4, co + 3, ci]; w3_5 = w[s5, co + 3, ci]; w3_6 = w[s6, co + 3, ci]; w3_7 = w[s7, co + 3, ci]
+                    for m in range(M):
+                        v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]; v4 = x4[m]; v5 = x5[m]; v6 = x6[m]; v7 = x7[m]
+                        a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7
+                        a1[m] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3 + w1_4 * v4 + w1_5 * v5 + w1_6 * v6 + w1_7 * v7
+                        a2[m] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3 + w2_4 * v4 + w2_5 * v5 + w2_6 * v6 + w2_7 * v7
+                        a3[m] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3 + w3_4 * v4 + w3_5 * v5 + w3_6 * v6 + w3_7 * v7
+        else:
+            for c0 in range(rest):  # the remaining channels, one per pass
+                co = co_first + c0
+                for i in range(PHASES_8.shape[0]):  # every phase with 8 taps
+                    k = PHASES_8[i]
+                    a0 = acc[k, c0 + 0]
+                    o0 = m0 + SHIFT_8[i, 0, 0] * S0 + SHIFT_8[i, 0, 1] * S1 + SHIFT_8[i, 0, 2]
+                    o1 = m0 + SHIFT_8[i, 1, 0] * S0 + SHIFT_8[i, 1, 1] * S1 + SHIFT_8[i, 1, 2]
+                    o2 = m0 + SHIFT_8[i, 2, 0] * S0 + SHIFT_8[i, 2, 1] * S1 + SHIFT_8[i, 2, 2]
+                    o3 = m0 + SHIFT_8[i, 3, 0] * S0 + SHIFT_8[i, 3, 1] * S1 + SHIFT_8[i, 3, 2]
+                    o4 = m0 + SHIFT_8[i, 4, 0] * S0 + SHIFT_8[i, 4, 1] * S1 + SHIFT_8[i, 4, 2]
+                    o5 = m0 + SHIFT_8[i, 5, 0] * S0 + SHIFT_8[i, 5, 1] * S1 + SHIFT_8[i, 5, 2]
+                    o6 = m0 + SHIFT_8[i, 6, 0] * S0 + SHIFT_8[i, 6, 1] * S1 + SHIFT_8[i, 6, 2]
+                    o7 = m0 + SHIFT_8[i, 7, 0] * S0 + SHIFT_8[i, 7, 1] * S1 + SHIFT_8[i, 7, 2]
+                    s0 = SLOTS_8[i, 0]; s1 = SLOTS_8[i, 1]; s2 = SLOTS_8[i, 2]; s3 = SLOTS_8[i, 3]; s4 = SLOTS_8[i, 4]; s5 = SLOTS_8[i, 5]; s6 = SLOTS_8[i, 6]; s7 = SLOTS_8[i, 7]
+                    r0 = PLANES_8[i, 0]; r1 = PLANES_8[i, 1]; r2 = PLANES_8[i, 2]; r3 = PLANES_8[i, 3]; r4 = PLANES_8[i, 4]; r5 = PLANES_8[i, 5]; r6 = PLANES_8[i, 6]; r7 = PLANES_8[i, 7]
+                    for ci in range(cin_g):
+                        xp = xs[b, ci0 + ci]
+                        x0 = xp[r0, o0:o0 + M]
+                        x1 = xp[r1, o1:o1 + M]
+                        x2 = xp[r2, o2:o2 + M]
+                        x3 = xp[r3, o3:o3 + M]
+                        x4 = xp[r4, o4:o4 + M]
+                        x5 = xp[r5, o5:o5 + M]
+                        x6 = xp[r6, o6:o6 + M]
+                        x7 = xp[r7, o7:o7 + M]
+                        w0_0 = w[s0, co, ci]; w0_1 = w[s1, co, ci]; w0_2 = w[s2, co, ci]; w0_3 = w[s3, co, ci]; w0_4 = w[s4, co, ci]; w0_5 = w[s5, co, ci]; w0_6 = w[s6, co, ci]; w0_7 = w[s7, co, ci]
+                        for m in range(M):
+                            v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]; v4 = x4[m]; v5 = x5[m]; v6 = x6[m]; v7 = x7[m]
+                            a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7
+        # write: outputs y[..., 2 k + p − lo2] of all 2 last-dimension phase(s) p, row by row
+        first0 = -((0 - lo2) // 2)
+        stop0 = -((0 - lo2 - y.shape[4]) // 2)
+        first1 = -((1 - lo2) // 2)
+        stop1 = -((1 - lo2 - y.shape[4]) // 2)
+        first_all = max(first0, first1)
+        stop_all = min(stop0, stop1)
+        for r in range(nq):
+            q = q0 + r
+            u1 = q % L1
+            q = q // L1
+            u0 = q
+            j0 = jlo0 + u0
+            j1 = jlo1 + u1
+            k0 = jlo2
+            k1 = k0 + L2
+            seg = r * L2
+            kA = max(k0, first_all)
+            kB = min(k1, stop_all)
+            if kB < kA:
+                kB = kA
+            t0 = 2 * j0 + 0 - lo0
+            t1 = 2 * j1 + 0 - lo1
+            if t0 >= 0 and t0 < y.shape[2] and t1 >= 0 and t1 < y.shape[3]:  # output phases (0, 0, 0), (0, 0, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0, t1]
+                    acc0 = acc[0, c]
+                    acc1 = acc[1, c]
+                    yv = yrow[2 * kA - lo2:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+            t0 = 2 * j0 + 0 - lo0
+            t1 = 2 * j1 + 1 - lo1
+            if t0 >= 0 and t0 < y.shape[2] and t1 >= 0 and t1 < y.shape[3]:  # output phases (0, 1, 0), (0, 1, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0, t1]
+                    acc0 = acc[2, c]
+                    acc1 = acc[3, c]
+                    yv = yrow[2 * kA - lo2:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+            t0 = 2 * j0 + 1 - lo0
+            t1 = 2 * j1 + 0 - lo1
+            if t0 >= 0 and t0 < y.shape[2] and t1 >= 0 and t1 < y.shape[3]:  # output phases (1, 0, 0), (1, 0, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0, t1]
+                    acc0 = acc[4, c]
+                    acc1 = acc[5, c]
+                    yv = yrow[2 * kA - lo2:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+            t0 = 2 * j0 + 1 - lo0
+            t1 = 2 * j1 + 1 - lo1
+            if t0 >= 0 and t0 < y.shape[2] and t1 >= 0 and t1 < y.shape[3]:  # output phases (1, 1, 0), (1, 1, 1)
+                for c in range(width):
+                    yrow = y[b, co_first + c, t0, t1]
+                    acc0 = acc[6, c]
+                    acc1 = acc[7, c]
+                    yv = yrow[2 * kA - lo2:]
+                    av0 = acc0[seg + kA - k0:]
+                    av1 = acc1[seg + kA - k0:]
+                    for i in range(kB - kA):
+                        yv[2 * i + 0] = av0[i]
+                        yv[2 * i + 1] = av1[i]
+                    # border outputs where not every phase is in range: at most one per phase and side, since
+                    # first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p
+                    k = max(k0, first0)
+                    if k < kA:
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop0):
+                        yrow[2 * k + 0 - lo2] = acc0[seg + k - k0]
+                    k = max(k0, first1)
+                    if k < kA:
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]
+                    k = kB
+                    if k < min(k1, stop1):
+                        yrow[2 * k + 1 - lo2] = acc1[seg + k - k0]

@@ -1,0 +1,410 @@
+"""CPU emitter for *grouped* (deep-learning layer) plans: GEMM-like polyphase gather kernels.
+
+The normal form of a layer says, per output phase ``p`` and for every channel pair ``(c', c)`` of a
+group, ``y[c', P j + p] = Σ_s w[s, c', c] · x[c, Q j + off_s]``: per phase, the layer is an ordinary
+(un-strided, un-dilated) convolution of the input with the phase's taps — the *sub-pixel* form of a
+transposed convolution [Shi et al. 2016], the *space-to-depth* form of a strided one.  The emitted
+kernel computes it the way a GEMM micro-kernel would:
+
+1. **pad once** (``pad``): the input is copied into a reusable, zero-bordered scratch buffer ``xs``
+   of *flattened planes*, one plane per input phase ``r = off mod Q`` (a plain zero-padded copy when
+   ``Q = 1``).  Writing ``off = Q e + r``, the tap ``x[Q j + off]`` is ``plane_r[j + e]``: every tap of
+   every phase becomes a *constant-offset, unit-stride* read of a plane, and the offsets are
+   non-negative, so the hot loop has no bounds tests and no negative indices;
+2. **blocks of work** (``kernel``): one ``prange`` over (batch × row blocks × groups × output-channel
+   blocks).  A row block is ``R`` consecutive rows of the flattened planes (``R`` chosen so that a
+   block holds about ``ROW_TARGET`` outputs: the accumulators stay in L1/L2).  A few columns per row
+   (the plane's zero border) are computed and thrown away: the price of one long unit-stride loop;
+3. **micro-kernel** (``block_wide`` / ``block_one``): for each phase, the accumulators of ``CO_BLOCK``
+   (resp. one) output channels start at the bias; for every input channel of the group, the phase's
+   taps are fused into one expression per output channel over a contiguous slice — ``CO_BLOCK × taps``
+   multiply-adds per loaded input vector, which Numba/LLVM vectorises along the row;
+4. **interleaved write**: the phases of the last dimension are written together, row by row,
+   ``y[..., P k + p − lo]`` for ``p = 0 … P−1`` in one loop (the few border outputs where not every
+   phase is in range are written by short scalar loops).
+
+Every multiplication is by a real kernel tap (the normal form's taps), every output element is written
+by exactly one iteration (no atomics: deterministic).  Accumulation is in the data's dtype — float32
+data accumulate in float32, as PyTorch/oneDNN do — and the micro-kernel is compiled with
+``fastmath={"contract"}`` only: multiply-adds may become fused FMAs (one rounding instead of two), no
+reassociation, so results differ from an un-fused evaluation by at most one rounding per tap.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text
+from .plan import KernelPlan
+
+__all__ = ["emit_cpu_layers", "layer_geometry", "CO_BLOCK_WIDE", "ROW_TARGET"]
+
+#: outputs (per channel and phase) a block of work aims at: accumulators of all phases stay in cache.
+ROW_TARGET = 512
+
+#: output channels per pass of the wide micro-kernel: 8 when a phase has at most 4 taps, else 4
+#: (``CO_BLOCK × taps`` weights stay within the 32 vector registers' reach).
+CO_BLOCK_WIDE = {True: 8, False: 4}
+
+
+def layer_geometry(plan: KernelPlan) -> dict:
+    """Emit-time constants of a grouped plan: input planes, per-slot plane and block offsets.
+
+    A slot's offset ``off`` (per dimension) is split as ``off = Q e + r`` with ``0 ≤ r < Q``; ``e − e_min``
+    is the slot's (non-negative) offset in the planes, ``r`` picks the plane.
+    """
+    D = plan.ndim
+    offs = [off for ph in plan.phases for _, off in ph.slots]
+    e = [[o[d] // plan.Q[d] for o in offs] for d in range(D)]
+    e_min = tuple(min(v) if v else 0 for v in e)
+    e_span = tuple((max(v) - min(v)) if v else 0 for v in e)
+    n_planes = math.prod(plan.Q)
+    slot_plane, slot_shift = {}, {}
+    for ph in plan.phases:
+        for s, off in ph.slots:
+            r = [off[d] % plan.Q[d] for d in range(D)]
+            flat = 0
+            for d in range(D):
+                flat = flat * plan.Q[d] + r[d]
+            slot_plane[s] = flat
+            slot_shift[s] = tuple(off[d] // plan.Q[d] - e_min[d] for d in range(D))
+    taps = max((len(ph.slots) for ph in plan.phases), default=0)
+    return {
+        "e_min": e_min, "e_span": e_span, "n_planes": n_planes, "plane": slot_plane, "shift": slot_shift,
+        "co_block": CO_BLOCK_WIDE[taps <= 4], "max_taps": taps,
+    }
+
+
+def _tuple_text(values) -> str:
+    values = tuple(values)
+    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
+
+
+def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
+    """The complete source of the CPU kernel module of a grouped plan (deterministic)."""
+    geo = layer_geometry(plan)
+    D = plan.ndim
+    w = Writer()
+    for line in header(plan, "cpu", title) + module_docstring(plan, "cpu"):
+        w(line)
+    w()
+    w("import numba")
+    w("import numpy as np")
+    w("from numba import prange")
+    w()
+    w(f"NDIM = {D}")
+    w(f"P = {_tuple_text(plan.P)}  # output period (phases) per dimension")
+    w(f"Q = {_tuple_text(plan.Q)}  # input period per dimension")
+    w(f"N_SLOTS = {plan.n_slots}")
+    w(f"N_PLANES = {geo['n_planes']}  # input planes: one per input phase r = offset mod Q")
+    w(f"E_MIN = {_tuple_text(geo['e_min'])}  # smallest tap block offset floor(offset / Q), per dimension")
+    w(f"E_SPAN = {_tuple_text(geo['e_span'])}  # largest minus smallest, per dimension")
+    w(f"CO_BLOCK = {geo['co_block']}  # output channels per pass of block_wide")
+    w(f"ROW_TARGET = {ROW_TARGET}  # outputs per channel and phase in one block of work")
+    w()
+    w()
+    _emit_run(plan, geo, w)
+    w()
+    w()
+    _emit_tables(plan, geo, w)
+    w()
+    w()
+    _emit_kernel(plan, geo, w)
+    return w.text()
+
+
+# --- the Python driver ---------------------------------------------------------------------------------
+
+
+def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
+    D = plan.ndim
+    lo = ", ".join(f"lo{d}" for d in dims(plan))
+    w(f"def run(x, y, w, bias, groups, {lo}, work=None):")
+    with w.indent():
+        w('"""Pad ``x`` into the plane buffer (kept in the dict ``work`` between calls) and run the kernel.')
+        w()
+        w("Block ``j`` of dimension ``d`` is needed when some phase's output ``P j + p − lo`` lies in")
+        w("``[0, out)``: ``jlo ≤ j < jhi``.  Plane position ``u`` holds input ``Q (u + jlo + E_MIN) + r``, so")
+        w("a tap with block offset ``e`` reads plane position ``j − jlo + e − E_MIN ≥ 0``.")
+        w('"""')
+        w("n = x.shape[2:]")
+        w("out = y.shape[2:]")
+        w(f"lo = ({lo},)")
+        w("jlo, jhi, length = [], [], []")
+        w("for d in range(NDIM):")
+        with w.indent():
+            w("first = [-((p - lo[d]) // P[d]) for p in range(P[d])]")
+            w("stop = [-((p - lo[d] - out[d]) // P[d]) for p in range(P[d])]")
+            w("jlo.append(min(first))")
+            w("jhi.append(max(stop))")
+            w("length.append(jhi[d] - jlo[d] + E_SPAN[d])")
+        w("stride = [1] * NDIM  # strides of the flattened planes")
+        w("for d in range(NDIM - 2, -1, -1):")
+        w("    stride[d] = stride[d + 1] * length[d + 1]")
+        w("# reads run past the last row by at most the taps' reach along the later dimensions")
+        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))")
+        w("key = (x.shape, x.dtype.str, lo, out)")
+        w("xs = work.get(key) if work is not None else None")
+        w("if xs is None:")
+        with w.indent():
+            w("# zeros once: pad() rewrites the same interior every call, the border stays zero")
+            w("xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)")
+            w("if work is not None:")
+            w("    work.clear()")
+            w("    work[key] = xs")
+        ls = ", ".join(f"length[{d}]" for d in dims(plan))
+        w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
+        w(f"planes = xs[:, :, :, :length[0] * stride[0]].reshape(x.shape[:2] + (N_PLANES, {ls}))")
+        w("r = 0")
+        w("for rs in np.ndindex(*Q):")
+        with w.indent():
+            w("dst, src = [slice(None)] * 2, [slice(None)] * 2")
+            w("for d in range(NDIM):")
+            with w.indent():
+                w("a = jlo[d] + E_MIN[d]")
+                w("u_first = max(0, -a)")
+                w("u_stop = min(length[d], -((rs[d] - n[d]) // Q[d]) - a)  # Q (u + a) + r < n")
+                w("u_stop = max(u_stop, u_first)")
+                w("dst.append(slice(u_first, u_stop))")
+                w("src.append(slice(Q[d] * (u_first + a) + rs[d], Q[d] * (u_stop - 1 + a) + rs[d] + 1, Q[d]))")
+            w("dst.insert(2, r)")
+            w("if all(sl.stop > sl.start for sl in dst[3:]):")
+            w("    planes[tuple(dst)] = x[tuple(src)]")
+            w("r += 1")
+        if D == 1:
+            w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
+            w("block_rows = ROW_TARGET")
+        else:
+            inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
+            w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
+            w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+        js = ", ".join(f"jlo[{d}]" for d in dims(plan))
+        w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
+
+
+# --- phase tables ----------------------------------------------------------------------------------------
+
+
+def _by_taps(plan: KernelPlan) -> dict[int, list[int]]:
+    """Phase indices grouped by their number of taps (phases without taps are left out: bias only)."""
+    out: dict[int, list[int]] = {}
+    for k, ph in enumerate(plan.phases):
+        if ph.slots:
+            out.setdefault(len(ph.slots), []).append(k)
+    return dict(sorted(out.items()))
+
+
+def _emit_tables(plan: KernelPlan, geo: dict, w: Writer) -> None:
+    """Per number of taps T: the phases with T taps, their slots, input planes and plane shifts.
+
+    One vectorised loop per T (not per phase) keeps the compile time of a layer kernel low; the
+    tables are module constants (Numba freezes them into the compiled code).
+    """
+    D = plan.ndim
+    for T, ks in _by_taps(plan).items():
+        w(f"# phases with {T} tap{'s' if T != 1 else ''}: index into the phases (C order of the phase tuples)")
+        w(f"PHASES_{T} = np.array({[k for k in ks]}, dtype=np.int64)")
+        w(f"# SLOTS_{T}[i, t]: weight slot of tap t of phase PHASES_{T}[i]; PLANES_{T}: its input plane;")
+        w(f"# SHIFT_{T}[i, t, d]: its block offset floor(offset / Q) − E_MIN along d (non-negative)")
+        w(f"SLOTS_{T} = np.array([")
+        for k in ks:
+            ph = plan.phases[k]
+            w(f"    {[s for s, _ in ph.slots]},  # phase {phase_text(ph.phase)}: {phase_banner(plan, ph).split(': ', 1)[1]}")
+        w("], dtype=np.int64)")
+        w(f"PLANES_{T} = np.array([" + ", ".join(str([geo['plane'][s] for s, _ in plan.phases[k].slots]) for k in ks)
+          + "], dtype=np.int64)")
+        w(f"SHIFT_{T} = np.array([")
+        for k in ks:
+            w("    " + str([list(geo["shift"][s]) for s, _ in plan.phases[k].slots]) + ",")
+        w(f"], dtype=np.int64).reshape({len(ks)}, {T}, {D})")
+
+
+# --- the kernel ------------------------------------------------------------------------------------------
+
+
+def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
+    """The fused loop of the phases with ``T`` taps for ``width`` output channels from ``co``.
+
+    acc[k, c0 + c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+    """
+    D = plan.ndim
+    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
+    with w.indent():
+        w(f"k = PHASES_{T}[i]")
+        for c in range(width):
+            w(f"a{c} = acc[k, {'c0 + ' if width == 1 else ''}{c}]")
+        for t in range(T):
+            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+            w(f"o{t} = m0 + {shift}")
+        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+        w("for ci in range(cin_g):")
+        with w.indent():
+            w("xp = xs[b, ci0 + ci]")
+            for t in range(T):
+                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
+            for c in range(width):
+                chan = f"co + {c}" if width > 1 else "co"
+                w("; ".join(f"w{c}_{t} = w[s{t}, {chan}, ci]" for t in range(T)))
+            w("for m in range(M):")
+            with w.indent():
+                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                for c in range(width):
+                    w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+
+
+def _emit_write(plan: KernelPlan, w: Writer) -> None:
+    """acc[phase, c, row · L_last + k − jlo_last] → y[b, co + c, …, P k + p − lo] for c < width.
+
+    Row by row, the phases of the last dimension are written together (interleaved); the border
+    outputs where not every phase is in range are written one by one.
+    """
+    D, P = plan.ndim, plan.P
+    last = D - 1
+    PL = P[last]
+    w(f"# write: outputs y[..., {PL} k + p − lo{last}] of all {PL} last-dimension phase(s) p, row by row")
+    for p in range(PL):
+        w(f"first{p} = -(({p} - lo{last}) // {PL})")
+        w(f"stop{p} = -(({p} - lo{last} - y.shape[{last + 2}]) // {PL})")
+    if PL == 1:
+        w("first_all = first0")
+        w("stop_all = stop0")
+    else:
+        w("first_all = max(" + ", ".join(f"first{p}" for p in range(PL)) + ")")
+        w("stop_all = min(" + ", ".join(f"stop{p}" for p in range(PL)) + ")")
+    outer_phases = sorted({ph.phase[:last] for ph in plan.phases})
+    index = {ph.phase: k for k, ph in enumerate(plan.phases)}
+    if D == 1:
+        w("for r in range(1):")
+        w.indent()
+        w("k0 = jlo0 + q0  # the block's positions")
+        w("k1 = k0 + nq")
+        w("seg = 0")
+    else:
+        w("for r in range(nq):")
+        w.indent()
+        w("q = q0 + r")
+        for d in range(D - 2, 0, -1):
+            w(f"u{d} = q % L{d}")
+            w(f"q = q // L{d}")
+        w("u0 = q")
+        for d in range(D - 1):
+            w(f"j{d} = jlo{d} + u{d}")
+        w(f"k0 = jlo{last}")
+        w(f"k1 = k0 + L{last}")
+        w(f"seg = r * L{last}")
+    w("kA = max(k0, first_all)")
+    w("kB = min(k1, stop_all)")
+    w("if kB < kA:")
+    w("    kB = kA")
+    for op in outer_phases:
+        opened = 0
+        if D > 1:
+            conds = []
+            for d in range(D - 1):
+                w(f"t{d} = {P[d]} * j{d} + {op[d]} - lo{d}" if P[d] != 1 else f"t{d} = j{d} - lo{d}")
+                conds.append(f"t{d} >= 0 and t{d} < y.shape[{d + 2}]")
+            w(f"if {' and '.join(conds)}:  # output phase{'s' if PL > 1 else ''} "
+              + ", ".join(phase_text(op + (p,)) for p in range(PL)))
+            w.indent()
+            opened += 1
+        ks = [index[op + (p,)] for p in range(PL)]
+        w("for c in range(width):")
+        with w.indent():
+            yrow = "y[b, co_first + c" + "".join(f", t{d}" for d in range(D - 1)) + "]"
+            w(f"yrow = {yrow}")
+            for p, k in enumerate(ks):
+                w(f"acc{p} = acc[{k}, c]")
+            w(f"yv = yrow[{PL} * kA - lo{last}:]" if PL != 1 else f"yv = yrow[kA - lo{last}:]")
+            for p in range(PL):
+                w(f"av{p} = acc{p}[seg + kA - k0:]")
+            w("for i in range(kB - kA):")
+            with w.indent():
+                for p in range(PL):
+                    w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
+            w("# border outputs where not every phase is in range: at most one per phase and side, since")
+            w("# first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p")
+            for p in range(PL):
+                yi = f"{PL} * k + {p} - lo{last}" if PL != 1 else f"k - lo{last}"
+                w(f"k = max(k0, first{p})")
+                w("if k < kA:")
+                w(f"    yrow[{yi}] = acc{p}[seg + k - k0]")
+                w("k = kB")
+                w(f"if k < min(k1, stop{p}):")
+                w(f"    yrow[{yi}] = acc{p}[seg + k - k0]")
+        for _ in range(opened):
+            w.dedent()
+    w.dedent()
+
+
+def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
+    D = plan.ndim
+    last = D - 1
+    ls = ", ".join(f"L{d}" for d in dims(plan))
+    js = ", ".join(f"jlo{d}" for d in dims(plan))
+    lo = ", ".join(f"lo{d}" for d in dims(plan))
+    n_ph = len(plan.phases)
+    by_taps = _by_taps(plan)
+    w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
+    w(f"def kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo}):")
+    with w.indent():
+        w('"""One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).')
+        w()
+        w("A block of work is the rows q0 … q0 + nq − 1 of the planes: for every phase, the accumulators")
+        w("acc[phase, c, m] start at the bias and gather the phase's taps over the group's input channels;")
+        w("then they are written to y.")
+        w('"""')
+        w("batch, c_out = y.shape[0], y.shape[1]")
+        w("cin_g = xs.shape[1] // groups  # input channels per group")
+        w("cout_g = c_out // groups  # output channels per group")
+        w("wide = cout_g // CO_BLOCK  # blocks of CO_BLOCK channels per group")
+        w("rest = cout_g - wide * CO_BLOCK  # remaining channels, one at a time")
+        w("per_group = wide + (1 if rest > 0 else 0)")
+        w("row_blocks = (rows + block_rows - 1) // block_rows")
+        for d in range(D - 1, -1, -1):
+            w(f"S{d} = {'1' if d == last else f'S{d + 1} * L{d + 1}'}  # plane stride of dimension {d}")
+        w("for item in prange(batch * row_blocks * groups * per_group):")
+        with w.indent():
+            w("b = item // (row_blocks * groups * per_group)")
+            w("i = item - b * (row_blocks * groups * per_group)")
+            w("rb = i // (groups * per_group)")
+            w("i = i - rb * (groups * per_group)")
+            w("g = i // per_group")
+            w("kb = i - g * per_group")
+            w("q0 = rb * block_rows")
+            w("nq = min(block_rows, rows - q0)")
+            w("ci0 = g * cin_g")
+            if D == 1:
+                w("M = nq  # 1-D: block positions q0 … q0 + nq − 1")
+                w("m0 = q0")
+            else:
+                w(f"M = nq * L{last}  # accumulator length: nq whole rows")
+                w(f"m0 = q0 * L{last}  # first plane position of the block")
+            w("if kb < wide:")
+            w("    co_first = g * cout_g + kb * CO_BLOCK")
+            w("    width = CO_BLOCK")
+            w("else:")
+            w("    co_first = g * cout_g + wide * CO_BLOCK")
+            w("    width = rest")
+            w(f"acc = np.empty(({n_ph}, CO_BLOCK, M), dtype=y.dtype)")
+            w(f"for k in range({n_ph}):")
+            w("    for c in range(width):")
+            w("        acc[k, c, :] = bias[co_first + c]")
+            w("if kb < wide:")
+            with w.indent():
+                w(f"# CO_BLOCK = {geo['co_block']} output channels per pass")
+                w("co = co_first")
+                if not by_taps:
+                    w("pass  # no phase has a tap: bias only")
+                for T in by_taps:
+                    _emit_accumulate(plan, T, geo["co_block"], w)
+            w("else:")
+            with w.indent():
+                w("for c0 in range(rest):  # the remaining channels, one per pass")
+                with w.indent():
+                    w("co = co_first + c0")
+                    if not by_taps:
+                        w("pass  # no phase has a tap: bias only")
+                    for T in by_taps:
+                        _emit_accumulate(plan, T, 1, w)
+            _emit_write(plan, w)

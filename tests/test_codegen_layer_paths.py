@@ -1,0 +1,140 @@
+"""The paths the CPU layer generator can choose, each checked against an oracle.
+
+* planning from a one-channel stand-in equals planning from the full multi-channel normal form;
+* the micro-kernel's two channel paths — ``CO_BLOCK`` output channels per pass (block_wide) and one at a
+  time (the remainder, depthwise) — and its tap groups (phases with different numbers of taps), in
+  1-D/2-D/3-D, with input planes (strided convolutions, Q > 1), checked against ``layer.matrix`` and
+  against PyTorch;
+* ``out=``: a preallocated output, validated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+from symdeconv.codegen.api import LayerBinding
+from symdeconv.codegen.emit_cpu_layers import layer_geometry
+from symdeconv.verify.check import check_layer
+
+pytest.importorskip("numba")
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        sd.ConvTranspose((4, 4), 2, 1, in_channels=4, out_channels=6, groups=2),
+        sd.ConvTranspose((3, 2), (2, 1), (1, 0), dilation=(1, 2), in_channels=3, out_channels=3, groups=3),
+        sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=3),
+        sd.Conv((3, 3), 2, "SAME", in_channels=2, out_channels=4, convention="tf").bind((5, 5)),
+        sd.Conv(3, 1, ((1, 1),), lhs_dilation=2, in_channels=2, out_channels=2, convention="jax"),
+        sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=2, out_channels=2),
+    ],
+    ids=["convT2d_groups", "convT2d_dilated_depthwise", "conv2d_s2", "tf_same", "jax_lhs_dilation", "convT3d"],
+)
+def test_stand_in_plan_equals_full_normal_form_plan(layer):
+    fast = LayerBinding(layer)
+    full = LayerBinding(layer, from_normal_form=True)
+    assert fast.plan == full.plan
+    np.testing.assert_array_equal(fast.index, full.index)
+    np.testing.assert_array_equal(fast.scale, full.scale)
+    w = np.random.default_rng(0).standard_normal(layer.weight_shape)
+    np.testing.assert_array_equal(fast.gather(w, np.dtype(np.float64)), w.reshape(-1)[full.index] * full.scale)
+
+
+def test_wide_block_width_depends_on_taps():
+    assert layer_geometry(LayerBinding(sd.ConvTranspose((4, 4), 2, 1)).plan)["co_block"] == 8  # 4 taps/phase
+    assert layer_geometry(LayerBinding(sd.Conv((3, 3), 2, 1)).plan)["co_block"] == 4  # 9 taps
+
+
+# (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
+PATHS = {
+    "convT2d_k3_wide_and_rest": (  # phases with 1, 2, 2, 4 taps; 9 = 8 + 1 output channels
+        lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=1, out_channels=9), [(2, 3)]),
+    "conv2d_s2_planes_wide_and_rest": (  # Q = 2: four input planes; 5 = 4 + 1
+        lambda: sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=5), [(4, 5)]),
+    "convT1d_groups_wide_and_rest": (  # 2 groups of 9 output channels
+        lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=18, groups=2), [(3,)]),
+    "convT3d_wide": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=1, out_channels=8), [(2, 1, 2)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_blocking_paths_equal_layer_matrix(name):
+    build, shapes = PATHS[name]
+    layer = build()
+    result = check_layer(sd.compile(layer, "cpu"), layer, shapes, np.float64, rng=np.random.default_rng(1))
+    assert result.ok, result.row()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", range(3))
+def test_blocking_paths_against_torch_random_configs(seed):
+    """Random channel counts around CO_BLOCK (wide blocks, remainders, depthwise), larger inputs."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(100 + seed)
+    layer_fns = [
+        (sd.ConvTranspose, torch.nn.functional.conv_transpose2d, dict(kernel_size=(4, 4), stride=2, padding=1)),
+        (sd.Conv, torch.nn.functional.conv2d, dict(kernel_size=(3, 3), stride=2, padding=1)),
+    ]
+    for cls, fn, kw in layer_fns:
+        groups = int(rng.choice([1, 2, 3]))
+        cin_g, cout_g = int(rng.integers(1, 6)), int(rng.choice([1, 3, 4, 8, 9, 13]))
+        layer = cls(**kw, groups=groups, in_channels=groups * cin_g, out_channels=groups * cout_g)
+        shape = tuple(int(v) for v in rng.integers(3, 40, 2))
+        x = rng.standard_normal((2, groups * cin_g) + shape).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(groups * cout_g).astype(np.float32)
+        expected = fn(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                      stride=kw["stride"], padding=kw["padding"], groups=groups).numpy()
+        got = sd.compile(layer, "cpu")(x, w, b)
+        # float32 accumulation (as oneDNN): error relative to the magnitude of the terms summed
+        terms = np.sqrt(cin_g * np.prod(kw["kernel_size"]))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * terms * (1 + np.abs(expected).max()))
+
+
+def test_out_argument_for_layers_and_chains():
+    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3)
+    f = sd.compile(layer, "cpu")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 2, 3, 4))
+    w = rng.standard_normal(layer.weight_shape)
+    expected = f(x, w)
+    out = np.full_like(expected, np.nan)
+    assert f(x, w, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    first = out[0]
+    assert f(x[1], w, out=first) is first  # unbatched
+    np.testing.assert_array_equal(out[0], expected[1])
+    for bad, match in [
+        (np.empty((2, 3, 6, 7)), r"out must have shape \(2, 3, 6, 8\)"),
+        (np.empty((2, 3, 6, 8), np.float32), "out has dtype float32"),
+        (np.empty((2, 3, 6, 16))[..., ::2], "C-contiguous"),
+        ([0.0], "out must be a NumPy array"),
+        (x, "out must have shape"),
+    ]:
+        with pytest.raises(sd.SymdeconvError, match=match):
+            f(x, w, out=bad)
+    buf = np.empty(2 * 3 * 6 * 8 + x.size)
+    with pytest.raises(sd.SymdeconvError, match="overlap"):
+        g = sd.compile(sd.conv((1.0, 1.0)), "cpu")
+        g(buf[:10], out=buf[5:16])
+    chain = sd.compile(sd.conv((1, 2, 1)) @ sd.up(2), "cpu")
+    xc = rng.standard_normal((3, 5))
+    yc = np.empty((3, 12))
+    assert chain(xc, out=yc) is yc
+    np.testing.assert_array_equal(yc, chain(xc))
+    with pytest.raises(sd.SymdeconvError, match=r"out must have shape \(3, 12\)"):
+        chain(xc, out=np.empty((3, 11)))
+
+
+def test_channels_last_out():
+    layer = sd.ConvTranspose((3, 3), 2, "SAME", in_channels=1, out_channels=2, convention="tf")
+    f = sd.compile(layer, "cpu")
+    x = np.random.default_rng(3).standard_normal((1, 3, 4, 1))
+    w = np.random.default_rng(4).standard_normal(layer.weight_shape)
+    expected = f(x, w)
+    out = np.empty_like(expected)
+    assert f(x, w, out=out) is out
+    np.testing.assert_array_equal(out, expected)
