@@ -118,7 +118,8 @@ def test_every_emitter_path_compiles_to_ptx(tmp_path):
 
     emitted = {name: sd.emit(CHAINS[name](), "cuda") for name in ("channel_mixing", "conv_3d", "strided", "bilinear_2d")}
     small = sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1)
-    emitted["small_tile_2d"] = emit_cuda(make_plan(small), tile=(2, 4))
+    emitted["small_tile_2d_rows2"] = emit_cuda(make_plan(small), tile=(4, 4), rows=2)
+    emitted["small_tile_2d_rows1"] = emit_cuda(make_plan(small), tile=(2, 4), rows=1)
     emitted["small_tile_chain_1d"] = emit_cuda(make_plan(CHAINS["resampler_up3_down2"]()), tile=(4,))
     emitted["huge_halo"] = sd.emit(sd.Conv(3, 1, 0, dilation=3000), "cuda")
     assert 'STRATEGY = "simple"' in emitted["huge_halo"] and 'STRATEGY = "simple"' in emitted["conv_3d"]

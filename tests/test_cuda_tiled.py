@@ -25,7 +25,7 @@ import sympy as sp
 
 import symdeconv as sd
 from symdeconv.codegen.api import plan as make_plan
-from symdeconv.codegen.emit_cuda import SHARED_LIMIT, TILE, emit_cuda, tile_layout
+from symdeconv.codegen.emit_cuda import LAYER_TILE_2D, ROWS, SHARED_LIMIT, TILE, emit_cuda, tile_layout
 from symdeconv.verify.check import check_chain, check_layer
 
 from .helpers import np_upfirdn
@@ -39,13 +39,15 @@ a = sp.Symbol("a")
 
 #: tiles of a few threads: tiny inputs then span several tiles in every dimension
 SMALL_TILE = {1: (4,), 2: (2, 4)}
+#: 2-D layer kernels compute several blocks per thread along dimension 0: small tiles keep that
+SMALL_LAYER_TILE_2D, SMALL_ROWS = (4, 4), 2
 
 
-def compile_with_tile(obj, tmp_path: Path, name: str, tile=None, tiled: bool = True):
+def compile_with_tile(obj, tmp_path: Path, name: str, tile=None, rows=None, tiled: bool = True):
     """Emit ``obj``'s CUDA module with a given tile into ``tmp_path`` and load it like ``sd.compile``."""
     p = make_plan(obj, name)
     path = tmp_path / f"{name}.py"
-    path.write_text(emit_cuda(p, tile=tile, tiled=tiled))
+    path.write_text(emit_cuda(p, tile=tile, rows=rows, tiled=tiled))
     return sd.compile(obj, "cuda", name=name, path=path)
 
 
@@ -101,15 +103,18 @@ def np_conv2d(x, w, stride: int, padding: int):
 def test_strategy_follows_the_plan_structure():
     tiled_2d = make_plan(sd.ConvTranspose((4, 4), 2, 1, in_channels=4, out_channels=4))
     layout = tile_layout(tiled_2d)
-    assert layout is not None and layout.tile == TILE[2] and layout.low == (-1, -1) and layout.high == (1, 1)
-    assert layout.shared_bytes(tiled_2d) <= SHARED_LIMIT
+    assert layout is not None and layout.tile == LAYER_TILE_2D and layout.rows == ROWS
+    assert layout.low == (-1, -1) and layout.high == (1, 1) and layout.shared_bytes(tiled_2d) <= SHARED_LIMIT
+    chain_2d = make_plan(sd.conv([[1, 2], [3, 4]]) @ sd.up((2, 2)))
+    assert tile_layout(chain_2d).tile == TILE[2] and tile_layout(chain_2d).rows == 1  # literal taps: no weights
+    assert tile_layout(make_plan(sd.ConvTranspose(4, 2, 1))).rows == 1  # 1-D: one block per thread
     assert tile_layout(make_plan(sd.ConvTranspose((4, 4, 4), 2, 1))) is None  # 3-D: simple kernel
     huge_halo = make_plan(sd.Conv((3, 3), 1, 0, dilation=(150, 150)))
     assert tile_layout(huge_halo) is None  # the input tile would not fit in shared memory
     src = emit_cuda(huge_halo)
     assert 'STRATEGY = "simple"' in src and "cuda.shared" not in src and "kernel_simple" not in src
     src = emit_cuda(tiled_2d)
-    assert 'STRATEGY = "tiled"' in src and "cuda.shared.array(X_TILE, x.dtype)" in src
+    assert 'STRATEGY = "tiled"' in src and "cuda.shared.array(X_TILE, x.dtype)" in src and f"ROWS = {ROWS}" in src
     assert "def kernel_simple(" in src and "atomic" not in src
     assert "y_tile" in src  # two phases along the last dimension: outputs staged for coalesced stores
     strided = emit_cuda(make_plan(sd.Conv((3, 3), 2, 1)))
@@ -122,6 +127,10 @@ def test_tile_argument_is_checked():
         emit_cuda(p, tile=(0,))
     with pytest.raises(sd.SymdeconvError, match="tile"):
         emit_cuda(p, tile=(4, 4))
+    with pytest.raises(sd.SymdeconvError, match="rows"):
+        emit_cuda(p, rows=2)  # several blocks per thread: 2-D layer kernels only
+    with pytest.raises(sd.SymdeconvError, match="rows"):
+        emit_cuda(make_plan(sd.ConvTranspose((4, 4), 2, 1)), tile=(6, 4), rows=4)
 
 
 # --- small tiles: many tile borders on tiny inputs, checked against the symbolic matrix -----------------
@@ -142,11 +151,28 @@ SMALL_LAYERS = {
 def test_small_tile_layer_kernel_equals_layer_matrix(name, tmp_path, monkeypatch):
     build, shapes = SMALL_LAYERS[name]
     layer = build()
-    f = compile_with_tile(layer, tmp_path, name, SMALL_TILE[layer.ndim])
+    if layer.ndim == 2:
+        f = compile_with_tile(layer, tmp_path, name, SMALL_LAYER_TILE_2D, SMALL_ROWS)
+        assert f.module.ROWS == SMALL_ROWS
+    else:
+        f = compile_with_tile(layer, tmp_path, name, SMALL_TILE[1])
     assert f.module.STRATEGY == "tiled"
     forbid(monkeypatch, f.module, "launch_simple")
     dtype = np.float32 if "convT2d_k4" in name else np.float64  # float32 accumulates in float32
     result = check_layer(f, layer, shapes, dtype, rng=np.random.default_rng(3), n_random=1)
+    assert result.ok, result.row()
+
+
+@simulator
+@pytest.mark.parametrize("name", ["convT2d_k4_s2_p1", "conv2d_strided_anisotropic"])
+def test_small_tile_layer_kernel_with_one_block_per_thread(name, tmp_path, monkeypatch):
+    """The 2-D layer kernel with rows=1 (one block per thread, as 1-D layers and chains)."""
+    build, shapes = SMALL_LAYERS[name]
+    layer = build()
+    f = compile_with_tile(layer, tmp_path, name, SMALL_TILE[2], rows=1)
+    assert f.module.STRATEGY == "tiled" and not hasattr(f.module, "ROWS")
+    forbid(monkeypatch, f.module, "launch_simple")
+    result = check_layer(f, layer, shapes, np.float64, rng=np.random.default_rng(5), n_random=1)
     assert result.ok, result.row()
 
 
@@ -177,18 +203,18 @@ def test_small_tile_chain_kernel_equals_matrix(name, tmp_path, monkeypatch):
 
 @simulator
 def test_default_tile_conv_transpose2d_with_channel_steps_matches_numpy(monkeypatch):
-    """Two input-channel steps (10 = 8 + 2), two tiles along dimension 0, staged stores."""
+    """Three input-channel steps (10 = 4 + 4 + 2), two tiles along dimension 0, ROWS per thread, staged stores."""
     layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=10, out_channels=1)
     f = sd.compile(layer, "cuda")
-    assert f.module.STRATEGY == "tiled" and f.module.CHANNELS == 8
+    assert f.module.STRATEGY == "tiled" and f.module.CHANNELS == 4 and f.module.ROWS == ROWS
     forbid(monkeypatch, f.module, "launch_simple")
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((1, 10, 9, 17)).astype(np.float32)
+    x = rng.standard_normal((1, 10, 18, 17)).astype(np.float32)
     w = rng.standard_normal((10, 1, 4, 4)).astype(np.float32)
     bias = rng.standard_normal(1).astype(np.float32)
     y = f(x, w, bias)
     expect = np_conv_transpose(x, w, 2, 1) + bias.reshape(1, -1, 1, 1)
-    assert y.dtype == np.float32 and y.shape == expect.shape == (1, 1, 18, 34)
+    assert y.dtype == np.float32 and y.shape == expect.shape == (1, 1, 36, 34)
     np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
 
 

@@ -37,22 +37,23 @@ P = (2, 2)  # output period (phases) per dimension
 Q = (1, 1)  # input period per dimension
 N_SLOTS = 9
 STRATEGY = "tiled"  # a thread block per tile of blocks j; input tile staged in shared memory
-TILE = (8, 32)  # blocks j per thread block per dimension (one thread per block, all phases)
-THREADS = (32, 8)  # CUDA block shape: x along the last dimension, y along dimension 0
-BLOCK_THREADS = 256
+TILE = (16, 32)  # blocks j per thread block per dimension (all phases of each)
+ROWS = 4  # blocks j per thread along dimension 0: weights and input rows reused in registers
+THREADS = (32, 4)  # CUDA block shape: x along the last dimension, y along dimension 0
+BLOCK_THREADS = 128
 LOW = (0, 0)  # smallest tap offset per dimension: the tile's halo before Q·J
 HIGH = (1, 1)  # largest tap offset per dimension: the halo after Q·(J + TILE − 1)
-CHANNELS = 8  # input channels staged per step
-X_TILE = (8, 9, 33)  # (CHANNELS, Q·(TILE − 1) + HIGH − LOW + 1 per dimension)
-W_TILE = (9, 8)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_out
-W_SIZE = 72
+CHANNELS = 4  # input channels staged per step
+X_TILE = (4, 17, 33)  # (CHANNELS, Q·(TILE − 1) + HIGH − LOW + 1 per dimension)
+W_TILE = (9, 4)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_out
+W_SIZE = 36
 SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
-Y_TILE = (16, 64)  # the tile's outputs, P·TILE per dimension
+Y_TILE = (32, 64)  # the tile's outputs, P·TILE per dimension
 
 
 @cuda.jit(cache=True)
 def kernel(x, y, w, bias, groups, lo0, lo1):
-    """Tiled gather: a thread block per tile of TILE blocks j, one thread per block j (all phases).
+    """Tiled gather: a thread block per tile of TILE blocks j, one thread per ROWS blocks j along dimension 0 (all phases).
 
     Stage the tile's inputs (with halo, zero outside x) in shared memory, sync, accumulate every
     phase from shared memory with the taps as constants, then store (coalesced).
@@ -73,7 +74,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1):
     last0 = (lo0 + out0 - 1) // 2
     first1 = lo1 // 2
     last1 = (lo1 + out1 - 1) // 2
-    tiles0 = (last0 - first0 + 8) // 8  # tiles of TILE[0] blocks along dimension 0
+    tiles0 = (last0 - first0 + 16) // 16  # tiles of TILE[0] blocks along dimension 0
     # This thread's block within its tile, and its rank among the thread block's threads.
     u0 = cuda.threadIdx.y
     u1 = cuda.threadIdx.x
@@ -84,28 +85,41 @@ def kernel(x, y, w, bias, groups, lo0, lo1):
         co = plane % c_out
         ci0 = (co // cout_g) * cin_g  # first input channel of co's group
         for tile0 in range(cuda.blockIdx.y, tiles0, cuda.gridDim.y):
-            J0 = first0 + 8 * tile0  # the tile's first block j
+            J0 = first0 + 16 * tile0  # the tile's first block j
             J1 = first1 + 32 * cuda.blockIdx.x
-            used0 = min(8, last0 - J0 + 1)  # blocks of the tile inside the window, along 0
+            used0 = min(16, last0 - J0 + 1)  # blocks of the tile inside the window, along 0
             used1 = min(32, last1 - J1 + 1)  # blocks of the tile inside the window, along 1
-            active = u0 < used0 and u1 < used1  # this thread's block holds outputs of the window
+            active = 4 * u0 < used0 and u1 < used1  # this thread's first block holds outputs of the window
+            cover0 = 4 * ((used0 + 3) // 4)  # blocks along 0 of the threads that compute (ROWS each)
             origin0 = J0  # input position of x_tile[:, 0, 0] along 0
             origin1 = J1  # input position of x_tile[:, 0, 0] along 1
-            extent0 = used0 + 1  # staged inputs along 0: Q·(used − 1) + HIGH − LOW + 1
-            extent1 = used1 + 1  # staged inputs along 1: Q·(used − 1) + HIGH − LOW + 1
-            r0 = u0  # x_tile index of this block's Q·j + LOW along 0
-            r1 = u1  # x_tile index of this block's Q·j + LOW along 1
-            acc_0_0 = bias[co]  # phase (0, 0)
-            acc_0_1 = bias[co]  # phase (0, 1)
-            acc_1_0 = bias[co]  # phase (1, 0)
-            acc_1_1 = bias[co]  # phase (1, 1)
+            extent0 = cover0 + 1  # staged inputs along 0: Q·(cover0 − 1) + HIGH − LOW + 1
+            extent1 = used1 + 1  # staged inputs along 1: Q·(used1 − 1) + HIGH − LOW + 1
+            r0 = 4 * u0  # x_tile index of this thread's (first) block's Q·j + LOW along 0
+            r1 = u1  # x_tile index of this thread's (first) block's Q·j + LOW along 1
+            acc_r0_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 0, u1)
+            acc_r0_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 0, u1)
+            acc_r0_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 0, u1)
+            acc_r0_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 0, u1)
+            acc_r1_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 1, u1)
+            acc_r1_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 1, u1)
+            acc_r1_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 1, u1)
+            acc_r1_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 1, u1)
+            acc_r2_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 2, u1)
+            acc_r2_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 2, u1)
+            acc_r2_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 2, u1)
+            acc_r2_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 2, u1)
+            acc_r3_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 3, u1)
+            acc_r3_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 3, u1)
+            acc_r3_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 3, u1)
+            acc_r3_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 3, u1)
             for c_start in range(0, cin_g, CHANNELS):
                 steps = min(CHANNELS, cin_g - c_start)  # channels staged in this step
                 if c_start > 0:
                     cuda.syncthreads()  # every thread is done with the previous channels
                 # Stage the tile of `steps` input channels, and their weights for output channel co.
                 for k in range(steps):
-                    for a0 in range(u0, extent0, 8):
+                    for a0 in range(u0, extent0, 4):
                         i0 = origin0 + a0
                         for a1 in range(u1, extent1, 32):
                             i1 = origin1 + a1
@@ -121,23 +135,65 @@ def kernel(x, y, w, bias, groups, lo0, lo1):
                 cuda.syncthreads()
                 if active:
                     for k in range(steps):  # every tap reads shared memory: no bounds tests
-                        x_0_0 = x_tile[k, r0, r1]  # x[j0, j1]
-                        x_0_1 = x_tile[k, r0, r1 + 1]  # x[j0, j1 + 1]
-                        x_1_0 = x_tile[k, r0 + 1, r1]  # x[j0 + 1, j1]
-                        x_1_1 = x_tile[k, r0 + 1, r1 + 1]  # x[j0 + 1, j1 + 1]
-                        acc_0_0 += w_tile[0, k] * x_0_0
-                        acc_0_1 += w_tile[1, k] * x_0_0 + w_tile[2, k] * x_0_1
-                        acc_1_0 += w_tile[3, k] * x_0_0 + w_tile[4, k] * x_1_0
-                        acc_1_1 += w_tile[5, k] * x_0_0 + w_tile[6, k] * x_0_1 + w_tile[7, k] * x_1_0 + w_tile[8, k] * x_1_1
+                        # the weights of channel k, one register per slot (used by all 4 blocks)
+                        w0 = w_tile[0, k]
+                        w1 = w_tile[1, k]
+                        w2 = w_tile[2, k]
+                        w3 = w_tile[3, k]
+                        w4 = w_tile[4, k]
+                        w5 = w_tile[5, k]
+                        w6 = w_tile[6, k]
+                        w7 = w_tile[7, k]
+                        w8 = w_tile[8, k]
+                        # input rows of the thread's 4 blocks: row<a>_<c> = x_tile[k, r0 + a, r1 + c − LOW1], which block r
+                        # reads as its tap offset (a + LOW0 − Q0·r, c)
+                        row0_0 = x_tile[k, r0, r1]
+                        row0_1 = x_tile[k, r0, r1 + 1]
+                        row1_0 = x_tile[k, r0 + 1, r1]
+                        row1_1 = x_tile[k, r0 + 1, r1 + 1]
+                        row2_0 = x_tile[k, r0 + 2, r1]
+                        row2_1 = x_tile[k, r0 + 2, r1 + 1]
+                        row3_0 = x_tile[k, r0 + 3, r1]
+                        row3_1 = x_tile[k, r0 + 3, r1 + 1]
+                        row4_0 = x_tile[k, r0 + 4, r1]
+                        row4_1 = x_tile[k, r0 + 4, r1 + 1]
+                        acc_r0_0_0 += w0 * row0_0
+                        acc_r0_0_1 += w1 * row0_0 + w2 * row0_1
+                        acc_r0_1_0 += w3 * row0_0 + w4 * row1_0
+                        acc_r0_1_1 += w5 * row0_0 + w6 * row0_1 + w7 * row1_0 + w8 * row1_1
+                        acc_r1_0_0 += w0 * row1_0
+                        acc_r1_0_1 += w1 * row1_0 + w2 * row1_1
+                        acc_r1_1_0 += w3 * row1_0 + w4 * row2_0
+                        acc_r1_1_1 += w5 * row1_0 + w6 * row1_1 + w7 * row2_0 + w8 * row2_1
+                        acc_r2_0_0 += w0 * row2_0
+                        acc_r2_0_1 += w1 * row2_0 + w2 * row2_1
+                        acc_r2_1_0 += w3 * row2_0 + w4 * row3_0
+                        acc_r2_1_1 += w5 * row2_0 + w6 * row2_1 + w7 * row3_0 + w8 * row3_1
+                        acc_r3_0_0 += w0 * row3_0
+                        acc_r3_0_1 += w1 * row3_0 + w2 * row3_1
+                        acc_r3_1_0 += w3 * row3_0 + w4 * row4_0
+                        acc_r3_1_1 += w5 * row3_0 + w6 * row3_1 + w7 * row4_0 + w8 * row4_1
             # Stage the outputs (phase p of block u at P·u + p), then store them with consecutive
             # threads writing consecutive output columns.
             if active:
-                y_tile[2 * u0, 2 * u1] = acc_0_0
-                y_tile[2 * u0, 2 * u1 + 1] = acc_0_1
-                y_tile[2 * u0 + 1, 2 * u1] = acc_1_0
-                y_tile[2 * u0 + 1, 2 * u1 + 1] = acc_1_1
+                y_tile[8 * u0, 2 * u1] = acc_r0_0_0
+                y_tile[8 * u0, 2 * u1 + 1] = acc_r0_0_1
+                y_tile[8 * u0 + 1, 2 * u1] = acc_r0_1_0
+                y_tile[8 * u0 + 1, 2 * u1 + 1] = acc_r0_1_1
+                y_tile[8 * u0 + 2, 2 * u1] = acc_r1_0_0
+                y_tile[8 * u0 + 2, 2 * u1 + 1] = acc_r1_0_1
+                y_tile[8 * u0 + 3, 2 * u1] = acc_r1_1_0
+                y_tile[8 * u0 + 3, 2 * u1 + 1] = acc_r1_1_1
+                y_tile[8 * u0 + 4, 2 * u1] = acc_r2_0_0
+                y_tile[8 * u0 + 4, 2 * u1 + 1] = acc_r2_0_1
+                y_tile[8 * u0 + 5, 2 * u1] = acc_r2_1_0
+                y_tile[8 * u0 + 5, 2 * u1 + 1] = acc_r2_1_1
+                y_tile[8 * u0 + 6, 2 * u1] = acc_r3_0_0
+                y_tile[8 * u0 + 6, 2 * u1 + 1] = acc_r3_0_1
+                y_tile[8 * u0 + 7, 2 * u1] = acc_r3_1_0
+                y_tile[8 * u0 + 7, 2 * u1 + 1] = acc_r3_1_1
             cuda.syncthreads()  # also: every thread is done with x_tile before the next tile is staged
-            for a0 in range(u0, 2 * used0, 8):
+            for a0 in range(u0, 2 * used0, 4):
                 t0 = 2 * J0 + a0 - lo0
                 for a1 in range(u1, 2 * used1, 32):
                     t1 = 2 * J1 + a1 - lo1
@@ -166,7 +222,7 @@ def launch(x, y, w, bias, groups, lo0, lo1):
     if 2 * blocks1 < 32:  # fewer than half a tile of blocks j along the last dimension
         launch_simple(x, y, w, bias, groups, lo0, lo1)
         return
-    grid = (math.ceil(blocks1 / 32), min(math.ceil(blocks0 / 8), 65535), min(planes, 65535))  # (tiles along the last dimension, tiles along dimension 0, planes)
+    grid = (math.ceil(blocks1 / 32), min(math.ceil(blocks0 / 16), 65535), min(planes, 65535))  # (tiles along the last dimension, tiles along dimension 0, planes)
     kernel[grid, THREADS](x, y, w, bias, groups, lo0, lo1)
 
 

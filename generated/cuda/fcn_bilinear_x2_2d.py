@@ -86,10 +86,10 @@ def kernel(x, y, c, lo0, lo1):
             active = u0 < used0 and u1 < used1  # this thread's block holds outputs of the window
             origin0 = J0 - 1  # input position of x_tile[:, 0, 0] along 0
             origin1 = J1 - 1  # input position of x_tile[:, 0, 0] along 1
-            extent0 = used0 + 2  # staged inputs along 0: Q·(used − 1) + HIGH − LOW + 1
-            extent1 = used1 + 2  # staged inputs along 1: Q·(used − 1) + HIGH − LOW + 1
-            r0 = u0  # x_tile index of this block's Q·j + LOW along 0
-            r1 = u1  # x_tile index of this block's Q·j + LOW along 1
+            extent0 = used0 + 2  # staged inputs along 0: Q·(used0 − 1) + HIGH − LOW + 1
+            extent1 = used1 + 2  # staged inputs along 1: Q·(used1 − 1) + HIGH − LOW + 1
+            r0 = u0  # x_tile index of this thread's (first) block's Q·j + LOW along 0
+            r1 = u1  # x_tile index of this thread's (first) block's Q·j + LOW along 1
             acc_0_0 = 0.0  # channel 0, phase (0, 0)
             acc_0_1 = 0.0  # channel 0, phase (0, 1)
             acc_1_0 = 0.0  # channel 0, phase (1, 0)

@@ -80,8 +80,8 @@ def kernel(x, y, c, lo0):
         used0 = min(128, last0 - J0 + 1)  # blocks of the tile inside the window, along 0
         active = u0 < used0  # this thread's block holds outputs of the window
         origin0 = 3 * J0 - 1  # input position of x_tile[:, 0] along 0
-        extent0 = 3 * used0  # staged inputs along 0: Q·(used − 1) + HIGH − LOW + 1
-        r0 = 3 * u0  # x_tile index of this block's Q·j + LOW along 0
+        extent0 = 3 * used0  # staged inputs along 0: Q·(used0 − 1) + HIGH − LOW + 1
+        r0 = 3 * u0  # x_tile index of this thread's (first) block's Q·j + LOW along 0
         acc_0 = 0.0  # channel 0, phase 0
         acc_1 = 0.0  # channel 0, phase 1
         # Stage the tile of every input channel.

@@ -55,6 +55,11 @@ __all__ = ["emit_cuda", "tile_layout", "TileLayout", "THREADS", "SHARED_LIMIT"]
 THREADS = (32, 8)
 #: blocks ``j`` per thread block of a tiled kernel, per dimension (dimension 0 first)
 TILE = {1: (128,), 2: (8, 32)}
+#: the same for 2-D layer kernels, whose threads compute ROWS blocks each along dimension 0
+LAYER_TILE_2D = (16, 32)
+#: blocks ``j`` per thread along dimension 0 in 2-D layer kernels: each weight read from shared memory
+#: serves ROWS blocks, and vertically adjacent blocks share their input rows (register blocking)
+ROWS = 4
 #: static shared memory a tiled kernel may use, counted for float64 data (CUDA's static limit is 48 KiB)
 SHARED_LIMIT = 40 * 1024
 #: input channels a layer kernel stages per step: the largest of these whose tile fits
@@ -77,12 +82,19 @@ class TileLayout:
     tile : blocks ``j`` per thread block along each dimension (one thread per block ``j``).
     low, high : smallest and largest tap offset per dimension, over all phases.
     channels : input channels staged per step (a chain stages all of its ``C_IN`` at once).
+    rows : blocks ``j`` per thread along dimension 0 (``tile[0]`` is a multiple of it).
     """
 
     tile: tuple[int, ...]
     low: tuple[int, ...]
     high: tuple[int, ...]
     channels: int
+    rows: int = 1
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Threads per dimension (dimension 0 first): ``tile`` with dimension 0 divided by ``rows``."""
+        return (self.tile[0] // self.rows,) + self.tile[1:]
 
     def span(self, plan: KernelPlan) -> tuple[int, ...]:
         """Shape of the staged input tile per dimension: ``Q (TILE − 1) + high − low + 1``."""
@@ -114,24 +126,33 @@ class TileLayout:
         return n * itemsize
 
 
-def tile_layout(plan: KernelPlan, tile: tuple[int, ...] | None = None) -> TileLayout | None:
+def tile_layout(plan: KernelPlan, tile: tuple[int, ...] | None = None, rows: int | None = None) -> TileLayout | None:
     """The tiled kernel's geometry for ``plan``, or ``None`` where the simple kernel is emitted.
 
     Tiling applies to 1-D and 2-D plans with at least one tap whose shared-memory tiles (input with
     halo, weights, staged outputs) fit in :data:`SHARED_LIMIT` bytes at float64 and whose threads keep
     at most :data:`MAX_ACCUMULATORS` running sums (phases × output channels of a chain).  ``tile``
-    replaces the default blocks ``j`` per thread block (:data:`TILE`); the tests use small tiles so
-    that the CUDA simulator, which runs every thread in Python, crosses tile borders cheaply.
+    replaces the default blocks ``j`` per thread block (:data:`TILE`, :data:`LAYER_TILE_2D`) and
+    ``rows`` the blocks per thread along dimension 0 (:data:`ROWS` for 2-D layers, else 1); the tests
+    use small tiles so that the CUDA simulator, which runs every thread in Python, crosses tile borders
+    cheaply.
     """
     if plan.ndim not in TILE:
         return None
+    blocked = plan.kind == "grouped" and plan.ndim == 2
     if tile is None:
-        tile = TILE[plan.ndim]
-    tile = tuple(int(t) for t in tile)
-    if len(tile) != plan.ndim or min(tile) < 1 or math.prod(tile) > 1024:
+        tile = LAYER_TILE_2D if blocked else TILE[plan.ndim]
+    if rows is None:
+        rows = ROWS if blocked else 1
+    tile, rows = tuple(int(t) for t in tile), int(rows)
+    if len(tile) != plan.ndim or min(tile) < 1:
+        raise SymdeconvError(f"tile must be {plan.ndim} positive block counts (one per dimension), got {tile}")
+    if rows < 1 or tile[0] % rows or (rows > 1 and not blocked):
         raise SymdeconvError(
-            f"tile must give 1 to 1024 threads as {plan.ndim} positive block counts (one per dimension), got {tile}"
+            f"rows={rows}: blocks per thread must divide tile[0]={tile[0]} (and exceed 1 only for 2-D layer kernels)"
         )
+    if math.prod(tile) // rows > 1024:
+        raise SymdeconvError(f"tile {tile} with rows={rows} needs more than 1024 threads per block")
     offsets = [off for ph in plan.phases for off in ph.offsets()]
     if not offsets:
         return None
@@ -142,7 +163,7 @@ def tile_layout(plan: KernelPlan, tile: tuple[int, ...] | None = None) -> TileLa
     high = tuple(max(o[d] for o in offsets) for d in dims(plan))
     steps = (plan.c_in,) if plan.kind == "chain" else CHANNEL_STEPS
     for channels in steps:
-        layout = TileLayout(tile, low, high, channels)
+        layout = TileLayout(tile, low, high, channels, rows)
         if layout.shared_bytes(plan) <= SHARED_LIMIT:
             return layout
     return None
@@ -154,14 +175,16 @@ def tile_layout(plan: KernelPlan, tile: tuple[int, ...] | None = None) -> TileLa
 
 
 def emit_cuda(
-    plan: KernelPlan, title: str | None = None, *, tile: tuple[int, ...] | None = None, tiled: bool = True
+    plan: KernelPlan, title: str | None = None, *, tile: tuple[int, ...] | None = None, rows: int | None = None,
+    tiled: bool = True,
 ) -> str:
     """The complete source of the CUDA kernel module of ``plan`` (deterministic: same plan, same text).
 
-    ``tile`` overrides the blocks ``j`` per thread block of a tiled kernel; ``tiled=False`` forces the
+    ``tile`` / ``rows`` override the blocks ``j`` per thread block / per thread of a tiled kernel
+    (:func:`tile_layout`); ``tiled=False`` forces the
     simple kernel (both for tests and comparisons; ``sd.emit`` / ``sd.compile`` use the defaults).
     """
-    layout = tile_layout(plan, tile) if tiled else None
+    layout = tile_layout(plan, tile, rows) if tiled else None
     w = Writer()
     for line in header(plan, "cuda", title) + module_docstring(plan, "cuda"):
         w(line)
@@ -317,9 +340,13 @@ def _where(plan: KernelPlan, offset: tuple[int, ...]) -> str:
 
 def _tiled_constants(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
     D = plan.ndim
-    threads = tuple(reversed(layout.tile))
+    threads = tuple(reversed(layout.steps))
     w('STRATEGY = "tiled"  # a thread block per tile of blocks j; input tile staged in shared memory')
-    w(f"TILE = {layout.tile}  # blocks j per thread block per dimension (one thread per block, all phases)")
+    if layout.rows == 1:
+        w(f"TILE = {layout.tile}  # blocks j per thread block per dimension (one thread per block, all phases)")
+    else:
+        w(f"TILE = {layout.tile}  # blocks j per thread block per dimension (all phases of each)")
+        w(f"ROWS = {layout.rows}  # blocks j per thread along dimension 0: weights and input rows reused in registers")
     w(f"THREADS = {threads}  # CUDA block shape: x along the last dimension" + (", y along dimension 0" if D == 2 else ""))
     w(f"BLOCK_THREADS = {math.prod(threads)}")
     w(f"LOW = {layout.low}  # smallest tap offset per dimension: the tile's halo before Q·J")
@@ -346,7 +373,8 @@ def _tiled_kernel(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
     w("@cuda.jit(cache=True)")
     w(f"def kernel({args}):")
     with w.indent():
-        w('"""Tiled gather: a thread block per tile of TILE blocks j, one thread per block j (all phases).')
+        who = "one thread per block j" if layout.rows == 1 else "one thread per ROWS blocks j along dimension 0"
+        w(f'"""Tiled gather: a thread block per tile of TILE blocks j, {who} (all phases).')
         w("")
         w("Stage the tile's inputs (with halo, zero outside x) in shared memory, sync, accumulate every")
         w("phase from shared memory with the taps as constants, then store (coalesced).")
@@ -397,25 +425,34 @@ def _tiled_kernel(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
         w(f"J{last} = first{last} + {T[last]} * cuda.blockIdx.x" + ("  # the tile's first block j" if D == 1 else ""))
         for d in dims(plan):
             w(f"used{d} = min({T[d]}, last{d} - J{d} + 1)  # blocks of the tile inside the window, along {d}")
-        active = " and ".join(f"u{d} < used{d}" for d in dims(plan))
-        w(f"active = {active}  # this thread's block holds outputs of the window")
+        R = layout.rows
+        if R == 1:
+            active = " and ".join(f"u{d} < used{d}" for d in dims(plan))
+            w(f"active = {active}  # this thread's block holds outputs of the window")
+        else:
+            w(f"active = {R} * u0 < used0 and u1 < used1  # this thread's first block holds outputs of the window")
+            w(f"cover0 = {R} * ((used0 + {R - 1}) // {R})  # blocks along 0 of the threads that compute (ROWS each)")
         for d in dims(plan):
             origin = plus(times(plan.Q[d], f"J{d}"), layout.low[d])
             w(f"origin{d} = {origin}  # input position of x_tile[:, {', '.join(['0'] * D)}] along {d}")
         for d in dims(plan):
             halo = layout.high[d] - layout.low[d] + 1
-            w(f"extent{d} = {plus(times(plan.Q[d], f'used{d}'), halo - plan.Q[d])}"
-              f"  # staged inputs along {d}: Q·(used − 1) + HIGH − LOW + 1")
+            blocks = "cover0" if (d == 0 and R > 1) else f"used{d}"
+            w(f"extent{d} = {plus(times(plan.Q[d], blocks), halo - plan.Q[d])}"
+              f"  # staged inputs along {d}: Q·({blocks} − 1) + HIGH − LOW + 1")
         for d in dims(plan):
-            w(f"r{d} = {times(plan.Q[d], f'u{d}')}  # x_tile index of this block's Q·j + LOW along {d}")
+            step = plan.Q[d] * (R if d == 0 else 1)  # x_tile rows / columns between threads' first blocks
+            w(f"r{d} = {times(step, f'u{d}')}  # x_tile index of this thread's (first) block's Q·j + LOW along {d}")
         if chain:
             for ph in plan.phases:
                 for co, _ in ph.rows:
                     w(f"{_acc(plan, ph, co)} = 0.0  # channel {co}, phase {phase_text(ph.phase)}")
             _chain_stage_and_taps(plan, layout, w)
         else:
-            for ph in plan.phases:
-                w(f"{_acc(plan, ph)} = bias[co]  # phase {phase_text(ph.phase)}")
+            for r in range(R):
+                for ph in plan.phases:
+                    w(f"{_acc_row(plan, ph, r, R)} = bias[co]  # phase {phase_text(ph.phase)}"
+                      + (f" of block J + ({R}·u0 + {r}, u1)" if R > 1 else ""))
             _grouped_stage_and_taps(plan, layout, w)
         _store(plan, layout, staged, w)
         if D == 2:
@@ -429,12 +466,12 @@ def _tiled_kernel(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
 def _stage_input(plan: KernelPlan, layout: TileLayout, channel: str, w: Writer) -> None:
     """The cooperative load of staged channel ``k`` of ``x_tile`` (zero outside ``x``).
 
-    Thread ``u`` loads positions ``u, u + TILE, …`` of each dimension: consecutive threads read
+    Thread ``u`` loads positions ``u, u + threads, …`` of each dimension: consecutive threads read
     consecutive columns of ``x`` (coalesced) and no index is divided.
     """
-    T = layout.tile
+    steps = layout.steps
     for d in dims(plan):
-        w(f"for a{d} in range(u{d}, extent{d}, {T[d]}):")
+        w(f"for a{d} in range(u{d}, extent{d}, {steps[d]}):")
         w.indent()
         w(f"i{d} = origin{d} + a{d}")
     inside = " and ".join(f"i{d} >= 0 and i{d} < n{d}" for d in dims(plan))
@@ -474,6 +511,9 @@ def _grouped_stage_and_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> 
         with w.indent():
             w("for k in range(steps):  # every tap reads shared memory: no bounds tests")
             with w.indent():
+                if layout.rows > 1:
+                    _blocked_taps(plan, layout, w)
+                    return
                 offsets = sorted({off for ph in plan.phases for off in ph.offsets()})
                 for off in offsets:
                     w(f"{_value(plan, None, off)} = {_tap_index(plan, layout, 'k', off)}  # x[{_where(plan, off)}]")
@@ -482,6 +522,37 @@ def _grouped_stage_and_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> 
                         continue
                     terms = " + ".join(f"w_tile[{s}, k] * {_value(plan, None, off)}" for s, off in ph.slots)
                     w(f"{_acc(plan, ph)} += {terms}")
+
+
+def _acc_row(plan: KernelPlan, ph: PhasePlan, r: int, rows: int) -> str:
+    """Running sum of phase ``ph`` of the thread's block ``r`` (of ``rows``) in a layer kernel."""
+    return _acc(plan, ph) if rows == 1 else f"acc_r{r}_{_tag(ph.phase)}"
+
+
+def _blocked_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
+    """The taps of ROWS blocks per thread: each slot weight and each staged input read once per channel.
+
+    Block ``r`` of the thread reads x_tile row ``r0 + Q0·r + offset0 − LOW0``; the rows of adjacent
+    blocks overlap, so each distinct (row, column offset) is one register ``row{a}_{column}``.
+    """
+    R, Q0, low = layout.rows, plan.Q[0], layout.low
+    w(f"# the weights of channel k, one register per slot (used by all {R} blocks)")
+    for ph in plan.phases:
+        for slot, _ in ph.slots:
+            w(f"w{slot} = w_tile[{slot}, k]")
+    needed = sorted({(Q0 * r + off[0] - low[0], off[1]) for r in range(R) for ph in plan.phases for _, off in ph.slots})
+    w(f"# input rows of the thread's {R} blocks: row<a>_<c> = x_tile[k, r0 + a, r1 + c − LOW1], which block r")
+    w(f"# reads as its tap offset (a + LOW0 − Q0·r, c)")
+    for a, col in needed:
+        w(f"row{a}_{_tag((col,))} = x_tile[k, {plus('r0', a)}, {plus('r1', col - low[1])}]")
+    for r in range(R):
+        for ph in plan.phases:
+            if not ph.slots:
+                continue
+            terms = " + ".join(
+                f"w{slot} * row{Q0 * r + off[0] - low[0]}_{_tag((off[1],))}" for slot, off in ph.slots
+            )
+            w(f"{_acc_row(plan, ph, r, R)} += {terms}")
 
 
 def _chain_stage_and_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
@@ -508,7 +579,8 @@ def _product(coeff: str, value: str) -> str:
 
 def _store(plan: KernelPlan, layout: TileLayout, staged: bool, w: Writer) -> None:
     chain = plan.kind == "chain"
-    T = layout.tile
+    steps = layout.steps
+    R = layout.rows
     rows = [(co, str(co)) for co in range(plan.c_out)] if chain else [(None, "co")]
     inside = " and ".join(f"t{d} >= 0 and t{d} < out{d}" for d in dims(plan))
     spatial = ", ".join(f"t{d}" for d in dims(plan))
@@ -517,17 +589,21 @@ def _store(plan: KernelPlan, layout: TileLayout, staged: bool, w: Writer) -> Non
         w("# threads writing consecutive output columns.")
         w("if active:")
         with w.indent():
-            for ph in plan.phases:
-                for co, _ in rows:
-                    lead = [str(co)] if chain else []
-                    local = [plus(times(plan.P[d], f"u{d}"), ph.phase[d]) for d in dims(plan)]
-                    w(f"y_tile[{', '.join(lead + local)}] = {_acc(plan, ph, co)}")
+            for r in range(R):
+                for ph in plan.phases:
+                    for co, _ in rows:
+                        lead = [str(co)] if chain else []
+                        # block (R·u0 + r, u1) of the tile: its phase p is y_tile[P·block + p]
+                        local = [plus(times(plan.P[d] * (R if d == 0 else 1), f"u{d}"),
+                                      plan.P[d] * (r if d == 0 else 0) + ph.phase[d]) for d in dims(plan)]
+                        acc = _acc(plan, ph, co) if chain else _acc_row(plan, ph, r, R)
+                        w(f"y_tile[{', '.join(lead + local)}] = {acc}")
         w("cuda.syncthreads()  # also: every thread is done with x_tile before the next tile is staged")
         if chain:
             w("for co in range(C_OUT):")
             w.indent()
         for d in dims(plan):
-            w(f"for a{d} in range(u{d}, {times(plan.P[d], f'used{d}')}, {T[d]}):")
+            w(f"for a{d} in range(u{d}, {times(plan.P[d], f'used{d}')}, {steps[d]}):")
             w.indent()
             w(f"t{d} = {times(plan.P[d], f'J{d}')} + a{d} - lo{d}")
         local = ", ".join((["co"] if chain else []) + [f"a{d}" for d in dims(plan)])
@@ -542,15 +618,18 @@ def _store(plan: KernelPlan, layout: TileLayout, staged: bool, w: Writer) -> Non
     w("# The last dimension has one phase: consecutive threads own consecutive output columns.")
     w("if active:")
     with w.indent():
-        for d in dims(plan):
-            w(f"j{d} = J{d} + u{d}")
-        for ph in plan.phases:
+        for r in range(R):
             for d in dims(plan):
-                w(f"t{d} = {plus(times(plan.P[d], f'j{d}'), ph.phase[d])} - lo{d}")
-            w(f"if {inside}:  # phase {phase_text(ph.phase)}; the window may start or end inside a block")
-            with w.indent():
-                for co, name in rows:
-                    w(f"y[b, {name}, {spatial}] = {_acc(plan, ph, co)}")
+                block = f"u{d}" if (d or R == 1) else plus(f"{R} * u0", r)
+                w(f"j{d} = J{d} + {block}")
+            for ph in plan.phases:
+                for d in dims(plan):
+                    w(f"t{d} = {plus(times(plan.P[d], f'j{d}'), ph.phase[d])} - lo{d}")
+                w(f"if {inside}:  # phase {phase_text(ph.phase)}; the window may start or end inside a block")
+                with w.indent():
+                    for co, name in rows:
+                        acc = _acc(plan, ph, co) if chain else _acc_row(plan, ph, r, R)
+                        w(f"y[b, {name}, {spatial}] = {acc}")
     w("cuda.syncthreads()  # every thread is done with x_tile before the next tile is staged")
 
 
