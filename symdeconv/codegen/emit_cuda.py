@@ -11,20 +11,25 @@ transposed convolution) and have the same ``launch`` signature.
 
 says that the outputs of a *block* ``j`` (all phases ``p``) read only the inputs ``Q j + off`` with
 ``off`` between the smallest and largest tap offsets ``low ≤ off ≤ high`` of the plan.  A CUDA thread
-block therefore owns a tile of ``TILE`` consecutive blocks ``j`` (one thread per block ``j``, all of its
-phases), and
+block therefore owns a tile of ``TILE`` consecutive blocks ``j`` (each thread computes all phases of
+one block, or of ``ROWS`` blocks stacked along dimension 0 in 2-D layer kernels), and
 
 1. cooperatively stages the input tile ``x[Q J + low … Q (J + TILE − 1) + high]`` into
    ``cuda.shared.array`` of compile-time shape, zero-filled outside the input, so the tap loop has no
    bounds tests (layers stage ``CHANNELS`` input channels at a time, with their weights);
-2. ``cuda.syncthreads()``, then each thread reads every distinct tap position of its block once from
-   shared memory and accumulates all phases, the phases' taps being constants in the source;
+2. ``cuda.syncthreads()``, then each thread reads every distinct tap position of its block(s) once
+   from shared memory and accumulates all phases, the phases' taps being constants in the source.
+   With ``ROWS`` blocks per thread, the slot weights of a channel are read once into registers and
+   serve every block, and the input rows shared by vertically adjacent blocks are read once —
+   register blocking, as in a GEMM micro-kernel, so shared-memory loads do not bound the FMAs;
 3. stages the ``P × TILE`` outputs in shared memory and stores them cooperatively, consecutive threads
    writing consecutive output columns (coalesced).  When the last dimension has one phase the threads'
    own outputs are already consecutive and are stored directly.
 
 Layer (grouped) tiled kernels accumulate in the data's dtype (float32 for float32 data, as cuDNN
-does); chain kernels, whose numeric taps are float64 literals, accumulate in float64.
+does); chain kernels, whose numeric taps are float64 literals, accumulate in float64.  A tiled module
+also holds ``kernel_simple``: ``launch`` sends a window with fewer than half a tile of blocks along
+the last dimension there, since most threads of a tile would idle.
 
 **Simple** (the fallback: 3-D plans, tiles too large for shared memory — huge halos or many channels
 of a chain — or plans without taps).  One thread per output element: the grid's x axis runs along the
