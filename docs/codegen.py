@@ -76,12 +76,17 @@ assert "DO NOT EDIT" in source and "y[2m] = q0·x[m] + (q1 + q2)·x[m − 1]" in
 assert source.count("acc += ") == form.n_taps()
 
 # %% [markdown]
-# The CUDA kernel has one thread per output element, a bounds guard first, and a launcher that picks the grid:
+# The CUDA kernel is *tiled*: a thread block stages the inputs its tile of blocks `j` needs (with the halo
+# given by the smallest and largest tap offsets, zero outside the input) in shared memory, each thread
+# computes every phase of one block from there with the taps as constants, and the outputs are stored
+# coalesced. Planes smaller than half a tile go to `kernel_simple` (one thread per output element, a
+# bounds guard first); `launch` picks the kernel and the grid. No atomics: every output has one writer.
 
 # %%
 cuda_source = sd.emit(chain, "cuda")
 print(cuda_source[cuda_source.index("@cuda.jit"):])
-assert "cuda.grid(2)" in cuda_source and "def launch(" in cuda_source
+assert 'STRATEGY = "tiled"' in cuda_source and "cuda.syncthreads()" in cuda_source
+assert "def kernel_simple(" in cuda_source and "cuda.grid(2)" in cuda_source and "def launch(" in cuda_source
 
 # %% [markdown]
 # ## 3. Compile and verify

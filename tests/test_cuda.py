@@ -74,11 +74,15 @@ def test_cuda_bad_input_is_a_symdeconv_error():
         f(np.zeros(8)[::2])
 
 
-def test_cuda_source_is_one_thread_per_output_with_a_launcher():
+def test_cuda_source_is_tiled_with_a_simple_fallback_and_a_launcher():
     src = sd.emit(sd.transposed_conv((1, 3, 3, 1), 2), "cuda")
-    assert "@cuda.jit(cache=True)" in src and "cuda.grid(2)" in src and "def launch(" in src
-    assert "atomic" not in src
-    assert "if t0 >= out0:" in src  # the bounds guard comes first
+    assert "@cuda.jit(cache=True)" in src and "def launch(" in src and "atomic" not in src
+    assert 'STRATEGY = "tiled"' in src and "cuda.syncthreads()" in src
+    # the simple kernel (small planes) keeps one thread per output, bounds check first
+    assert "def kernel_simple(" in src and "cuda.grid(2)" in src
+    assert "if t0 >= out0:" in src
+    src3 = sd.emit(CHAINS["conv_3d"](), "cuda")
+    assert 'STRATEGY = "simple"' in src3 and "if t2 >= out2:" in src3 and "cuda.shared" not in src3
 
 
 def _ptx(paths: list[Path]) -> subprocess.CompletedProcess:
@@ -90,20 +94,41 @@ def _ptx(paths: list[Path]) -> subprocess.CompletedProcess:
     )
 
 
-def test_emitted_cuda_kernels_compile_to_ptx(tmp_path):
-    """Numba's real CUDA pipeline (type inference + NVVM) accepts every emitted kernel, float32 and float64."""
-    pytest.importorskip("numba.cuda")
-    paths = sorted((REPO / "generated" / "cuda").glob("*.py"))
-    assert paths, "the committed catalogue has CUDA kernels"
-    for name in ("channel_mixing", "conv_3d", "strided"):
-        path = tmp_path / f"{name}.py"
-        path.write_text(sd.emit(CHAINS[name](), "cuda"))
-        paths.append(path)
+def _check_ptx(paths: list[Path]) -> None:
     out = _ptx(paths)
     if "NvvmSupportError" in out.stdout + out.stderr or "libNVVM cannot be found" in out.stdout + out.stderr:
         pytest.skip("NVVM (numba-cuda[cu13]) is not installed")
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("ok ") == len(paths)
+
+
+def test_committed_cuda_kernels_compile_to_ptx():
+    """Numba's real CUDA pipeline (type inference + NVVM) accepts every kernel of the catalogue, f32 and f64."""
+    pytest.importorskip("numba.cuda")
+    paths = sorted((REPO / "generated" / "cuda").glob("*.py"))
+    assert paths, "the committed catalogue has CUDA kernels"
+    _check_ptx(paths)
+
+
+def test_every_emitter_path_compiles_to_ptx(tmp_path):
+    """Tiled chains (multi-channel, symbolic taps, 2-D), small tiles, and the simple-only fallbacks."""
+    pytest.importorskip("numba.cuda")
+    from symdeconv.codegen.api import plan as make_plan
+    from symdeconv.codegen.emit_cuda import emit_cuda
+
+    emitted = {name: sd.emit(CHAINS[name](), "cuda") for name in ("channel_mixing", "conv_3d", "strided", "bilinear_2d")}
+    small = sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1)
+    emitted["small_tile_2d_rows2"] = emit_cuda(make_plan(small), tile=(4, 4), rows=2)
+    emitted["small_tile_2d_rows1"] = emit_cuda(make_plan(small), tile=(2, 4), rows=1)
+    emitted["small_tile_chain_1d"] = emit_cuda(make_plan(CHAINS["resampler_up3_down2"]()), tile=(4,))
+    emitted["huge_halo"] = sd.emit(sd.Conv(3, 1, 0, dilation=3000), "cuda")
+    assert 'STRATEGY = "simple"' in emitted["huge_halo"] and 'STRATEGY = "simple"' in emitted["conv_3d"]
+    paths = []
+    for name, src in emitted.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(src)
+        paths.append(path)
+    _check_ptx(paths)
 
 
 def test_catalogue_has_cuda_files_for_every_entry():

@@ -35,12 +35,199 @@ from numba import cuda
 NDIM = 2
 P = (2, 2)  # output period (phases) per dimension
 Q = (1, 1)  # input period per dimension
-THREADS = (32, 8)  # threads per block: (last output dimension, flattened rows)
 N_SLOTS = 9
+STRATEGY = "tiled"  # a thread block per tile of blocks j; input tile staged in shared memory
+TILE = (16, 32)  # blocks j per thread block per dimension (all phases of each)
+ROWS = 4  # blocks j per thread along dimension 0: weights and input rows reused in registers
+THREADS = (32, 4)  # CUDA block shape: x along the last dimension, y along dimension 0
+BLOCK_THREADS = 128
+LOW = (0, 0)  # smallest tap offset per dimension: the tile's halo before Q·J
+HIGH = (1, 1)  # largest tap offset per dimension: the halo after Q·(J + TILE − 1)
+CHANNELS = 4  # input channels staged per step
+X_TILE = (4, 17, 33)  # (CHANNELS, Q·(TILE − 1) + HIGH − LOW + 1 per dimension)
+W_TILE = (9, 4)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_out
+W_SIZE = 36
+SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
+Y_TILE = (32, 64)  # the tile's outputs, P·TILE per dimension
 
 
 @cuda.jit(cache=True)
 def kernel(x, y, w, bias, groups, lo0, lo1):
+    """Tiled gather: a thread block per tile of TILE blocks j, one thread per ROWS blocks j along dimension 0 (all phases).
+
+    Stage the tile's inputs (with halo, zero outside x) in shared memory, sync, accumulate every
+    phase from shared memory with the taps as constants, then store (coalesced).
+    """
+    x_tile = cuda.shared.array(X_TILE, x.dtype)  # inputs Q·J + LOW … Q·(J + TILE − 1) + HIGH
+    w_tile = cuda.shared.array(W_TILE, x.dtype)  # weights of the staged channels
+    y_tile = cuda.shared.array(Y_TILE, y.dtype)  # outputs, staged for coalesced stores
+    n0 = x.shape[2]
+    n1 = x.shape[3]
+    out0 = y.shape[2]
+    out1 = y.shape[3]
+    c_out = y.shape[1]
+    planes = y.shape[0] * c_out  # (batch, output channel) pairs
+    cin_g = x.shape[1] // groups  # input channels per group
+    cout_g = c_out // groups  # output channels per group
+    # Blocks j = first … last hold the window's outputs lo … lo + out − 1 (lo may be negative).
+    first0 = lo0 // 2
+    last0 = (lo0 + out0 - 1) // 2
+    first1 = lo1 // 2
+    last1 = (lo1 + out1 - 1) // 2
+    tiles0 = (last0 - first0 + 16) // 16  # tiles of TILE[0] blocks along dimension 0
+    # This thread's block within its tile, and its rank among the thread block's threads.
+    u0 = cuda.threadIdx.y
+    u1 = cuda.threadIdx.x
+    rank = u0 * 32 + u1
+    # No early return: every thread takes part in the staging and in cuda.syncthreads().
+    for plane in range(cuda.blockIdx.z, planes, cuda.gridDim.z):
+        b = plane // c_out
+        co = plane % c_out
+        ci0 = (co // cout_g) * cin_g  # first input channel of co's group
+        for tile0 in range(cuda.blockIdx.y, tiles0, cuda.gridDim.y):
+            J0 = first0 + 16 * tile0  # the tile's first block j
+            J1 = first1 + 32 * cuda.blockIdx.x
+            used0 = min(16, last0 - J0 + 1)  # blocks of the tile inside the window, along 0
+            used1 = min(32, last1 - J1 + 1)  # blocks of the tile inside the window, along 1
+            active = 4 * u0 < used0 and u1 < used1  # this thread's first block holds outputs of the window
+            cover0 = 4 * ((used0 + 3) // 4)  # blocks along 0 of the threads that compute (ROWS each)
+            origin0 = J0  # input position of x_tile[:, 0, 0] along 0
+            origin1 = J1  # input position of x_tile[:, 0, 0] along 1
+            extent0 = cover0 + 1  # staged inputs along 0: Q·(cover0 − 1) + HIGH − LOW + 1
+            extent1 = used1 + 1  # staged inputs along 1: Q·(used1 − 1) + HIGH − LOW + 1
+            r0 = 4 * u0  # x_tile index of this thread's (first) block's Q·j + LOW along 0
+            r1 = u1  # x_tile index of this thread's (first) block's Q·j + LOW along 1
+            acc_r0_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 0, u1)
+            acc_r0_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 0, u1)
+            acc_r0_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 0, u1)
+            acc_r0_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 0, u1)
+            acc_r1_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 1, u1)
+            acc_r1_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 1, u1)
+            acc_r1_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 1, u1)
+            acc_r1_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 1, u1)
+            acc_r2_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 2, u1)
+            acc_r2_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 2, u1)
+            acc_r2_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 2, u1)
+            acc_r2_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 2, u1)
+            acc_r3_0_0 = bias[co]  # phase (0, 0) of block J + (4·u0 + 3, u1)
+            acc_r3_0_1 = bias[co]  # phase (0, 1) of block J + (4·u0 + 3, u1)
+            acc_r3_1_0 = bias[co]  # phase (1, 0) of block J + (4·u0 + 3, u1)
+            acc_r3_1_1 = bias[co]  # phase (1, 1) of block J + (4·u0 + 3, u1)
+            for c_start in range(0, cin_g, CHANNELS):
+                steps = min(CHANNELS, cin_g - c_start)  # channels staged in this step
+                if c_start > 0:
+                    cuda.syncthreads()  # every thread is done with the previous channels
+                # Stage the tile of `steps` input channels, and their weights for output channel co.
+                for k in range(steps):
+                    for a0 in range(u0, extent0, 4):
+                        i0 = origin0 + a0
+                        for a1 in range(u1, extent1, 32):
+                            i1 = origin1 + a1
+                            if i0 >= 0 and i0 < n0 and i1 >= 0 and i1 < n1:
+                                x_tile[k, a0, a1] = x[b, ci0 + c_start + k, i0, i1]
+                            else:
+                                x_tile[k, a0, a1] = 0  # outside the input: the signal is zero there
+                for e in range(rank, W_SIZE, BLOCK_THREADS):
+                    slot = e // CHANNELS
+                    k = e % CHANNELS
+                    if k < steps:
+                        w_tile[slot, k] = w[slot, co, c_start + k]
+                cuda.syncthreads()
+                if active:
+                    for k in range(steps):  # every tap reads shared memory: no bounds tests
+                        # the weights of channel k, one register per slot (used by all 4 blocks)
+                        w0 = w_tile[0, k]
+                        w1 = w_tile[1, k]
+                        w2 = w_tile[2, k]
+                        w3 = w_tile[3, k]
+                        w4 = w_tile[4, k]
+                        w5 = w_tile[5, k]
+                        w6 = w_tile[6, k]
+                        w7 = w_tile[7, k]
+                        w8 = w_tile[8, k]
+                        # input rows of the thread's 4 blocks: row<a>_<c> = x_tile[k, r0 + a, r1 + c − LOW1], which block r
+                        # reads as its tap offset (a + LOW0 − Q0·r, c)
+                        row0_0 = x_tile[k, r0, r1]
+                        row0_1 = x_tile[k, r0, r1 + 1]
+                        row1_0 = x_tile[k, r0 + 1, r1]
+                        row1_1 = x_tile[k, r0 + 1, r1 + 1]
+                        row2_0 = x_tile[k, r0 + 2, r1]
+                        row2_1 = x_tile[k, r0 + 2, r1 + 1]
+                        row3_0 = x_tile[k, r0 + 3, r1]
+                        row3_1 = x_tile[k, r0 + 3, r1 + 1]
+                        row4_0 = x_tile[k, r0 + 4, r1]
+                        row4_1 = x_tile[k, r0 + 4, r1 + 1]
+                        acc_r0_0_0 += w0 * row0_0
+                        acc_r0_0_1 += w1 * row0_0 + w2 * row0_1
+                        acc_r0_1_0 += w3 * row0_0 + w4 * row1_0
+                        acc_r0_1_1 += w5 * row0_0 + w6 * row0_1 + w7 * row1_0 + w8 * row1_1
+                        acc_r1_0_0 += w0 * row1_0
+                        acc_r1_0_1 += w1 * row1_0 + w2 * row1_1
+                        acc_r1_1_0 += w3 * row1_0 + w4 * row2_0
+                        acc_r1_1_1 += w5 * row1_0 + w6 * row1_1 + w7 * row2_0 + w8 * row2_1
+                        acc_r2_0_0 += w0 * row2_0
+                        acc_r2_0_1 += w1 * row2_0 + w2 * row2_1
+                        acc_r2_1_0 += w3 * row2_0 + w4 * row3_0
+                        acc_r2_1_1 += w5 * row2_0 + w6 * row2_1 + w7 * row3_0 + w8 * row3_1
+                        acc_r3_0_0 += w0 * row3_0
+                        acc_r3_0_1 += w1 * row3_0 + w2 * row3_1
+                        acc_r3_1_0 += w3 * row3_0 + w4 * row4_0
+                        acc_r3_1_1 += w5 * row3_0 + w6 * row3_1 + w7 * row4_0 + w8 * row4_1
+            # Stage the outputs (phase p of block u at P·u + p), then store them with consecutive
+            # threads writing consecutive output columns.
+            if active:
+                y_tile[8 * u0, 2 * u1] = acc_r0_0_0
+                y_tile[8 * u0, 2 * u1 + 1] = acc_r0_0_1
+                y_tile[8 * u0 + 1, 2 * u1] = acc_r0_1_0
+                y_tile[8 * u0 + 1, 2 * u1 + 1] = acc_r0_1_1
+                y_tile[8 * u0 + 2, 2 * u1] = acc_r1_0_0
+                y_tile[8 * u0 + 2, 2 * u1 + 1] = acc_r1_0_1
+                y_tile[8 * u0 + 3, 2 * u1] = acc_r1_1_0
+                y_tile[8 * u0 + 3, 2 * u1 + 1] = acc_r1_1_1
+                y_tile[8 * u0 + 4, 2 * u1] = acc_r2_0_0
+                y_tile[8 * u0 + 4, 2 * u1 + 1] = acc_r2_0_1
+                y_tile[8 * u0 + 5, 2 * u1] = acc_r2_1_0
+                y_tile[8 * u0 + 5, 2 * u1 + 1] = acc_r2_1_1
+                y_tile[8 * u0 + 6, 2 * u1] = acc_r3_0_0
+                y_tile[8 * u0 + 6, 2 * u1 + 1] = acc_r3_0_1
+                y_tile[8 * u0 + 7, 2 * u1] = acc_r3_1_0
+                y_tile[8 * u0 + 7, 2 * u1 + 1] = acc_r3_1_1
+            cuda.syncthreads()  # also: every thread is done with x_tile before the next tile is staged
+            for a0 in range(u0, 2 * used0, 4):
+                t0 = 2 * J0 + a0 - lo0
+                for a1 in range(u1, 2 * used1, 32):
+                    t1 = 2 * J1 + a1 - lo1
+                    if t0 >= 0 and t0 < out0 and t1 >= 0 and t1 < out1:  # the window may start or end inside a block
+                        y[b, co, t0, t1] = y_tile[a0, a1]
+            # (The next tile's first cuda.syncthreads() comes before anything overwrites y_tile.)
+
+
+def blocks_j(lo, out, period):
+    """How many blocks j = ⌊lo / P⌋ … ⌊(lo + out − 1) / P⌋ hold the outputs lo … lo + out − 1."""
+    return (lo + out - 1) // period - lo // period + 1
+
+
+def launch(x, y, w, bias, groups, lo0, lo1):
+    """A thread block of THREADS per tile of TILE blocks j; small planes go to kernel_simple.
+
+    When the window has fewer than half a tile of blocks along the last dimension, most threads
+    of a tile would idle: the simple kernel, which packs rows of several planes into one thread
+    block, does the work instead.
+    """
+    planes = y.shape[0] * y.shape[1]
+    if planes == 0 or min(y.shape) == 0:
+        return
+    blocks0 = blocks_j(lo0, y.shape[2], 2)
+    blocks1 = blocks_j(lo1, y.shape[3], 2)
+    if 2 * blocks1 < 32:  # fewer than half a tile of blocks j along the last dimension
+        launch_simple(x, y, w, bias, groups, lo0, lo1)
+        return
+    grid = (math.ceil(blocks1 / 32), min(math.ceil(blocks0 / 16), 65535), min(planes, 65535))  # (tiles along the last dimension, tiles along dimension 0, planes)
+    kernel[grid, THREADS](x, y, w, bias, groups, lo0, lo1)
+
+
+@cuda.jit(cache=True)
+def kernel_simple(x, y, w, bias, groups, lo0, lo1):
     """One thread per output element (grid-stride over rows); see the phase comments."""
     t1, first_row = cuda.grid(2)
     out1 = y.shape[3]
@@ -128,15 +315,15 @@ def kernel(x, y, w, bias, groups, lo0, lo1):
             y[b, co, t0, t1] = acc
 
 
-def launch(x, y, w, bias, groups, lo0, lo1):
-    """Launch one thread per output element: blocks of THREADS, enough to cover the output."""
+def launch_simple(x, y, w, bias, groups, lo0, lo1):
+    """Launch one thread per output element: blocks of SIMPLE_THREADS, enough to cover the output."""
     columns = y.shape[3]
     rows = y.shape[0] * y.shape[1]
     rows *= y.shape[2]
     if columns == 0 or rows == 0:
         return
-    blocks = (math.ceil(columns / THREADS[0]), min(math.ceil(rows / THREADS[1]), 65535))
-    kernel[blocks, THREADS](x, y, w, bias, groups, lo0, lo1)
+    blocks = (math.ceil(columns / SIMPLE_THREADS[0]), min(math.ceil(rows / SIMPLE_THREADS[1]), 65535))
+    kernel_simple[blocks, SIMPLE_THREADS](x, y, w, bias, groups, lo0, lo1)
 
 
 run = launch

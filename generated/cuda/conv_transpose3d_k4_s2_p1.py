@@ -39,8 +39,9 @@ from numba import cuda
 NDIM = 3
 P = (2, 2, 2)  # output period (phases) per dimension
 Q = (1, 1, 1)  # input period per dimension
-THREADS = (32, 8)  # threads per block: (last output dimension, flattened rows)
 N_SLOTS = 64
+STRATEGY = "simple"  # one thread per output element, taps read from global memory
+THREADS = (32, 8)  # threads per block: (last output dimension, flattened rows)
 
 
 @cuda.jit(cache=True)

@@ -31,9 +31,18 @@ from numba import cuda
 NDIM = 1
 P = (2,)  # output period (phases) per dimension
 Q = (1,)  # input period per dimension
-THREADS = (32, 8)  # threads per block: (last output dimension, flattened rows)
 C_IN, C_OUT = 1, 1
 SYMBOLS = ('q0', 'q1', 'q2')
+STRATEGY = "tiled"  # a thread block per tile of blocks j; input tile staged in shared memory
+TILE = (128,)  # blocks j per thread block per dimension (one thread per block, all phases)
+THREADS = (128,)  # CUDA block shape: x along the last dimension
+BLOCK_THREADS = 128
+LOW = (-1,)  # smallest tap offset per dimension: the tile's halo before Q·J
+HIGH = (0,)  # largest tap offset per dimension: the halo after Q·(J + TILE − 1)
+CHANNELS = 1  # all input channels
+X_TILE = (1, 129)  # (CHANNELS, Q·(TILE − 1) + HIGH − LOW + 1 per dimension)
+SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
+Y_TILE = (1, 256)  # the tile's outputs, (C_OUT, P·TILE per dimension)
 
 
 def coefficients(w):
@@ -48,6 +57,88 @@ def coefficients(w):
 
 @cuda.jit(cache=True)
 def kernel(x, y, c, lo0):
+    """Tiled gather: a thread block per tile of TILE blocks j, one thread per block j (all phases).
+
+    Stage the tile's inputs (with halo, zero outside x) in shared memory, sync, accumulate every
+    phase from shared memory with the taps as constants, then store (coalesced).
+    """
+    x_tile = cuda.shared.array(X_TILE, x.dtype)  # inputs Q·J + LOW … Q·(J + TILE − 1) + HIGH
+    y_tile = cuda.shared.array(Y_TILE, y.dtype)  # outputs, staged for coalesced stores
+    n0 = x.shape[2]
+    out0 = y.shape[2]
+    planes = y.shape[0]  # batch
+    # Blocks j = first … last hold the window's outputs lo … lo + out − 1 (lo may be negative).
+    first0 = lo0 // 2
+    last0 = (lo0 + out0 - 1) // 2
+    # This thread's block within its tile, and its rank among the thread block's threads.
+    u0 = cuda.threadIdx.x
+    rank = u0
+    # No early return: every thread takes part in the staging and in cuda.syncthreads().
+    for plane in range(cuda.blockIdx.z, planes, cuda.gridDim.z):
+        b = plane
+        J0 = first0 + 128 * cuda.blockIdx.x  # the tile's first block j
+        used0 = min(128, last0 - J0 + 1)  # blocks of the tile inside the window, along 0
+        active = u0 < used0  # this thread's block holds outputs of the window
+        origin0 = J0 - 1  # input position of x_tile[:, 0] along 0
+        extent0 = used0 + 1  # staged inputs along 0: Q·(used0 − 1) + HIGH − LOW + 1
+        r0 = u0  # x_tile index of this thread's (first) block's Q·j + LOW along 0
+        acc_0 = 0.0  # channel 0, phase 0
+        acc_1 = 0.0  # channel 0, phase 1
+        # Stage the tile of every input channel.
+        for k in range(C_IN):
+            for a0 in range(u0, extent0, 128):
+                i0 = origin0 + a0
+                if i0 >= 0 and i0 < n0:
+                    x_tile[k, a0] = x[b, k, i0]
+                else:
+                    x_tile[k, a0] = 0  # outside the input: the signal is zero there
+        cuda.syncthreads()
+        if active:  # every tap reads shared memory: no bounds tests
+            x_m1 = x_tile[0, r0]  # x[j0 - 1]
+            x_0 = x_tile[0, r0 + 1]  # x[j0]
+            acc_0 += c[0] * x_m1
+            acc_0 += c[1] * x_0
+            acc_1 += c[2] * x_m1
+            acc_1 += c[3] * x_0
+        # Stage the outputs (phase p of block u at P·u + p), then store them with consecutive
+        # threads writing consecutive output columns.
+        if active:
+            y_tile[0, 2 * u0] = acc_0
+            y_tile[0, 2 * u0 + 1] = acc_1
+        cuda.syncthreads()  # also: every thread is done with x_tile before the next tile is staged
+        for co in range(C_OUT):
+            for a0 in range(u0, 2 * used0, 128):
+                t0 = 2 * J0 + a0 - lo0
+                if t0 >= 0 and t0 < out0:  # the window may start or end inside a block
+                    y[b, co, t0] = y_tile[co, a0]
+        # (The next tile's first cuda.syncthreads() comes before anything overwrites y_tile.)
+
+
+def blocks_j(lo, out, period):
+    """How many blocks j = ⌊lo / P⌋ … ⌊(lo + out − 1) / P⌋ hold the outputs lo … lo + out − 1."""
+    return (lo + out - 1) // period - lo // period + 1
+
+
+def launch(x, y, c, lo0):
+    """A thread block of THREADS per tile of TILE blocks j; small planes go to kernel_simple.
+
+    When the window has fewer than half a tile of blocks along the last dimension, most threads
+    of a tile would idle: the simple kernel, which packs rows of several planes into one thread
+    block, does the work instead.
+    """
+    planes = y.shape[0]
+    if planes == 0 or min(y.shape) == 0:
+        return
+    blocks0 = blocks_j(lo0, y.shape[2], 2)
+    if 2 * blocks0 < 128:  # fewer than half a tile of blocks j along the last dimension
+        launch_simple(x, y, c, lo0)
+        return
+    grid = (math.ceil(blocks0 / 128), 1, min(planes, 65535))  # (tiles along the last dimension, tiles along dimension 0, planes)
+    kernel[grid, THREADS](x, y, c, lo0)
+
+
+@cuda.jit(cache=True)
+def kernel_simple(x, y, c, lo0):
     """One thread per output element (grid-stride over rows); see the phase comments."""
     t0, first_row = cuda.grid(2)
     out0 = y.shape[2]
@@ -85,14 +176,14 @@ def kernel(x, y, c, lo0):
             y[b, 0, t0] = acc
 
 
-def launch(x, y, c, lo0):
-    """Launch one thread per output element: blocks of THREADS, enough to cover the output."""
+def launch_simple(x, y, c, lo0):
+    """Launch one thread per output element: blocks of SIMPLE_THREADS, enough to cover the output."""
     columns = y.shape[2]
     rows = y.shape[0]
     if columns == 0 or rows == 0:
         return
-    blocks = (math.ceil(columns / THREADS[0]), min(math.ceil(rows / THREADS[1]), 65535))
-    kernel[blocks, THREADS](x, y, c, lo0)
+    blocks = (math.ceil(columns / SIMPLE_THREADS[0]), min(math.ceil(rows / SIMPLE_THREADS[1]), 65535))
+    kernel_simple[blocks, SIMPLE_THREADS](x, y, c, lo0)
 
 
 run = launch

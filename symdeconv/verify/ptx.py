@@ -33,8 +33,15 @@ def signature(module, dtype_name: str):
     return (arr, arr, types.Array(dtype, 1, "C")) + lo
 
 
+#: the kernels an emitted module can hold: ``kernel`` always, ``kernel_simple`` beside a tiled ``kernel``
+KERNELS = ("kernel", "kernel_simple")
+
+
 def compile_module_ptx(path: str | Path, dtypes=("float32", "float64")) -> dict[str, str]:
-    """PTX of the ``kernel`` of an emitted CUDA module, per dtype."""
+    """PTX of every kernel of an emitted CUDA module (``kernel``, and ``kernel_simple`` if any), per dtype.
+
+    Keys are ``"<kernel> <dtype>"``.
+    """
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         raise SymdeconvError("compile_module_ptx needs NUMBA_ENABLE_CUDASIM unset (the simulator has no PTX)")
     from numba import cuda
@@ -43,9 +50,12 @@ def compile_module_ptx(path: str | Path, dtypes=("float32", "float64")) -> dict[
 
     module = load_module(Path(path))
     out = {}
-    for name in dtypes:
-        ptx, _ = cuda.compile_ptx(module.kernel.py_func, signature(module, name), cc=CC)
-        out[name] = ptx
+    for kernel in KERNELS:
+        if not hasattr(module, kernel):
+            continue
+        for name in dtypes:
+            ptx, _ = cuda.compile_ptx(getattr(module, kernel).py_func, signature(module, name), cc=CC)
+            out[f"{kernel} {name}"] = ptx
     return out
 
 
