@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 
 from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text
+from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .plan import KernelPlan
 
 __all__ = ["emit_cpu_layers", "layer_geometry", "CO_BLOCK_WIDE", "ROW_TARGET"]
@@ -110,6 +111,10 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w()
     w()
     _emit_kernel(plan, geo, w)
+    if has_stencil(plan):  # one input and one output channel per group: emit_cpu_stencil's path
+        w()
+        w()
+        emit_cpu_stencil(plan, w)
     return w.text()
 
 
@@ -127,6 +132,9 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w("``[0, out)``: ``jlo ≤ j < jhi``.  Plane position ``u`` holds input ``Q (u + jlo + E_MIN) + r``, so")
         w("a tap with block offset ``e`` reads plane position ``j − jlo + e − E_MIN ≥ 0``.")
         w('"""')
+        if has_stencil(plan):
+            w("if x.shape[1] == groups and y.shape[1] == groups:  # one channel per group: the stencil path")
+            w(f"    return stencil(x, y, w, bias, {lo})")
         w("n = x.shape[2:]")
         w("out = y.shape[2:]")
         w(f"lo = ({lo},)")

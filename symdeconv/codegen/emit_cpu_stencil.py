@@ -1,0 +1,228 @@
+"""CPU emitter, stencil path of a grouped plan: groups with ONE input and ONE output channel.
+
+A layer whose groups each have a single input and a single output channel — a 1 → 1 layer, a
+depthwise layer (``groups = C_in = C_out``) — is, per channel ``c``, a plain multi-phase stencil:
+
+    y[c, P j + p − lo] = bias[c] + Σ_t w[s_t, c, 0] · x[c, Q j + off_t]      (taps t of phase p).
+
+There is no channel reduction to block for, so the GEMM-like path of
+:mod:`symdeconv.codegen.emit_cpu_layers` (zero-padded planes, channel blocks) only adds memory
+traffic: the padding copy is a full extra read and write of the input.  This path reads ``x``
+directly, as the chain emitter (:mod:`symdeconv.codegen.emit_cpu_chain`) does:
+
+* **interior blocks** of the last dimension — every tap reads inside ``x`` and every phase's output
+  lies inside the window.  Views of the input rows and of the output row start at the first block of
+  the run, so every index is a non-negative constant-stride expression ``Q i + k`` / ``P i + p``; the
+  ``P_last`` phases of the last dimension are computed together and written interleaved (contiguous
+  outputs ``P i … P i + P − 1``), each phase's taps fused into one expression of scalar weights.
+  Numba / LLVM vectorise that loop (no bounds test, no wraparound test, no runtime stride).
+* **border blocks** — the few blocks at the ends of a row: a tap is added only where its input
+  position lies inside ``x``.  Input rows (leading dimensions) outside ``x`` are replaced by a row of
+  zeros, so a row of blocks is either computed by the same code or not at all (rows whose output lies
+  outside the window).
+
+One ``prange`` runs over (batch × channels × blocks of rows × chunks of the last dimension); a block
+of rows holds about ``STENCIL_TARGET`` outputs, so a single large channel (N = 1, 1 → 1) still gives
+hundreds of equal work items for the threads and a small channel (depthwise, 64²) is one item.  The
+weights of a channel are loaded once per item into scalars.  Accumulation is in the data's dtype,
+compiled with ``fastmath={"contract"}`` only (multiply-adds may fuse; no reassociation).
+
+The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
+than ``STENCIL_MAX_TAPS`` taps (whose spelled-out source would be long and slow to compile) keep the
+GEMM-like path for every channel configuration.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._source import Writer, phase_text, plus, times
+from .plan import KernelPlan
+
+__all__ = ["emit_cpu_stencil", "has_stencil", "STENCIL_CHUNK", "STENCIL_TARGET", "STENCIL_MAX_TAPS"]
+
+#: blocks of the last dimension per work item (long 1-D signals are cut into chunks of this many blocks)
+STENCIL_CHUNK = 4096
+
+#: outputs a work item aims at: rows of blocks are grouped until an item holds about this many
+STENCIL_TARGET = 16384
+
+#: above this many taps (all phases together) the stencil path is not emitted
+STENCIL_MAX_TAPS = 256
+
+
+def has_stencil(plan: KernelPlan) -> bool:
+    """Does the layer module of ``plan`` carry a stencil path (for one channel per group)?"""
+    return plan.kind == "grouped" and plan.n_taps <= STENCIL_MAX_TAPS
+
+
+def _ceil_div_neg(expr: str, k: int) -> str:
+    """``-((expr) // k)``: ``ceil(−expr / k)`` without floats."""
+    return f"-(({expr}) // {k})" if k != 1 else f"-({expr})"
+
+
+def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
+    """Append the ``stencil`` kernel of ``plan`` (a grouped plan, ``has_stencil(plan)``) to ``w``."""
+    D = plan.ndim
+    last = D - 1
+    P, Q = plan.P, plan.Q
+    slots = [(s, off) for ph in plan.phases for s, off in ph.slots]
+    o_min = min((off[last] for _, off in slots), default=0)
+    o_max = max((off[last] for _, off in slots), default=0)
+    lead_offsets = sorted({off[:last] for _, off in slots})
+    row_of = {e: i for i, e in enumerate(lead_offsets)}
+    lead_phases = sorted({ph.phase[:last] for ph in plan.phases})
+    phase_of = {ph.phase: ph for ph in plan.phases}
+    names = ", ".join(f"lo{d}" for d in range(D))
+    PL, QL = P[last], Q[last]
+
+    w(f"STENCIL_CHUNK = {STENCIL_CHUNK}  # blocks of the last dimension per work item")
+    w(f"STENCIL_TARGET = {STENCIL_TARGET}  # outputs per work item (rows of blocks are grouped)")
+    w()
+    w()
+    js = ", ".join(f"jlo{d}, jhi{d}" for d in range(last))
+    ns = ", ".join(f"n{d}, out{d}" for d in range(D))
+    extra = ", ".join(a for a in (js, ns, names) if a)
+    w("@numba.njit(cache=True, fastmath={'contract'})")
+    w(f"def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, {extra}):")
+    with w.indent():
+        w('"""Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, c, 0].')
+        w()
+        w("Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),")
+        w("kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).")
+        w('"""')
+        for s_, _ in slots:
+            w(f"w{s_} = w[{s_}, c, 0]")
+        w("for r in range(r0, r1):")
+        with w.indent():
+            if D == 1:
+                w("xr0 = xc")
+            else:
+                w("u = r")
+                for d in range(last - 1, 0, -1):
+                    w(f"j{d} = jlo{d} + u % (jhi{d} - jlo{d})")
+                    w(f"u = u // (jhi{d} - jlo{d})")
+                w("j0 = jlo0 + u")
+                for e, i in row_of.items():
+                    pos = [plus(times(Q[d], f"j{d}"), e[d]) for d in range(last)]
+                    cond = " and ".join(f"0 <= {p} < n{d}" for d, p in enumerate(pos))
+                    w(f"if {cond}:  # input row x[{', '.join(pos)}, :]")
+                    w(f"    xr{i} = xc[{', '.join(pos)}]")
+                    w("else:")
+                    w(f"    xr{i} = zrow")
+            for lp in lead_phases:
+                opened = 0
+                if D > 1:
+                    ts = [plus(times(P[d], f"j{d}"), lp[d]) + f" - lo{d}" for d in range(last)]
+                    for d in range(last):
+                        w(f"t{d} = {ts[d]}")
+                    cond = " and ".join(f"0 <= t{d} < out{d}" for d in range(last))
+                    w(f"if {cond}:  # output row of leading phase {phase_text(lp)}")
+                    w.indent()
+                    opened = 1
+                    w(f"yr = yc[{', '.join(f't{d}' for d in range(last))}]")
+                else:
+                    w("yr = yc")
+                _emit_row(plan, lp, phase_of, row_of, o_min, w)
+                for _ in range(opened):
+                    w.dedent()
+    w()
+    w()
+    w("@numba.njit(parallel=True, cache=True)")
+    w(f"def stencil(x, y, w, bias, {names}):")
+    with w.indent():
+        w('"""One input and one output channel per group: y[b, c] from x[b, c] alone, x read in place.')
+        w()
+        w(f"Tap offsets along the last dimension lie in [{o_min}, {o_max}].  Work item: (batch, channel, block")
+        w("of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.")
+        w('"""')
+        w("batch, channels = y.shape[0], y.shape[1]")
+        for d in range(D):
+            w(f"n{d} = x.shape[{d + 2}]")
+            w(f"out{d} = y.shape[{d + 2}]")
+        w("# blocks j of dimension d with some phase's output P j + p − lo inside [0, out): jlo ≤ j < jhi")
+        for d in range(D):
+            w(f"jlo{d} = {_ceil_div_neg(f'{P[d] - 1} - lo{d}', P[d])}")
+            w(f"jhi{d} = {_ceil_div_neg(f'-lo{d} - out{d}', P[d])}")
+        w(f"# interior blocks of the last dimension, iA ≤ j < iB: every phase's output inside [0, out{last})")
+        w(f"# and every tap inside x ({plus(times(QL, 'j'), o_min)} ≥ 0, {plus(times(QL, 'j'), o_max)} ≤ n{last} − 1)")
+        w(f"iA = max({_ceil_div_neg(f'-lo{last}', PL)}, {-(o_min // QL)})")
+        w(f"iB = min({_ceil_div_neg(f'{PL - 1} - lo{last} - out{last}', PL)}, "
+          f"{_floor_text(plus(f'n{last}', -1 - o_max), QL)} + 1)")
+        w("if iB < iA:")
+        w("    iB = iA")
+        if D == 1:
+            w("rows = 1")
+        else:
+            w("rows = " + " * ".join(f"(jhi{d} - jlo{d})" for d in range(last)) + "  # rows of blocks")
+        w(f"span = jhi{last} - jlo{last}")
+        w("chunks = (span + STENCIL_CHUNK - 1) // STENCIL_CHUNK")
+        w(f"row_outputs = min(span, STENCIL_CHUNK) * {math.prod(P)}")
+        w("block_rows = max(1, STENCIL_TARGET // max(1, row_outputs))")
+        w("row_blocks = (rows + block_rows - 1) // block_rows")
+        w("per_plane = row_blocks * chunks")
+        w(f"zrow = np.zeros(n{last}, dtype=x.dtype)  # stands for an input row outside x")
+        w("for item in prange(batch * channels * per_plane):")
+        with w.indent():
+            w("bc = item // per_plane")
+            w("k = item - bc * per_plane")
+            w("q = k // chunks")
+            w("ch = k - q * chunks")
+            w("b = bc // channels")
+            w("c = bc - b * channels")
+            w(f"ja = jlo{last} + ch * STENCIL_CHUNK")
+            w(f"jb = min(ja + STENCIL_CHUNK, jhi{last})")
+            w("kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1")
+            w("kB = max(kA, min(jb, iB))")
+            w("r0 = q * block_rows")
+            w(f"stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, r0, min(r0 + block_rows, rows), ja, jb, kA, kB, {extra})")
+
+
+def _floor_text(expr: str, k: int) -> str:
+    return f"({expr}) // {k}" if k != 1 else f"({expr})"
+
+
+def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: int, w: Writer) -> None:
+    """Border and interior blocks of one output row (leading phase ``lp``): outputs yr[P j + p − lo]."""
+    D = plan.ndim
+    last = D - 1
+    PL, QL = plan.P[last], plan.Q[last]
+    phases = [phase_of[lp + (p,)] for p in range(PL)]
+    w("for side in range(2):  # border blocks: each tap tested against the input's extent")
+    with w.indent():
+        w("j_first = ja if side == 0 else kB")
+        w("j_stop = kA if side == 0 else jb")
+        w("for j in range(j_first, j_stop):")
+        with w.indent():
+            for p, ph in enumerate(phases):
+                w(f"t = {plus(times(PL, 'j'), p)} - lo{last}  # phase {phase_text(ph.phase)}")
+                w(f"if 0 <= t < out{last}:")
+                with w.indent():
+                    w("acc = bv")
+                    for s, off in ph.slots:
+                        u = plus(times(QL, "j"), off[last])
+                        w(f"u = {u}")
+                        w(f"if 0 <= u < n{last}:")
+                        w(f"    acc += w{s} * xr{row_of[off[:last]]}[u]")
+                    w("yr[t] = acc")
+    used_rows = sorted({row_of[off[:last]] for ph in phases for _, off in ph.slots})
+    values = sorted({(row_of[off[:last]], off[last]) for ph in phases for _, off in ph.slots})
+    w("if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output")
+    with w.indent():
+        for rid in used_rows:
+            w(f"xv{rid} = xr{rid}[{plus(times(QL, 'kA'), o_min)}:]")
+        w(f"yv = yr[{times(PL, 'kA')} - lo{last}:]")
+        w("for i in range(kB - kA):")
+        with w.indent():
+            for rid, o in values:
+                idx = plus(times(QL, "i"), o - o_min)
+                w(f"v{rid}_{_tag(o)} = xv{rid}[{idx}]")
+            for p, ph in enumerate(phases):
+                terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
+                target = plus(times(PL, "i"), p)
+                w(f"yv[{target}] = bv" + (f" + {terms}" if terms else "") + f"  # phase {phase_text(ph.phase)}")
+
+
+def _tag(o: int) -> str:
+    return f"m{-o}" if o < 0 else str(o)
+

@@ -1,0 +1,145 @@
+"""The stencil path of the CPU layer kernels: groups with one input and one output channel.
+
+1 → 1 layers and depthwise layers (``groups = C_in = C_out``) run ``stencil`` (x read in place, interior /
+border blocks), every other channel configuration the GEMM-like ``kernel``.  Checked here:
+
+* the dispatch: which of the two a call runs, and that plans with too many taps carry no stencil;
+* the stencil against ``layer.matrix`` (tiny sizes: every border case, identity inputs) in 1-D/2-D/3-D,
+  strides 1–3, dilation, output padding, strided convolutions (Q > 1);
+* the stencil against PyTorch on random shapes large enough for interior runs, several rows of blocks
+  per work item and several work items per row (chunks of a long 1-D signal), float32 and float64;
+* a plan with more than ``STENCIL_MAX_TAPS`` taps carries no stencil (the GEMM-like kernel runs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+from symdeconv.codegen.emit_cpu_stencil import STENCIL_CHUNK, STENCIL_MAX_TAPS, STENCIL_TARGET, has_stencil
+from symdeconv.verify.check import check_layer
+
+pytest.importorskip("numba")
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("this path must not run")
+
+
+def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
+    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2)
+    f = sd.compile(layer, "cpu")
+    assert "def stencil(" in f.source and has_stencil(f.plan)
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal(layer.weight_shape).astype(np.float32)
+    expected = f(x, w)
+    monkeypatch.setattr(f.module, "kernel", _refuse)  # the GEMM-like kernel is not called
+    np.testing.assert_array_equal(f(x, w), expected)
+    monkeypatch.undo()
+    wide = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group
+    g = sd.compile(wide, "cpu")
+    assert g.module is f.module  # same plan, same module: the channel configuration picks the path
+    monkeypatch.setattr(g.module, "stencil", _refuse)
+    g(x, np.random.default_rng(2).standard_normal(wide.weight_shape).astype(np.float32))
+
+
+# tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers
+# are those of TORCH_SPECS below (same plans and dtype: each kernel is compiled once for both tests).
+MATRIX_CASES = {
+    "convT1d_k4_s2_p1": (lambda: sd.ConvTranspose(4, 2, 1), [(1,), (6,)]),
+    "convT2d_k3_s3_p1_op2_d2_depthwise": (
+        lambda: sd.ConvTranspose((3, 3), 3, 1, output_padding=2, dilation=2, in_channels=2, out_channels=2,
+                                 groups=2), [(2, 3)]),
+    "conv2d_k3_s2_p1_depthwise_planes": (
+        lambda: sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=2, groups=2), [(5, 4)]),
+    "conv1d_k3_s3_d2_p2": (lambda: sd.Conv(3, 3, 2, dilation=2), [(11,)]),
+    "conv2d_k3x2_s1": (lambda: sd.Conv((3, 2), 1, (1, 0)), [(4, 5)]),
+    "convT3d_k3_s2_p1_op1_depthwise": (
+        lambda: sd.ConvTranspose((3, 3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=2, groups=2),
+        [(2, 2, 3)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX_CASES))
+def test_stencil_equals_layer_matrix(name):
+    build, shapes = MATRIX_CASES[name]
+    layer = build()
+    f = sd.compile(layer, "cpu")
+    assert has_stencil(f.plan)
+    result = check_layer(f, layer, shapes, np.float64, rng=np.random.default_rng(3))
+    assert result.ok, result.row()
+
+
+def _torch_layer(torch, ndim, transposed):
+    F = torch.nn.functional
+    return getattr(F, f"conv_transpose{ndim}d" if transposed else f"conv{ndim}d")
+
+
+# (ndim, transposed, kernel, stride, padding, dilation, output_padding, dtype)
+TORCH_SPECS = [
+    (1, True, 4, 2, 1, 1, 0, "float64"),
+    (1, False, 3, 3, 2, 2, 0, "float64"),
+    (2, True, 4, 2, 1, 1, 0, "float32"),
+    (2, True, 3, 3, 1, 2, 2, "float64"),
+    (2, False, 3, 2, 1, 1, 0, "float64"),
+    (3, True, 3, 2, 1, 1, 1, "float64"),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", TORCH_SPECS, ids=lambda s: f"{s[0]}d_{'T' if s[1] else 'conv'}_k{s[2]}s{s[3]}p{s[4]}d{s[5]}op{s[6]}_{s[7]}")
+def test_stencil_against_torch_random_configs(spec):
+    torch = pytest.importorskip("torch")
+    ndim, transposed, k, s, p, d, op, dtype = spec
+    rng = np.random.default_rng(sum(map(int, spec[:7])))
+    fn = _torch_layer(torch, ndim, transposed)
+    for channels in (1, 3):  # 1 → 1 and depthwise
+        if transposed:
+            layer = sd.ConvTranspose((k,) * ndim, s, p, output_padding=op, dilation=d, groups=channels,
+                                     in_channels=channels, out_channels=channels)
+            kw = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=channels)
+        else:
+            layer = sd.Conv((k,) * ndim, s, p, dilation=d, groups=channels, in_channels=channels,
+                            out_channels=channels)
+            kw = dict(stride=s, padding=p, dilation=d, groups=channels)
+        high = {1: 300, 2: 60, 3: 12}[ndim]
+        shape = tuple(int(v) for v in rng.integers(2 * k, high, ndim))
+        x = rng.standard_normal((2, channels) + shape).astype(dtype)
+        w = rng.standard_normal(layer.weight_shape).astype(dtype)
+        b = rng.standard_normal(channels).astype(dtype)
+        expected = fn(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **kw).numpy()
+        got = sd.compile(layer, "cpu")(x, w, b)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * k**ndim * (1 + np.abs(expected).max()))
+
+
+@pytest.mark.torch
+def test_stencil_work_items_chunks_and_row_blocks():
+    """A long 1-D signal (several chunks of STENCIL_CHUNK blocks, one channel) and a tall 2-D image
+    (several blocks of rows per channel): the work split must not change the result."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(7)
+    layer = sd.ConvTranspose(4, 2, 1)
+    x = rng.standard_normal((1, 1, 2 * STENCIL_CHUNK + 77))
+    w = rng.standard_normal(layer.weight_shape)
+    expected = F.conv_transpose1d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy()
+    np.testing.assert_allclose(sd.compile(layer, "cpu")(x, w), expected, rtol=1e-12, atol=1e-12)
+    layer2 = sd.ConvTranspose((4, 4), 2, 1)
+    rows = 3 * STENCIL_TARGET // (4 * 33) + 5  # rows of 33 blocks: more than two blocks of rows
+    x2 = rng.standard_normal((1, 1, rows, 32)).astype(np.float32)
+    w2 = rng.standard_normal(layer2.weight_shape).astype(np.float32)
+    expected2 = F.conv_transpose2d(torch.from_numpy(x2), torch.from_numpy(w2), stride=2, padding=1).numpy()
+    np.testing.assert_allclose(sd.compile(layer2, "cpu")(x2, w2), expected2, rtol=1e-5, atol=1e-5)
+
+
+def test_too_many_taps_carry_no_stencil():
+    """Above STENCIL_MAX_TAPS taps no stencil is emitted and ``run`` has no dispatch: every channel
+    configuration takes the GEMM-like kernel (whose one-channel pass is checked in
+    test_codegen_layer_paths.py).  Source only: a kernel of that many taps is slow to compile."""
+    many = sd.Conv(STENCIL_MAX_TAPS + 1, 1, 0)
+    source = sd.emit(many, "cpu")
+    assert "def stencil(" not in source and "stencil(x, y" not in source
+    few = sd.emit(sd.Conv(STENCIL_MAX_TAPS, 1, 0), "cpu")
+    assert "def stencil(" in few and "return stencil(x, y, w, bias, lo0)" in few
