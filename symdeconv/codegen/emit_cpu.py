@@ -9,7 +9,10 @@ zero.  Two plan kinds, two specialised emitters, one generator:
   on non-negative constant-stride slice views, border blocks with per-tap bounds flags;
 - grouped plans (deep-learning layers: channels and groups at run time) →
   :mod:`symdeconv.codegen.emit_cpu_layers` — zero-padded flattened phase planes in a reusable scratch
-  buffer, output-channel blocking chosen from the plan's taps per phase, fused multiply-add rows.
+  buffer, output-channel blocking chosen from the plan's taps per phase, fused multiply-add rows;
+  groups with one input and one output channel (1 → 1, depthwise) take the *stencil* path of
+  :mod:`symdeconv.codegen.emit_cpu_stencil` instead (chosen at run time): ``x`` read in place,
+  interior / border blocks as in the chain kernels, no padding copy.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ by exactly one iteration (no atomics: deterministic).  Accumulation is in the da
 data accumulate in float32, as PyTorch/oneDNN do — and the micro-kernel is compiled with
 ``fastmath={"contract"}`` only: multiply-adds may become fused FMAs (one rounding instead of two), no
 reassociation, so results differ from an un-fused evaluation by at most one rounding per tap.
+
+Groups with one input and one output channel (1 → 1 and depthwise layers) have no channel reduction
+to block for: ``run`` hands them to the ``stencil`` kernel of :mod:`symdeconv.codegen.emit_cpu_stencil`
+(``x`` read in place, no padding copy), emitted in the same module.
 """
 
 from __future__ import annotations
