@@ -109,6 +109,9 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     _emit_tables(plan, geo, w)
     w()
     w()
+    _emit_acc_stride(w)
+    w()
+    w()
     _emit_kernel(plan, geo, w)
     return w.text()
 
@@ -219,6 +222,35 @@ def _emit_tables(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w(f"], dtype=np.int64).reshape({len(ks)}, {T}, {D})")
 
 
+# --- the kernel ---
+
+def _emit_acc_stride(w: Writer) -> None:
+    w("@numba.njit(cache=True)")
+    w("def acc_stride(n, itemsize, rows):")
+    with w.indent():
+        w('"""Distance (elements) between the accumulator rows of a block: ``n`` or a little more.')
+        w()
+        w("A multiple of 16 elements (whole cache lines for float32) such that no two of ``rows``")
+        w("consecutive rows start within 256 bytes of a multiple of 4 KiB of each other.  Rows exactly")
+        w("4 KiB apart (e.g. 510 float32 columns: 2 rows = 4080 bytes) make the CPU see false")
+        w("dependencies between the stores to one channel's accumulator and the loads of another's")
+        w("(\"4K aliasing\"), which slowed the micro-kernel by ~30 % on x86.")
+        w('"""')
+        w("stride = ((n + 15) // 16) * 16")
+        w("for _ in range(256):")
+        with w.indent():
+            w("ok = True")
+            w("for k in range(1, rows):")
+            with w.indent():
+                w("r = (k * stride * itemsize) % 4096")
+                w("if r < 256 or r > 4096 - 256:")
+                w("    ok = False")
+            w("if ok:")
+            w("    return stride")
+            w("stride += 16")
+        w("return ((n + 15) // 16) * 16")
+
+
 # --- the kernel ------------------------------------------------------------------------------------------
 
 
@@ -252,6 +284,42 @@ def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
                 for c in range(width):
                     w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
 
+
+def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
+    """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
+
+    acc[k, c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+
+    One pass per input channel: the ``width · T`` weights of the pass are loop invariants (broadcast
+    once), and each vector of ``T`` input columns feeds ``width · T`` multiply-adds.  The taps are
+    added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
+    ``fastmath={"contract"}`` every tap is one fused multiply-add (no separate product and sum).
+    The accumulator rows of the ``width`` channels lie ``acc_stride`` elements apart, a stride chosen
+    so that no two rows are a multiple of 4 KiB apart (see ``acc_stride``).
+    """
+    D = plan.ndim
+    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
+    with w.indent():
+        w(f"k = PHASES_{T}[i]")
+        for c in range(width):
+            w(f"a{c} = acc[k, {c}]")
+        for t in range(T):
+            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+            w(f"o{t} = m0 + {shift}")
+        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+        w("for ci in range(cin_g):")
+        with w.indent():
+            w("xp = xs[b, ci0 + ci]")
+            for t in range(T):
+                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
+            for c in range(width):
+                w("; ".join(f"w{c}_{t} = w[s{t}, co + {c}, ci]" for t in range(T)))
+            w("for m in range(M):")
+            with w.indent():
+                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                for c in range(width):
+                    w(f"a{c}[m] = a{c}[m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
     """acc[phase, c, row · L_last + k − jlo_last] → y[b, co + c, …, P k + p − lo] for c < width.
@@ -386,7 +454,8 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("else:")
             w("    co_first = g * cout_g + wide * CO_BLOCK")
             w("    width = rest")
-            w(f"acc = np.empty(({n_ph}, CO_BLOCK, M), dtype=y.dtype)")
+            w("# accumulator rows acc[k, c, :M], acc_stride(M) ≥ M apart (no 4 KiB aliasing between rows)")
+            w(f"acc = np.empty(({n_ph}, CO_BLOCK, acc_stride(M, y.itemsize, CO_BLOCK)), dtype=y.dtype)")
             w(f"for k in range({n_ph}):")
             w("    for c in range(width):")
             w("        acc[k, c, :] = bias[co_first + c]")
@@ -397,7 +466,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                 if not by_taps:
                     w("pass  # no phase has a tap: bias only")
                 for T in by_taps:
-                    _emit_accumulate(plan, T, geo["co_block"], w)
+                    _emit_accumulate_wide(plan, T, geo["co_block"], w)
             w("else:")
             with w.indent():
                 w("for c0 in range(rest):  # the remaining channels, one per pass")
