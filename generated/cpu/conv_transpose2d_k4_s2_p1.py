@@ -39,7 +39,8 @@ N_PLANES = 1  # input planes: one per input phase r = offset mod Q
 E_MIN = (-1, -1)  # smallest tap block offset floor(offset / Q), per dimension
 E_SPAN = (2, 2)  # largest minus smallest, per dimension
 CO_BLOCK = 8  # output channels per pass of block_wide
-ROW_TARGET = 512  # outputs per channel and phase in one block of work
+ROW_TARGET = 1024  # outputs per channel and phase in one block of work
+VEC = 64  # accumulator lengths are multiples of VEC (no scalar remainder loop)
 
 
 def run(x, y, w, bias, groups, lo0, lo1, work=None):
@@ -63,7 +64,8 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
     for d in range(NDIM - 2, -1, -1):
         stride[d] = stride[d + 1] * length[d + 1]
     # reads run past the last row by at most the taps' reach along the later dimensions
-    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))
+    # (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)
+    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC
     key = (x.shape, x.dtype.str, lo, out)
     xs = work.get(key) if work is not None else None
     if xs is None:
@@ -90,6 +92,7 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
         r += 1
     rows = (jhi[0] - jlo[0])  # rows of the planes holding outputs
     block_rows = max(1, ROW_TARGET // length[1])
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     kernel(xs, y, w, bias, groups, rows, block_rows, jlo[0], jlo[1], length[0], length[1], lo0, lo1)
 
 
@@ -162,7 +165,7 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
         q0 = rb * block_rows
         nq = min(block_rows, rows - q0)
         ci0 = g * cin_g
-        M = nq * L1  # accumulator length: nq whole rows
+        M = -(-(nq * L1) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)
         m0 = q0 * L1  # first plane position of the block
         if kb < wide:
             co_first = g * cout_g + kb * CO_BLOCK

@@ -40,7 +40,11 @@ from .plan import KernelPlan
 __all__ = ["emit_cpu_layers", "layer_geometry", "CO_BLOCK_WIDE", "ROW_TARGET"]
 
 #: outputs (per channel and phase) a block of work aims at: accumulators of all phases stay in cache.
-ROW_TARGET = 512
+ROW_TARGET = 1024
+
+#: accumulator lengths are rounded up to a multiple of VEC elements: the vectorised loop (vector width ×
+#: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
+VEC = 64
 
 #: output channels per pass of the wide micro-kernel: 8 when a phase has at most 4 taps, else 4
 #: (``CO_BLOCK × taps`` weights stay within the 32 vector registers' reach).
@@ -101,6 +105,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w(f"E_SPAN = {_tuple_text(geo['e_span'])}  # largest minus smallest, per dimension")
     w(f"CO_BLOCK = {geo['co_block']}  # output channels per pass of block_wide")
     w(f"ROW_TARGET = {ROW_TARGET}  # outputs per channel and phase in one block of work")
+    w(f"VEC = {VEC}  # accumulator lengths are multiples of VEC (no scalar remainder loop)")
     w()
     w()
     _emit_run(plan, geo, w)
@@ -145,7 +150,8 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
         w("# reads run past the last row by at most the taps' reach along the later dimensions")
-        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))")
+        w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
+        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
         w("key = (x.shape, x.dtype.str, lo, out)")
         w("xs = work.get(key) if work is not None else None")
         w("if xs is None:")
@@ -177,10 +183,12 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         if D == 1:
             w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
             w("block_rows = ROW_TARGET")
+            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
         else:
             inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
             w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
             w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
         js = ", ".join(f"jlo[{d}]" for d in dims(plan))
         w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
 
@@ -443,10 +451,10 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("nq = min(block_rows, rows - q0)")
             w("ci0 = g * cin_g")
             if D == 1:
-                w("M = nq  # 1-D: block positions q0 … q0 + nq − 1")
+                w("M = -(-nq // VEC) * VEC  # 1-D: block positions q0 … q0 + nq − 1 (and a few more, unused)")
                 w("m0 = q0")
             else:
-                w(f"M = nq * L{last}  # accumulator length: nq whole rows")
+                w(f"M = -(-(nq * L{last}) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)")
                 w(f"m0 = q0 * L{last}  # first plane position of the block")
             w("if kb < wide:")
             w("    co_first = g * cout_g + kb * CO_BLOCK")
