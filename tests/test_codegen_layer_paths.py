@@ -138,3 +138,50 @@ def test_channels_last_out():
     out = np.empty_like(expected)
     assert f(x, w, out=out) is out
     np.testing.assert_array_equal(out, expected)
+
+
+def test_accumulator_stride_avoids_4k_aliasing():
+    """acc_stride: ≥ n, whole 64-byte lines, and no two of the block's rows a multiple of 4 KiB apart."""
+    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=8)
+    module = sd.compile(layer, "cpu").module
+    rows = module.CO_BLOCK
+    for itemsize in (4, 8):
+        for n in list(range(1, 700, 7)) + [510, 512, 1020, 1024, 2048, 4096]:
+            s = module.acc_stride(n, itemsize, rows)
+            assert s >= n and s % 16 == 0 and s < n + 16 + 256 * 16
+            for k in range(1, rows):
+                r = (k * s * itemsize) % 4096
+                assert 256 <= r <= 4096 - 256, (n, itemsize, s, k)
+
+
+# (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row blocks of work (inputs longer than ROW_TARGET outputs
+# per channel), accumulator lengths not multiples of VEC, wide blocks and remainders, 1-D/2-D/3-D
+ROW_BLOCK_CASES = {
+    "convT1d_9to17": (
+        "conv_transpose1d", lambda: sd.ConvTranspose(4, 2, 1, in_channels=9, out_channels=17), (2500,), np.float64),
+    "convT2d_8to9_groups": (
+        "conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=18, groups=2), (50, 47),
+        np.float32),
+    "convT3d_3to8": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=8),
+                     (13, 11, 12), np.float32),
+    "conv2d_s2_5to9": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=5, out_channels=9), (71, 66), np.float32),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(ROW_BLOCK_CASES))
+def test_row_blocks_against_torch(name):
+    torch = pytest.importorskip("torch")
+    fn_name, build, shape, dtype = ROW_BLOCK_CASES[name]
+    layer = build()
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, layer.in_channels) + shape).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = rng.standard_normal(layer.out_channels).astype(dtype)
+    kw = dict(stride=2, padding=1, groups=layer.groups)
+    expected = getattr(torch.nn.functional, fn_name)(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                     **kw).numpy()
+    got = sd.compile(layer, "cpu")(x, w, b)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    terms = np.sqrt(layer.in_channels * np.prod(layer.kernel_size))
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * terms * (1 + np.abs(expected).max()))

@@ -36,7 +36,8 @@ N_PLANES = 1  # input planes: one per input phase r = offset mod Q
 E_MIN = (-2, -2)  # smallest tap block offset floor(offset / Q), per dimension
 E_SPAN = (4, 4)  # largest minus smallest, per dimension
 CO_BLOCK = 4  # output channels per pass of block_wide
-ROW_TARGET = 512  # outputs per channel and phase in one block of work
+ROW_TARGET = 1024  # outputs per channel and phase in one block of work
+VEC = 64  # accumulator lengths are multiples of VEC (no scalar remainder loop)
 
 
 def run(x, y, w, bias, groups, lo0, lo1, work=None):
@@ -62,7 +63,8 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
     for d in range(NDIM - 2, -1, -1):
         stride[d] = stride[d + 1] * length[d + 1]
     # reads run past the last row by at most the taps' reach along the later dimensions
-    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))
+    # (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)
+    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC
     key = (x.shape, x.dtype.str, lo, out)
     xs = work.get(key) if work is not None else None
     if xs is None:
@@ -89,6 +91,7 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
         r += 1
     rows = (jhi[0] - jlo[0])  # rows of the planes holding outputs
     block_rows = max(1, ROW_TARGET // length[1])
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     kernel(xs, y, w, bias, groups, rows, block_rows, jlo[0], jlo[1], length[0], length[1], lo0, lo1)
 
 
@@ -103,6 +106,29 @@ PLANES_9 = np.array([[0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.int64)
 SHIFT_9 = np.array([
     [[0, 0], [0, 2], [0, 4], [2, 0], [2, 2], [2, 4], [4, 0], [4, 2], [4, 4]],
 ], dtype=np.int64).reshape(1, 9, 2)
+
+
+@numba.njit(cache=True)
+def acc_stride(n, itemsize, rows):
+    """Distance (elements) between the accumulator rows of a block: ``n`` or a little more.
+
+    A multiple of 16 elements (whole cache lines for float32) such that no two of ``rows``
+    consecutive rows start within 256 bytes of a multiple of 4 KiB of each other.  Rows exactly
+    4 KiB apart (e.g. 510 float32 columns: 2 rows = 4080 bytes) make the CPU see false
+    dependencies between the stores to one channel's accumulator and the loads of another's
+    ("4K aliasing"), which slowed the micro-kernel by ~30 % on x86.
+    """
+    stride = ((n + 15) // 16) * 16
+    for _ in range(256):
+        ok = True
+        for k in range(1, rows):
+            r = (k * stride * itemsize) % 4096
+            if r < 256 or r > 4096 - 256:
+                ok = False
+        if ok:
+            return stride
+        stride += 16
+    return ((n + 15) // 16) * 16
 
 
 @numba.njit(parallel=True, cache=True, fastmath={'contract'})
@@ -132,7 +158,7 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
         q0 = rb * block_rows
         nq = min(block_rows, rows - q0)
         ci0 = g * cin_g
-        M = nq * L1  # accumulator length: nq whole rows
+        M = -(-(nq * L1) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)
         m0 = q0 * L1  # first plane position of the block
         if kb < wide:
             co_first = g * cout_g + kb * CO_BLOCK
@@ -140,7 +166,8 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
         else:
             co_first = g * cout_g + wide * CO_BLOCK
             width = rest
-        acc = np.empty((1, CO_BLOCK, M), dtype=y.dtype)
+        # accumulator rows acc[k, c, :M], acc_stride(M) ≥ M apart (no 4 KiB aliasing between rows)
+        acc = np.empty((1, CO_BLOCK, acc_stride(M, y.itemsize, CO_BLOCK)), dtype=y.dtype)
         for k in range(1):
             for c in range(width):
                 acc[k, c, :] = bias[co_first + c]
@@ -181,10 +208,10 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
                     w3_0 = w[s0, co + 3, ci]; w3_1 = w[s1, co + 3, ci]; w3_2 = w[s2, co + 3, ci]; w3_3 = w[s3, co + 3, ci]; w3_4 = w[s4, co + 3, ci]; w3_5 = w[s5, co + 3, ci]; w3_6 = w[s6, co + 3, ci]; w3_7 = w[s7, co + 3, ci]; w3_8 = w[s8, co + 3, ci]
                     for m in range(M):
                         v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]; v4 = x4[m]; v5 = x5[m]; v6 = x6[m]; v7 = x7[m]; v8 = x8[m]
-                        a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7 + w0_8 * v8
-                        a1[m] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3 + w1_4 * v4 + w1_5 * v5 + w1_6 * v6 + w1_7 * v7 + w1_8 * v8
-                        a2[m] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3 + w2_4 * v4 + w2_5 * v5 + w2_6 * v6 + w2_7 * v7 + w2_8 * v8
-                        a3[m] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3 + w3_4 * v4 + w3_5 * v5 + w3_6 * v6 + w3_7 * v7 + w3_8 * v8
+                        a0[m] = a0[m] + w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7 + w0_8 * v8
+                        a1[m] = a1[m] + w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3 + w1_4 * v4 + w1_5 * v5 + w1_6 * v6 + w1_7 * v7 + w1_8 * v8
+                        a2[m] = a2[m] + w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3 + w2_4 * v4 + w2_5 * v5 + w2_6 * v6 + w2_7 * v7 + w2_8 * v8
+                        a3[m] = a3[m] + w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3 + w3_4 * v4 + w3_5 * v5 + w3_6 * v6 + w3_7 * v7 + w3_8 * v8
         else:
             for c0 in range(rest):  # the remaining channels, one per pass
                 co = co_first + c0

@@ -37,7 +37,8 @@ N_PLANES = 1  # input planes: one per input phase r = offset mod Q
 E_MIN = (-1,)  # smallest tap block offset floor(offset / Q), per dimension
 E_SPAN = (2,)  # largest minus smallest, per dimension
 CO_BLOCK = 8  # output channels per pass of block_wide
-ROW_TARGET = 512  # outputs per channel and phase in one block of work
+ROW_TARGET = 1024  # outputs per channel and phase in one block of work
+VEC = 64  # accumulator lengths are multiples of VEC (no scalar remainder loop)
 
 
 def run(x, y, w, bias, groups, lo0, work=None):
@@ -63,7 +64,8 @@ def run(x, y, w, bias, groups, lo0, work=None):
     for d in range(NDIM - 2, -1, -1):
         stride[d] = stride[d + 1] * length[d + 1]
     # reads run past the last row by at most the taps' reach along the later dimensions
-    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))
+    # (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)
+    size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC
     key = (x.shape, x.dtype.str, lo, out)
     xs = work.get(key) if work is not None else None
     if xs is None:
@@ -90,6 +92,7 @@ def run(x, y, w, bias, groups, lo0, work=None):
         r += 1
     rows = jhi[0] - jlo[0]  # 1-D: a row is one block position
     block_rows = ROW_TARGET
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     kernel(xs, y, w, bias, groups, rows, block_rows, jlo[0], length[0], lo0)
 
 
@@ -106,6 +109,29 @@ SHIFT_2 = np.array([
     [[0], [1]],
     [[1], [2]],
 ], dtype=np.int64).reshape(2, 2, 1)
+
+
+@numba.njit(cache=True)
+def acc_stride(n, itemsize, rows):
+    """Distance (elements) between the accumulator rows of a block: ``n`` or a little more.
+
+    A multiple of 16 elements (whole cache lines for float32) such that no two of ``rows``
+    consecutive rows start within 256 bytes of a multiple of 4 KiB of each other.  Rows exactly
+    4 KiB apart (e.g. 510 float32 columns: 2 rows = 4080 bytes) make the CPU see false
+    dependencies between the stores to one channel's accumulator and the loads of another's
+    ("4K aliasing"), which slowed the micro-kernel by ~30 % on x86.
+    """
+    stride = ((n + 15) // 16) * 16
+    for _ in range(256):
+        ok = True
+        for k in range(1, rows):
+            r = (k * stride * itemsize) % 4096
+            if r < 256 or r > 4096 - 256:
+                ok = False
+        if ok:
+            return stride
+        stride += 16
+    return ((n + 15) // 16) * 16
 
 
 @numba.njit(parallel=True, cache=True, fastmath={'contract'})
@@ -134,7 +160,7 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, L0, lo0):
         q0 = rb * block_rows
         nq = min(block_rows, rows - q0)
         ci0 = g * cin_g
-        M = nq  # 1-D: block positions q0 … q0 + nq − 1
+        M = -(-nq // VEC) * VEC  # 1-D: block positions q0 … q0 + nq − 1 (and a few more, unused)
         m0 = q0
         if kb < wide:
             co_first = g * cout_g + kb * CO_BLOCK
@@ -142,7 +168,8 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, L0, lo0):
         else:
             co_first = g * cout_g + wide * CO_BLOCK
             width = rest
-        acc = np.empty((2, CO_BLOCK, M), dtype=y.dtype)
+        # accumulator rows acc[k, c, :M], acc_stride(M) ≥ M apart (no 4 KiB aliasing between rows)
+        acc = np.empty((2, CO_BLOCK, acc_stride(M, y.itemsize, CO_BLOCK)), dtype=y.dtype)
         for k in range(2):
             for c in range(width):
                 acc[k, c, :] = bias[co_first + c]
@@ -177,14 +204,14 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, L0, lo0):
                     w7_0 = w[s0, co + 7, ci]; w7_1 = w[s1, co + 7, ci]
                     for m in range(M):
                         v0 = x0[m]; v1 = x1[m]
-                        a0[m] += w0_0 * v0 + w0_1 * v1
-                        a1[m] += w1_0 * v0 + w1_1 * v1
-                        a2[m] += w2_0 * v0 + w2_1 * v1
-                        a3[m] += w3_0 * v0 + w3_1 * v1
-                        a4[m] += w4_0 * v0 + w4_1 * v1
-                        a5[m] += w5_0 * v0 + w5_1 * v1
-                        a6[m] += w6_0 * v0 + w6_1 * v1
-                        a7[m] += w7_0 * v0 + w7_1 * v1
+                        a0[m] = a0[m] + w0_0 * v0 + w0_1 * v1
+                        a1[m] = a1[m] + w1_0 * v0 + w1_1 * v1
+                        a2[m] = a2[m] + w2_0 * v0 + w2_1 * v1
+                        a3[m] = a3[m] + w3_0 * v0 + w3_1 * v1
+                        a4[m] = a4[m] + w4_0 * v0 + w4_1 * v1
+                        a5[m] = a5[m] + w5_0 * v0 + w5_1 * v1
+                        a6[m] = a6[m] + w6_0 * v0 + w6_1 * v1
+                        a7[m] = a7[m] + w7_0 * v0 + w7_1 * v1
         else:
             for c0 in range(rest):  # the remaining channels, one per pass
                 co = co_first + c0

@@ -18,7 +18,12 @@ kernel computes it the way a GEMM micro-kernel would:
 3. **micro-kernel** (``block_wide`` / ``block_one``): for each phase, the accumulators of ``CO_BLOCK``
    (resp. one) output channels start at the bias; for every input channel of the group, the phase's
    taps are fused into one expression per output channel over a contiguous slice — ``CO_BLOCK × taps``
-   multiply-adds per loaded input vector, which Numba/LLVM vectorises along the row;
+   multiply-adds per loaded input vector, which Numba/LLVM vectorises along the row.  In the wide
+   pass the taps are chained onto the accumulator (``a = (a + w₀v₀) + w₁v₁ + …``: one FMA per tap, no
+   separate product and sum); the block's accumulator length is a multiple of ``VEC`` (the vector loop
+   never ends in a scalar remainder loop: the few extra columns are computed and ignored), and its
+   accumulator rows lie ``acc_stride`` apart, never a multiple of 4 KiB (x86 "4K aliasing" — a store
+   to one row falsely delaying loads from another — cost ~30 % at 510 float32 columns);
 4. **interleaved write**: the phases of the last dimension are written together, row by row,
    ``y[..., P k + p − lo]`` for ``p = 0 … P−1`` in one loop (the few border outputs where not every
    phase is in range are written by short scalar loops).
@@ -45,7 +50,11 @@ from .plan import KernelPlan
 __all__ = ["emit_cpu_layers", "layer_geometry", "CO_BLOCK_WIDE", "ROW_TARGET"]
 
 #: outputs (per channel and phase) a block of work aims at: accumulators of all phases stay in cache.
-ROW_TARGET = 512
+ROW_TARGET = 1024
+
+#: accumulator lengths are rounded up to a multiple of VEC elements: the vectorised loop (vector width ×
+#: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
+VEC = 64
 
 #: output channels per pass of the wide micro-kernel: 8 when a phase has at most 4 taps, else 4
 #: (``CO_BLOCK × taps`` weights stay within the 32 vector registers' reach).
@@ -106,12 +115,16 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w(f"E_SPAN = {_tuple_text(geo['e_span'])}  # largest minus smallest, per dimension")
     w(f"CO_BLOCK = {geo['co_block']}  # output channels per pass of block_wide")
     w(f"ROW_TARGET = {ROW_TARGET}  # outputs per channel and phase in one block of work")
+    w(f"VEC = {VEC}  # accumulator lengths are multiples of VEC (no scalar remainder loop)")
     w()
     w()
     _emit_run(plan, geo, w)
     w()
     w()
     _emit_tables(plan, geo, w)
+    w()
+    w()
+    _emit_acc_stride(w)
     w()
     w()
     _emit_kernel(plan, geo, w)
@@ -154,7 +167,8 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
         w("# reads run past the last row by at most the taps' reach along the later dimensions")
-        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM))")
+        w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
+        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
         w("key = (x.shape, x.dtype.str, lo, out)")
         w("xs = work.get(key) if work is not None else None")
         w("if xs is None:")
@@ -186,10 +200,12 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         if D == 1:
             w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
             w("block_rows = ROW_TARGET")
+            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
         else:
             inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
             w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
             w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
         js = ", ".join(f"jlo[{d}]" for d in dims(plan))
         w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
 
@@ -231,6 +247,35 @@ def _emit_tables(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w(f"], dtype=np.int64).reshape({len(ks)}, {T}, {D})")
 
 
+# --- the kernel ---
+
+def _emit_acc_stride(w: Writer) -> None:
+    w("@numba.njit(cache=True)")
+    w("def acc_stride(n, itemsize, rows):")
+    with w.indent():
+        w('"""Distance (elements) between the accumulator rows of a block: ``n`` or a little more.')
+        w()
+        w("A multiple of 16 elements (whole cache lines for float32) such that no two of ``rows``")
+        w("consecutive rows start within 256 bytes of a multiple of 4 KiB of each other.  Rows exactly")
+        w("4 KiB apart (e.g. 510 float32 columns: 2 rows = 4080 bytes) make the CPU see false")
+        w("dependencies between the stores to one channel's accumulator and the loads of another's")
+        w("(\"4K aliasing\"), which slowed the micro-kernel by ~30 % on x86.")
+        w('"""')
+        w("stride = ((n + 15) // 16) * 16")
+        w("for _ in range(256):")
+        with w.indent():
+            w("ok = True")
+            w("for k in range(1, rows):")
+            with w.indent():
+                w("r = (k * stride * itemsize) % 4096")
+                w("if r < 256 or r > 4096 - 256:")
+                w("    ok = False")
+            w("if ok:")
+            w("    return stride")
+            w("stride += 16")
+        w("return ((n + 15) // 16) * 16")
+
+
 # --- the kernel ------------------------------------------------------------------------------------------
 
 
@@ -264,6 +309,42 @@ def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
                 for c in range(width):
                     w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
 
+
+def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
+    """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
+
+    acc[k, c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+
+    One pass per input channel: the ``width · T`` weights of the pass are loop invariants (broadcast
+    once), and each vector of ``T`` input columns feeds ``width · T`` multiply-adds.  The taps are
+    added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
+    ``fastmath={"contract"}`` every tap is one fused multiply-add (no separate product and sum).
+    The accumulator rows of the ``width`` channels lie ``acc_stride`` elements apart, a stride chosen
+    so that no two rows are a multiple of 4 KiB apart (see ``acc_stride``).
+    """
+    D = plan.ndim
+    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
+    with w.indent():
+        w(f"k = PHASES_{T}[i]")
+        for c in range(width):
+            w(f"a{c} = acc[k, {c}]")
+        for t in range(T):
+            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+            w(f"o{t} = m0 + {shift}")
+        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+        w("for ci in range(cin_g):")
+        with w.indent():
+            w("xp = xs[b, ci0 + ci]")
+            for t in range(T):
+                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
+            for c in range(width):
+                w("; ".join(f"w{c}_{t} = w[s{t}, co + {c}, ci]" for t in range(T)))
+            w("for m in range(M):")
+            with w.indent():
+                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                for c in range(width):
+                    w(f"a{c}[m] = a{c}[m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
     """acc[phase, c, row · L_last + k − jlo_last] → y[b, co + c, …, P k + p − lo] for c < width.
@@ -387,10 +468,10 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("nq = min(block_rows, rows - q0)")
             w("ci0 = g * cin_g")
             if D == 1:
-                w("M = nq  # 1-D: block positions q0 … q0 + nq − 1")
+                w("M = -(-nq // VEC) * VEC  # 1-D: block positions q0 … q0 + nq − 1 (and a few more, unused)")
                 w("m0 = q0")
             else:
-                w(f"M = nq * L{last}  # accumulator length: nq whole rows")
+                w(f"M = -(-(nq * L{last}) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)")
                 w(f"m0 = q0 * L{last}  # first plane position of the block")
             w("if kb < wide:")
             w("    co_first = g * cout_g + kb * CO_BLOCK")
@@ -398,7 +479,8 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("else:")
             w("    co_first = g * cout_g + wide * CO_BLOCK")
             w("    width = rest")
-            w(f"acc = np.empty(({n_ph}, CO_BLOCK, M), dtype=y.dtype)")
+            w("# accumulator rows acc[k, c, :M], acc_stride(M) ≥ M apart (no 4 KiB aliasing between rows)")
+            w(f"acc = np.empty(({n_ph}, CO_BLOCK, acc_stride(M, y.itemsize, CO_BLOCK)), dtype=y.dtype)")
             w(f"for k in range({n_ph}):")
             w("    for c in range(width):")
             w("        acc[k, c, :] = bias[co_first + c]")
@@ -409,7 +491,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                 if not by_taps:
                     w("pass  # no phase has a tap: bias only")
                 for T in by_taps:
-                    _emit_accumulate(plan, T, geo["co_block"], w)
+                    _emit_accumulate_wide(plan, T, geo["co_block"], w)
             w("else:")
             with w.indent():
                 w("for c0 in range(rest):  # the remaining channels, one per pass")
