@@ -279,35 +279,52 @@ def _emit_acc_stride(w: Writer) -> None:
 # --- the kernel ------------------------------------------------------------------------------------------
 
 
+def _emit_tap_loop(plan: KernelPlan, T: int, width: int, acc_row, channel, w: Writer) -> None:
+    """The loop nest shared by both micro-kernels, up to the loads of one column ``m`` of the ``T`` taps.
+
+    Opens ``for i`` (phases with ``T`` taps) → ``for ci`` (input channels of the group) → ``for m``,
+    binding ``a{c}`` to accumulator row ``acc_row(c)``, ``x{t}`` to the tap's contiguous input slice,
+    ``w{c}_{t}`` to the weight of output channel ``channel(c)`` and ``v{t}`` to the column; the caller
+    emits the accumulation statement inside, at the writer's indentation when this returns.
+    """
+    D = plan.ndim
+    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
+    w.indent()
+    w(f"k = PHASES_{T}[i]")
+    for c in range(width):
+        w(f"a{c} = acc[k, {acc_row(c)}]")
+    for t in range(T):
+        shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+        w(f"o{t} = m0 + {shift}")
+    w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+    w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+    w("for ci in range(cin_g):")
+    w.indent()
+    w("xp = xs[b, ci0 + ci]")
+    for t in range(T):
+        w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
+    for c in range(width):
+        w("; ".join(f"w{c}_{t} = w[s{t}, {channel(c)}, ci]" for t in range(T)))
+    w("for m in range(M):")
+    w.indent()
+    w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+
+
 def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The fused loop of the phases with ``T`` taps for ``width`` output channels from ``co``.
 
     acc[k, c0 + c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
     """
-    D = plan.ndim
-    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
-    with w.indent():
-        w(f"k = PHASES_{T}[i]")
-        for c in range(width):
-            w(f"a{c} = acc[k, {'c0 + ' if width == 1 else ''}{c}]")
-        for t in range(T):
-            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-            w(f"o{t} = m0 + {shift}")
-        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
-        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
-        w("for ci in range(cin_g):")
-        with w.indent():
-            w("xp = xs[b, ci0 + ci]")
-            for t in range(T):
-                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
-            for c in range(width):
-                chan = f"co + {c}" if width > 1 else "co"
-                w("; ".join(f"w{c}_{t} = w[s{t}, {chan}, ci]" for t in range(T)))
-            w("for m in range(M):")
-            with w.indent():
-                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
-                for c in range(width):
-                    w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+    level = w.level
+    _emit_tap_loop(
+        plan, T, width,
+        acc_row=lambda c: f"{'c0 + ' if width == 1 else ''}{c}",
+        channel=lambda c: f"co + {c}" if width > 1 else "co",
+        w=w,
+    )
+    for c in range(width):
+        w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+    w.level = level
 
 
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
@@ -322,29 +339,12 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
     The accumulator rows of the ``width`` channels lie ``acc_stride`` elements apart, a stride chosen
     so that no two rows are a multiple of 4 KiB apart (see ``acc_stride``).
     """
-    D = plan.ndim
-    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
-    with w.indent():
-        w(f"k = PHASES_{T}[i]")
-        for c in range(width):
-            w(f"a{c} = acc[k, {c}]")
-        for t in range(T):
-            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-            w(f"o{t} = m0 + {shift}")
-        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
-        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
-        w("for ci in range(cin_g):")
-        with w.indent():
-            w("xp = xs[b, ci0 + ci]")
-            for t in range(T):
-                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
-            for c in range(width):
-                w("; ".join(f"w{c}_{t} = w[s{t}, co + {c}, ci]" for t in range(T)))
-            w("for m in range(M):")
-            with w.indent():
-                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
-                for c in range(width):
-                    w(f"a{c}[m] = a{c}[m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+    level = w.level
+    _emit_tap_loop(plan, T, width, acc_row=str, channel=lambda c: f"co + {c}", w=w)
+    for c in range(width):
+        w(f"a{c}[m] = a{c}[m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+    w.level = level
+
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
     """acc[phase, c, row · L_last + k − jlo_last] → y[b, co + c, …, P k + p − lo] for c < width.
