@@ -40,7 +40,7 @@ from .arrays import as_tap_array
 
 __all__ = [
     "Operator", "Primitive", "Up", "Down", "Hold", "Shift", "Conv", "PixelShuffle", "PixelUnshuffle",
-    "Periodic", "Compose", "Sum", "Scale", "Box", "Sparse",
+    "Periodic", "Compose", "Sum", "Scale", "Box", "Sparse", "periodic_out_box",
     "up", "down", "hold", "shift", "identity", "conv", "channel_conv", "pixel_shuffle", "pixel_unshuffle",
     "periodic", "as_operator",
 ]
@@ -576,6 +576,30 @@ def _unravel(flat: int, dims: tuple[int, ...]) -> Index:
     return tuple(reversed(out))
 
 
+def periodic_out_box(P: Index, Q: Index, taps: dict, in_box: Box) -> Box:
+    """Hull of the outputs ``P j + p`` whose taps ``Q j + off`` can read inputs in ``in_box``, per dimension.
+
+    ``taps`` maps ``(phase, c_out)`` to ``{(c_in, offset): coefficient}`` (a :class:`Periodic`'s taps, or a
+    normal form's).  With no taps at all the window is empty, at ``P ⌈lo / Q⌉``.
+    """
+    out = []
+    for d, (lo, hi) in enumerate(in_box):
+        first, last = None, None
+        for (p, _), row in taps.items():
+            for (_, off) in row:
+                j_lo = _ceil_div(lo - off[d], Q[d])
+                j_hi = _ceil_div(hi - off[d], Q[d])
+                if j_hi <= j_lo:
+                    continue
+                a, b = P[d] * j_lo + p[d], P[d] * (j_hi - 1) + p[d] + 1
+                first = a if first is None else min(first, a)
+                last = b if last is None else max(last, b)
+        if first is None:
+            first = last = P[d] * _ceil_div(lo, Q[d])
+        out.append((first, last))
+    return tuple(out)
+
+
 class Periodic(Primitive):
     """A general periodic operator given by its polyphase taps.
 
@@ -616,22 +640,7 @@ class Periodic(Primitive):
             yield (ci, tuple(Q * jj + o for Q, jj, o in zip(self.Q, j, off))), coeff
 
     def out_box(self, in_box):
-        out = []
-        for d, (lo, hi) in enumerate(in_box):
-            first, last = None, None
-            for (p, _), row in self.taps.items():
-                for (_, off) in row:
-                    j_lo = _ceil_div(lo - off[d], self.Q[d])
-                    j_hi = _ceil_div(hi - off[d], self.Q[d])
-                    if j_hi <= j_lo:
-                        continue
-                    a, b = self.P[d] * j_lo + p[d], self.P[d] * (j_hi - 1) + p[d] + 1
-                    first = a if first is None else min(first, a)
-                    last = b if last is None else max(last, b)
-            if first is None:
-                first = last = self.P[d] * _ceil_div(lo, self.Q[d])
-            out.append((first, last))
-        return tuple(out)
+        return periodic_out_box(self.P, self.Q, self.taps, in_box)
 
     @property
     def T(self):

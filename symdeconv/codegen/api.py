@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import sympy as sp
 
-from ..algebra.operators import Box, Operator, as_operator
+from ..algebra.operators import Box, Operator, as_operator, periodic_out_box
 from ..canonical.normalform import NormalForm, canonical
 from ..errors import SymdeconvError, context
 from . import cache
@@ -626,19 +626,4 @@ def _symbols_of(nf: NormalForm) -> set[sp.Symbol]:
 
 def _support_box(nf: NormalForm, in_box: Box) -> Box:
     """Output positions a normal form can make non-zero from inputs in ``in_box`` (hull, per dimension)."""
-    out = []
-    for d, (lo, hi) in enumerate(in_box):
-        first = last = None
-        for (p, _), row in nf.taps.items():
-            for (_, off) in row:
-                j_lo = -((off[d] - lo) // nf.Q[d])
-                j_hi = -((off[d] - hi) // nf.Q[d])
-                if j_hi <= j_lo:
-                    continue
-                a, b = nf.P[d] * j_lo + p[d], nf.P[d] * (j_hi - 1) + p[d] + 1
-                first = a if first is None else min(first, a)
-                last = b if last is None else max(last, b)
-        if first is None:
-            first = last = 0
-        out.append((first, last))
-    return tuple(out)
+    return periodic_out_box(nf.P, nf.Q, nf.taps, in_box)
