@@ -15,7 +15,7 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import layer_geometry
+from symdeconv.codegen.emit_cpu_layers import TILE_SHAPE, VEC, layer_geometry
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
@@ -40,12 +40,17 @@ def test_stand_in_plan_equals_full_normal_form_plan(layer):
     np.testing.assert_array_equal(fast.index, full.index)
     np.testing.assert_array_equal(fast.scale, full.scale)
     w = np.random.default_rng(0).standard_normal(layer.weight_shape)
-    np.testing.assert_array_equal(fast.gather(w, np.dtype(np.float64)), w.reshape(-1)[full.index] * full.scale)
+    np.testing.assert_array_equal(
+        fast.gather(w, np.dtype(np.float64)), (w.reshape(-1)[full.index] * full.scale).transpose(0, 2, 1)
+    )
 
 
-def test_wide_block_width_depends_on_taps():
-    assert layer_geometry(LayerBinding(sd.ConvTranspose((4, 4), 2, 1)).plan)["co_block"] == 8  # 4 taps/phase
-    assert layer_geometry(LayerBinding(sd.Conv((3, 3), 2, 1)).plan)["co_block"] == 4  # 9 taps
+def test_wide_register_tile_depends_on_taps():
+    g4 = layer_geometry(LayerBinding(sd.ConvTranspose((4, 4), 2, 1)).plan)  # 4 taps per phase
+    g9 = layer_geometry(LayerBinding(sd.Conv((3, 3), 2, 1)).plan)  # 9 taps
+    assert (g4["co_block"], g4["tile"]) == TILE_SHAPE[True]
+    assert (g9["co_block"], g9["tile"]) == TILE_SHAPE[False]
+    assert all(VEC % tile == 0 for _, tile in TILE_SHAPE.values())  # whole tiles fill a block
 
 
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run

@@ -267,7 +267,7 @@ def grouped_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
     with w.indent():
         for s, off in ph.slots:
             w(f"if ok{s}:")
-            w(f"    acc += w[{s}, co, ci] * {x_index(plan, 'ci0 + ci', off)}")
+            w(f"    acc += w[{s}, ci, co] * {x_index(plan, 'ci0 + ci', off)}")
     w(f"{y_index(plan, 'co')} = acc")
 
 

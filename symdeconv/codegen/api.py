@@ -65,7 +65,7 @@ def is_layer(obj: Any) -> bool:
 
 
 class LayerBinding:
-    """How a layer's framework weight becomes the kernel's ``w[slot, c_out, c_in_in_group]``.
+    """How a layer's framework weight becomes the kernel's ``w[slot, c_in_in_group, c_out]``.
 
     Every tap coefficient of the layer's normal form is ``const · symbol`` with ``symbol`` one entry of
     ``layer.weight_symbols()``, and every channel pair ``(c', c)`` of a group has the same spatial tap
@@ -75,8 +75,9 @@ class LayerBinding:
     The channel pairs are then filled in from the layer's own weight-index → (c', c, j) map, without
     the normal form of the full multi-channel operator (whose cost grows with C_in · C_out: seconds at
     32 → 32 channels).  ``index[s, c', c]`` is the flat index of the weight entry feeding slot ``s`` for
-    channels ``(c', c)`` of a group and ``scale[s, c', c]`` its numeric factor; ``w = weight.reshape(-1)
-    [index] * scale``.  ``from_normal_form=True`` derives everything from the full normal form instead
+    channels ``(c', c)`` of a group and ``scale[s, c', c]`` its numeric factor; the kernel's array is
+    ``(weight.reshape(-1)[index] * scale).transpose(0, 2, 1)``: output channels innermost, so that a
+    micro-kernel reads the weights of consecutive output channels from consecutive addresses.  ``from_normal_form=True`` derives everything from the full normal form instead
     (the definition; the tests check both agree).
     """
 
@@ -220,24 +221,19 @@ class LayerBinding:
         return base.reshape(-1), scale, strides
 
     def gather(self, weight: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
-        """The kernel's weight array ``w[slot, c', c]`` from the framework weight (into ``out`` if given)."""
-        shape = (self.plan.n_slots, self.c_out, self.cin_g)
+        """The kernel's weight array ``w[slot, c, c']`` from the framework weight (into ``out`` if given)."""
+        shape = (self.plan.n_slots, self.cin_g, self.c_out)
         if out is None or out.shape != shape or out.dtype != dtype:
             out = np.empty(shape, dtype=dtype)
         flat = np.ascontiguousarray(weight, dtype=dtype).reshape(-1)
         if self._strided is None:
-            np.multiply(flat[self.index], self.scale, out=out, casting="unsafe")
+            index = self.index.transpose(0, 2, 1)
+            np.multiply(flat[index], self.scale.transpose(0, 2, 1), out=out, casting="unsafe")
             return out
+        from .runtime import gather_strided  # Numba: imported when a kernel runs, not with the package
+
         base, scale, strides = self._strided
-        step = tuple(v * flat.itemsize for v in strides)
-        view_shape = (self.groups, self.cout_g, self.cin_g)
-        for s in range(shape[0]):
-            src = np.lib.stride_tricks.as_strided(flat[base[s]:], view_shape, step, writeable=False)
-            dst = out[s].reshape(view_shape)
-            if scale[s] == 1.0:
-                np.copyto(dst, src)
-            else:
-                np.multiply(src, dtype.type(scale[s]), out=dst)
+        gather_strided(flat, base, scale.astype(dtype), *strides, self.cout_g, out)
         return out
 
 

@@ -1,12 +1,13 @@
 """CPU emitter for *grouped* (deep-learning layer) plans: GEMM-like polyphase gather kernels.
 
 The normal form of a layer says, per output phase ``p`` and for every channel pair ``(c', c)`` of a
-group, ``y[c', P j + p] = Σ_s w[s, c', c] · x[c, Q j + off_s]``: per phase, the layer is an ordinary
+group, ``y[c', P j + p] = Σ_s w[s, c, c'] · x[c, Q j + off_s]``: per phase, the layer is an ordinary
 (un-strided, un-dilated) convolution of the input with the phase's taps — the *sub-pixel* form of a
 transposed convolution [Shi et al. 2016], the *space-to-depth* form of a strided one.  The emitted
 kernel computes it the way a GEMM micro-kernel would:
 
-1. **pad once** (``pad``): the input is copied into a reusable, zero-bordered scratch buffer ``xs``
+1. **pad** (``pad``, parallel over batch × channels): the input is copied into a reusable,
+   zero-bordered scratch buffer ``xs``
    of *flattened planes*, one plane per input phase ``r = off mod Q`` (a plain zero-padded copy when
    ``Q = 1``).  Writing ``off = Q e + r``, the tap ``x[Q j + off]`` is ``plane_r[j + e]``: every tap of
    every phase becomes a *constant-offset, unit-stride* read of a plane, and the offsets are
@@ -15,15 +16,15 @@ kernel computes it the way a GEMM micro-kernel would:
    blocks).  A row block is ``R`` consecutive rows of the flattened planes (``R`` chosen so that a
    block holds about ``ROW_TARGET`` outputs: the accumulators stay in L1/L2).  A few columns per row
    (the plane's zero border) are computed and thrown away: the price of one long unit-stride loop;
-3. **micro-kernel** (``block_wide`` / ``block_one``): for each phase, the accumulators of ``CO_BLOCK``
-   (resp. one) output channels start at the bias; for every input channel of the group, the phase's
-   taps are fused into one expression per output channel over a contiguous slice — ``CO_BLOCK × taps``
-   multiply-adds per loaded input vector, which Numba/LLVM vectorises along the row.  In the wide
-   pass the taps are chained onto the accumulator (``a = (a + w₀v₀) + w₁v₁ + …``: one FMA per tap, no
-   separate product and sum); the block's accumulator length is a multiple of ``VEC`` (the vector loop
-   never ends in a scalar remainder loop: the few extra columns are computed and ignored), and its
-   accumulator rows lie ``acc_stride`` apart, never a multiple of 4 KiB (x86 "4K aliasing" — a store
-   to one row falsely delaying loads from another — cost ~30 % at 510 float32 columns);
+3. **micro-kernel**: for each phase, the block's columns are taken ``TILE`` at a time into a *register
+   tile* of ``CO_BLOCK × TILE`` accumulators (a stack array, :func:`symdeconv.codegen.runtime.stack_tile`,
+   which LLVM keeps in vector registers for the whole loop over the group's input channels — a heap
+   array it would load and store once per input channel).  Per input channel, the phase's taps are
+   fused into one expression per output channel over contiguous slices: ``CO_BLOCK × taps`` fused
+   multiply-adds per loaded input vector, one per tap (``a = (a + w₀v₀) + w₁v₁ + …``).  Channels left
+   over (``C_out/G`` not a multiple of ``CO_BLOCK``) take a one-channel pass.  The block's results go to
+   ``acc`` rows padded to a multiple of ``VEC`` (whole tiles) and ``acc_stride`` apart (no x86 "4K
+   aliasing" between rows);
 4. **interleaved write**: the phases of the last dimension are written together, row by row,
    ``y[..., P k + p − lo]`` for ``p = 0 … P−1`` in one loop (the few border outputs where not every
    phase is in range are written by short scalar loops).
@@ -47,7 +48,7 @@ from ._source import Writer, dims, header, module_docstring, phase_banner, phase
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .plan import KernelPlan
 
-__all__ = ["emit_cpu_layers", "layer_geometry", "CO_BLOCK_WIDE", "ROW_TARGET"]
+__all__ = ["emit_cpu_layers", "layer_geometry", "TILE_SHAPE", "ROW_TARGET"]
 
 #: outputs (per channel and phase) a block of work aims at: accumulators of all phases stay in cache.
 ROW_TARGET = 1024
@@ -56,9 +57,13 @@ ROW_TARGET = 1024
 #: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
 VEC = 64
 
-#: output channels per pass of the wide micro-kernel: 8 when a phase has at most 4 taps, else 4
-#: (``CO_BLOCK × taps`` weights stay within the 32 vector registers' reach).
-CO_BLOCK_WIDE = {True: 8, False: 4}
+#: the wide micro-kernel's register tile: (output channels per pass, columns) by whether a phase has at
+#: most 4 taps.  CO_BLOCK × TILE float32 accumulators are CO_BLOCK × TILE / 16 AVX-512 registers: 16
+#: for (4, 64), 8 for (4, 32), leaving room for the input vectors and the CO_BLOCK × taps broadcast
+#: weights of an input channel.  Measured on the 2-core AVX-512 machine (benchmarks/): (4, 64) beat
+#: (8, 32) by ~15 % with 4 taps, (4, 32) beat (4, 64), (2, 64) and (8, 16) with 8–9 taps.  TILE
+#: divides VEC.
+TILE_SHAPE = {True: (4, 64), False: (4, 32)}
 
 
 def layer_geometry(plan: KernelPlan) -> dict:
@@ -85,7 +90,7 @@ def layer_geometry(plan: KernelPlan) -> dict:
     taps = max((len(ph.slots) for ph in plan.phases), default=0)
     return {
         "e_min": e_min, "e_span": e_span, "n_planes": n_planes, "plane": slot_plane, "shift": slot_shift,
-        "co_block": CO_BLOCK_WIDE[taps <= 4], "max_taps": taps,
+        "co_block": TILE_SHAPE[taps <= 4][0], "tile": TILE_SHAPE[taps <= 4][1], "max_taps": taps,
     }
 
 
@@ -106,6 +111,8 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w("import numpy as np")
     w("from numba import prange")
     w()
+    w("from symdeconv.codegen.runtime import stack_tile")
+    w()
     w(f"NDIM = {D}")
     w(f"P = {_tuple_text(plan.P)}  # output period (phases) per dimension")
     w(f"Q = {_tuple_text(plan.Q)}  # input period per dimension")
@@ -116,12 +123,16 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w(f"CO_BLOCK = {geo['co_block']}  # output channels per pass of block_wide")
     w(f"ROW_TARGET = {ROW_TARGET}  # outputs per channel and phase in one block of work")
     w(f"VEC = {VEC}  # accumulator lengths are multiples of VEC (no scalar remainder loop)")
+    w(f"TILE = {geo['tile']}  # columns of block_wide's register tile (a divisor of VEC)")
     w()
     w()
     _emit_run(plan, geo, w)
     w()
     w()
     _emit_tables(plan, geo, w)
+    w()
+    w()
+    _emit_pad(plan, w)
     w()
     w()
     _emit_acc_stride(w)
@@ -179,24 +190,9 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("    work.clear()")
             w("    work[key] = xs")
         ls = ", ".join(f"length[{d}]" for d in dims(plan))
+        offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
         w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
-        w(f"planes = xs[:, :, :, :length[0] * stride[0]].reshape(x.shape[:2] + (N_PLANES, {ls}))")
-        w("r = 0")
-        w("for rs in np.ndindex(*Q):")
-        with w.indent():
-            w("dst, src = [slice(None)] * 2, [slice(None)] * 2")
-            w("for d in range(NDIM):")
-            with w.indent():
-                w("a = jlo[d] + E_MIN[d]")
-                w("u_first = max(0, -a)")
-                w("u_stop = min(length[d], -((rs[d] - n[d]) // Q[d]) - a)  # Q (u + a) + r < n")
-                w("u_stop = max(u_stop, u_first)")
-                w("dst.append(slice(u_first, u_stop))")
-                w("src.append(slice(Q[d] * (u_first + a) + rs[d], Q[d] * (u_stop - 1 + a) + rs[d] + 1, Q[d]))")
-            w("dst.insert(2, r)")
-            w("if all(sl.stop > sl.start for sl in dst[3:]):")
-            w("    planes[tuple(dst)] = x[tuple(src)]")
-            w("r += 1")
+        w(f"pad(x, xs, {offsets}, {ls})")
         if D == 1:
             w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
             w("block_rows = ROW_TARGET")
@@ -249,6 +245,51 @@ def _emit_tables(plan: KernelPlan, geo: dict, w: Writer) -> None:
 
 # --- the kernel ---
 
+def _emit_pad(plan: KernelPlan, w: Writer) -> None:
+    """``pad``: copy ``x`` into its zero-bordered input planes, one parallel iteration per (batch, channel).
+
+    Plane ``r`` (input phase ``r = (r_0, …)``, C order) holds ``x[Q (u + a) + r]`` at plane position
+    ``u``; only positions inside ``x`` are written (the border keeps the zeros it was allocated with).
+    """
+    D = plan.ndim
+    a_args = ", ".join(f"a{d}" for d in dims(plan))
+    l_args = ", ".join(f"L{d}" for d in dims(plan))
+    w("@numba.njit(parallel=True, cache=True)")
+    w(f"def pad(x, xs, {a_args}, {l_args}):")
+    with w.indent():
+        w('"""xs[b, c, r, flat(u)] = x[b, c, Q (u + a) + r] for every u with 0 ≤ u < L and the input inside x."""')
+        for d in range(D - 1, -1, -1):
+            w(f"S{d} = {'1' if d == D - 1 else f'S{d + 1} * L{d + 1}'}  # plane stride of dimension {d}")
+        w("for item in prange(x.shape[0] * x.shape[1]):")
+        with w.indent():
+            w("b = item // x.shape[1]")
+            w("c = item - b * x.shape[1]")
+            w("xc = x[b, c]")
+            w("r = 0")
+            for d in range(D):
+                w(f"for r{d} in range(Q[{d}]):")
+                w.indent()
+            for d in range(D):
+                w(f"u{d}_first = max(0, -a{d})")
+                w(f"u{d}_stop = min(L{d}, -((r{d} - xc.shape[{d}]) // Q[{d}]) - a{d})  # Q (u + a) + r < n")
+            w("plane = xs[b, c, r]")
+            for d in range(D - 1):
+                w(f"for u{d} in range(u{d}_first, u{d}_stop):")
+                w.indent()
+            last = D - 1
+            src = "xc[" + ", ".join(f"Q[{d}] * (u{d} + a{d}) + r{d}" for d in range(D - 1)) + "]" if D > 1 else "xc"
+            w(f"src = {src}")
+            row0 = " + ".join(f"u{d} * S{d}" for d in range(D - 1)) if D > 1 else "0"
+            w(f"dst = plane[{row0}:]")
+            w(f"for u{last} in range(u{last}_first, u{last}_stop):")
+            w(f"    dst[u{last}] = src[Q[{last}] * (u{last} + a{last}) + r{last}]")
+            for d in range(D - 1):
+                w.dedent()
+            w("r += 1")
+            for d in range(D):
+                w.dedent()
+
+
 def _emit_acc_stride(w: Writer) -> None:
     w("@numba.njit(cache=True)")
     w("def acc_stride(n, itemsize, rows):")
@@ -280,7 +321,7 @@ def _emit_acc_stride(w: Writer) -> None:
 
 
 def _emit_tap_loop(plan: KernelPlan, T: int, width: int, acc_row, channel, w: Writer) -> None:
-    """The loop nest shared by both micro-kernels, up to the loads of one column ``m`` of the ``T`` taps.
+    """The loop nest of the one-channel micro-kernel, up to the loads of one column ``m`` of the ``T`` taps.
 
     Opens ``for i`` (phases with ``T`` taps) → ``for ci`` (input channels of the group) → ``for m``,
     binding ``a{c}`` to accumulator row ``acc_row(c)``, ``x{t}`` to the tap's contiguous input slice,
@@ -304,7 +345,7 @@ def _emit_tap_loop(plan: KernelPlan, T: int, width: int, acc_row, channel, w: Wr
     for t in range(T):
         w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
     for c in range(width):
-        w("; ".join(f"w{c}_{t} = w[s{t}, {channel(c)}, ci]" for t in range(T)))
+        w("; ".join(f"w{c}_{t} = w[s{t}, ci, {channel(c)}]" for t in range(T)))
     w("for m in range(M):")
     w.indent()
     w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
@@ -313,7 +354,7 @@ def _emit_tap_loop(plan: KernelPlan, T: int, width: int, acc_row, channel, w: Wr
 def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The fused loop of the phases with ``T`` taps for ``width`` output channels from ``co``.
 
-    acc[k, c0 + c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+    acc[k, c0 + c, m] += Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
     """
     level = w.level
     _emit_tap_loop(
@@ -330,20 +371,46 @@ def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
 
-    acc[k, c, m] += Σ_ci Σ_t w[s_t, co + c, ci] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+    acc[k, c, m] += Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
 
-    One pass per input channel: the ``width · T`` weights of the pass are loop invariants (broadcast
-    once), and each vector of ``T`` input columns feeds ``width · T`` multiply-adds.  The taps are
-    added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
-    ``fastmath={"contract"}`` every tap is one fused multiply-add (no separate product and sum).
-    The accumulator rows of the ``width`` channels lie ``acc_stride`` elements apart, a stride chosen
-    so that no two rows are a multiple of 4 KiB apart (see ``acc_stride``).
+    A *register tile*, like a GEMM micro-kernel: the block's columns are taken ``TILE`` at a time, and
+    for each such chunk the ``width × TILE`` accumulators (``width × TILE / 16`` AVX-512 registers for
+    float32) live in ``tile``, a stack array (:func:`symdeconv.codegen.runtime.stack_tile`), for the
+    whole loop over the group's input channels: LLVM proves that nothing else in the loop touches a
+    stack array and keeps it in registers, so per input channel and tap there is one load of ``TILE``
+    input columns and ``width`` fused multiply-adds per vector, and no accumulator load or store.  The
+    ``width · T`` weights of an input channel are loop invariants of the column loop.  The taps are added
+    one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
+    ``fastmath={"contract"}`` every tap is one fused multiply-add.  The rows of ``acc`` (the block's
+    results, which the write step reads) lie ``acc_stride`` elements apart (no 4 KiB aliasing).
     """
-    level = w.level
-    _emit_tap_loop(plan, T, width, acc_row=str, channel=lambda c: f"co + {c}", w=w)
-    for c in range(width):
-        w(f"a{c}[m] = a{c}[m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
-    w.level = level
+    D = plan.ndim
+    w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
+    with w.indent():
+        w(f"k = PHASES_{T}[i]")
+        for t in range(T):
+            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+            w(f"o{t} = m0 + {shift}")
+        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+        w("for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers")
+        with w.indent():
+            w("tile[:, :] = acc[k, :, mc:mc + TILE]")
+            w("for ci in range(cin_g):")
+            with w.indent():
+                w("xp = xs[b, ci0 + ci]")
+                w("# slice views first: offsets from them are constant and provably non-negative")
+                for t in range(T):
+                    w(f"x{t} = xp[r{t}, o{t} + mc:o{t} + mc + TILE]")
+                w("; ".join(f"wr{t} = w[s{t}, ci, co:co + {width}]" for t in range(T)))
+                for c in range(width):
+                    w("; ".join(f"w{c}_{t} = wr{t}[{c}]" for t in range(T)))
+                w("for m in range(TILE):")
+                with w.indent():
+                    w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                    for c in range(width):
+                        w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+            w("acc[k, :, mc:mc + TILE] = tile")
 
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
@@ -486,7 +553,8 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("        acc[k, c, :] = bias[co_first + c]")
             w("if kb < wide:")
             with w.indent():
-                w(f"# CO_BLOCK = {geo['co_block']} output channels per pass")
+                w(f"# CO_BLOCK = {geo['co_block']} output channels per pass; their register tile (stack array)")
+                w(f"tile = stack_tile(y, {geo['co_block']}, {geo['tile']})")
                 w("co = co_first")
                 if not by_taps:
                     w("pass  # no phase has a tap: bias only")

@@ -3,7 +3,7 @@
 A layer whose groups each have a single input and a single output channel — a 1 → 1 layer, a
 depthwise layer (``groups = C_in = C_out``) — is, per channel ``c``, a plain multi-phase stencil:
 
-    y[c, P j + p − lo] = bias[c] + Σ_t w[s_t, c, 0] · x[c, Q j + off_t]      (taps t of phase p).
+    y[c, P j + p − lo] = bias[c] + Σ_t w[s_t, 0, c] · x[c, Q j + off_t]      (taps t of phase p).
 
 There is no channel reduction to block for, so the GEMM-like path of
 :mod:`symdeconv.codegen.emit_cpu_layers` (zero-padded planes, channel blocks) only adds memory
@@ -86,13 +86,13 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     w("@numba.njit(cache=True, fastmath={'contract'})")
     w(f"def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, {extra}):")
     with w.indent():
-        w('"""Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, c, 0].')
+        w('"""Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, 0, c].')
         w()
         w("Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),")
         w("kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).")
         w('"""')
         for s_, _ in slots:
-            w(f"w{s_} = w[{s_}, c, 0]")
+            w(f"w{s_} = w[{s_}, 0, c]")
         w("for r in range(r0, r1):")
         with w.indent():
             if D == 1:

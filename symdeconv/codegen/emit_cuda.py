@@ -510,7 +510,7 @@ def _grouped_stage_and_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> 
             w("slot = e // CHANNELS")
             w("k = e % CHANNELS")
             w("if k < steps:")
-            w("    w_tile[slot, k] = w[slot, co, c_start + k]")
+            w("    w_tile[slot, k] = w[slot, c_start + k, co]")
         w("cuda.syncthreads()")
         w("if active:")
         with w.indent():

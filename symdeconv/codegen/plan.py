@@ -15,7 +15,7 @@ an inserted zero.  A *plan* is that statement made concrete for code generation:
 * **grouped plans** (deep-learning layers): every output/input channel pair of a group shares one
   spatial tap pattern.  The plan keeps only that pattern — per phase, a list of *slots* ``(s, offset)``
   — and the kernel reads the weight of slot ``s`` for channels ``(c', c)`` from a runtime array
-  ``w[s, c', c − g·C_in/G]``.  Channel counts, groups and signal sizes are runtime arguments, so every
+  ``w[s, c − g·C_in/G, c']`` (output channels innermost).  Channel counts, groups and signal sizes are runtime arguments, so every
   layer with the same stride / kernel size / dilation shares one compiled kernel.
 
 A plan is hashable plain data (:meth:`KernelPlan.to_dict`); its hash names the cache file of the
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the emitted source changes for the same plan (it is part of every cache key).
-EMITTER_VERSION = "5"
+EMITTER_VERSION = "6"
 
 #: Above this many explicit taps a chain kernel's source would be unreadably long (and slow to compile).
 MAX_TAPS = 4096
