@@ -115,10 +115,11 @@ def pad(x, xs, a0, a1, L0, L1):
                 u1_stop = min(L1, -((r1 - xc.shape[1]) // Q[1]) - a1)  # Q (u + a) + r < n
                 plane = xs[b, c, r]
                 for u0 in range(u0_first, u0_stop):
-                    src = xc[Q[0] * (u0 + a0) + r0]
-                    dst = plane[u0 * S0:]
-                    for u1 in range(u1_first, u1_stop):
-                        dst[u1] = src[Q[1] * (u1 + a1) + r1]
+                    # slice views first: the loop's indices are provably non-negative (it vectorises)
+                    src = xc[Q[0] * (u0 + a0) + r0][Q[1] * (u1_first + a1) + r1:]
+                    dst = plane[u0 * S0 + u1_first:]
+                    for i in range(u1_stop - u1_first):
+                        dst[i] = src[Q[1] * i]
                 r += 1
 
 
@@ -162,6 +163,8 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
     row_blocks = (rows + block_rows - 1) // block_rows
     S1 = 1  # plane stride of dimension 1
     S0 = S1 * L1  # plane stride of dimension 0
+    xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat
+    plane = xs.shape[3]  # elements per plane
     for item in prange(batch * row_blocks * groups * per_group):
         b = item // (row_blocks * groups * per_group)
         i = item - b * (row_blocks * groups * per_group)
@@ -189,40 +192,32 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
             # CO_BLOCK = 4 output channels per pass; their register tile (stack array)
             tile = stack_tile(y, 4, 32)
             co = co_first
+            cw = max(0, co)  # (non-negative: constant offsets cw + c)
             for i in range(PHASES_9.shape[0]):  # every phase with 9 taps
                 k = PHASES_9[i]
-                o0 = m0 + SHIFT_9[i, 0, 0] * S0 + SHIFT_9[i, 0, 1]
-                o1 = m0 + SHIFT_9[i, 1, 0] * S0 + SHIFT_9[i, 1, 1]
-                o2 = m0 + SHIFT_9[i, 2, 0] * S0 + SHIFT_9[i, 2, 1]
-                o3 = m0 + SHIFT_9[i, 3, 0] * S0 + SHIFT_9[i, 3, 1]
-                o4 = m0 + SHIFT_9[i, 4, 0] * S0 + SHIFT_9[i, 4, 1]
-                o5 = m0 + SHIFT_9[i, 5, 0] * S0 + SHIFT_9[i, 5, 1]
-                o6 = m0 + SHIFT_9[i, 6, 0] * S0 + SHIFT_9[i, 6, 1]
-                o7 = m0 + SHIFT_9[i, 7, 0] * S0 + SHIFT_9[i, 7, 1]
-                o8 = m0 + SHIFT_9[i, 8, 0] * S0 + SHIFT_9[i, 8, 1]
-                s0 = SLOTS_9[i, 0]; s1 = SLOTS_9[i, 1]; s2 = SLOTS_9[i, 2]; s3 = SLOTS_9[i, 3]; s4 = SLOTS_9[i, 4]; s5 = SLOTS_9[i, 5]; s6 = SLOTS_9[i, 6]; s7 = SLOTS_9[i, 7]; s8 = SLOTS_9[i, 8]
-                r0 = PLANES_9[i, 0]; r1 = PLANES_9[i, 1]; r2 = PLANES_9[i, 2]; r3 = PLANES_9[i, 3]; r4 = PLANES_9[i, 4]; r5 = PLANES_9[i, 5]; r6 = PLANES_9[i, 6]; r7 = PLANES_9[i, 7]; r8 = PLANES_9[i, 8]
+                # tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];
+                # max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)
+                xo0 = max(0, PLANES_9[i, 0] * plane + m0 + SHIFT_9[i, 0, 0] * S0 + SHIFT_9[i, 0, 1])
+                xo1 = max(0, PLANES_9[i, 1] * plane + m0 + SHIFT_9[i, 1, 0] * S0 + SHIFT_9[i, 1, 1])
+                xo2 = max(0, PLANES_9[i, 2] * plane + m0 + SHIFT_9[i, 2, 0] * S0 + SHIFT_9[i, 2, 1])
+                xo3 = max(0, PLANES_9[i, 3] * plane + m0 + SHIFT_9[i, 3, 0] * S0 + SHIFT_9[i, 3, 1])
+                xo4 = max(0, PLANES_9[i, 4] * plane + m0 + SHIFT_9[i, 4, 0] * S0 + SHIFT_9[i, 4, 1])
+                xo5 = max(0, PLANES_9[i, 5] * plane + m0 + SHIFT_9[i, 5, 0] * S0 + SHIFT_9[i, 5, 1])
+                xo6 = max(0, PLANES_9[i, 6] * plane + m0 + SHIFT_9[i, 6, 0] * S0 + SHIFT_9[i, 6, 1])
+                xo7 = max(0, PLANES_9[i, 7] * plane + m0 + SHIFT_9[i, 7, 0] * S0 + SHIFT_9[i, 7, 1])
+                xo8 = max(0, PLANES_9[i, 8] * plane + m0 + SHIFT_9[i, 8, 0] * S0 + SHIFT_9[i, 8, 1])
+                s0 = max(0, SLOTS_9[i, 0]); s1 = max(0, SLOTS_9[i, 1]); s2 = max(0, SLOTS_9[i, 2]); s3 = max(0, SLOTS_9[i, 3]); s4 = max(0, SLOTS_9[i, 4]); s5 = max(0, SLOTS_9[i, 5]); s6 = max(0, SLOTS_9[i, 6]); s7 = max(0, SLOTS_9[i, 7]); s8 = max(0, SLOTS_9[i, 8])
                 for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers
                     tile[:, :] = acc[k, :, mc:mc + TILE]
+                    d0 = max(0, xo0 + mc); d1 = max(0, xo1 + mc); d2 = max(0, xo2 + mc); d3 = max(0, xo3 + mc); d4 = max(0, xo4 + mc); d5 = max(0, xo5 + mc); d6 = max(0, xo6 + mc); d7 = max(0, xo7 + mc); d8 = max(0, xo8 + mc)
                     for ci in range(cin_g):
-                        xp = xs[b, ci0 + ci]
-                        # slice views first: offsets from them are constant and provably non-negative
-                        x0 = xp[r0, o0 + mc:o0 + mc + TILE]
-                        x1 = xp[r1, o1 + mc:o1 + mc + TILE]
-                        x2 = xp[r2, o2 + mc:o2 + mc + TILE]
-                        x3 = xp[r3, o3 + mc:o3 + mc + TILE]
-                        x4 = xp[r4, o4 + mc:o4 + mc + TILE]
-                        x5 = xp[r5, o5 + mc:o5 + mc + TILE]
-                        x6 = xp[r6, o6 + mc:o6 + mc + TILE]
-                        x7 = xp[r7, o7 + mc:o7 + mc + TILE]
-                        x8 = xp[r8, o8 + mc:o8 + mc + TILE]
-                        wr0 = w[s0, ci, co:co + 4]; wr1 = w[s1, ci, co:co + 4]; wr2 = w[s2, ci, co:co + 4]; wr3 = w[s3, ci, co:co + 4]; wr4 = w[s4, ci, co:co + 4]; wr5 = w[s5, ci, co:co + 4]; wr6 = w[s6, ci, co:co + 4]; wr7 = w[s7, ci, co:co + 4]; wr8 = w[s8, ci, co:co + 4]
-                        w0_0 = wr0[0]; w0_1 = wr1[0]; w0_2 = wr2[0]; w0_3 = wr3[0]; w0_4 = wr4[0]; w0_5 = wr5[0]; w0_6 = wr6[0]; w0_7 = wr7[0]; w0_8 = wr8[0]
-                        w1_0 = wr0[1]; w1_1 = wr1[1]; w1_2 = wr2[1]; w1_3 = wr3[1]; w1_4 = wr4[1]; w1_5 = wr5[1]; w1_6 = wr6[1]; w1_7 = wr7[1]; w1_8 = wr8[1]
-                        w2_0 = wr0[2]; w2_1 = wr1[2]; w2_2 = wr2[2]; w2_3 = wr3[2]; w2_4 = wr4[2]; w2_5 = wr5[2]; w2_6 = wr6[2]; w2_7 = wr7[2]; w2_8 = wr8[2]
-                        w3_0 = wr0[3]; w3_1 = wr1[3]; w3_2 = wr2[3]; w3_3 = wr3[3]; w3_4 = wr4[3]; w3_5 = wr5[3]; w3_6 = wr6[3]; w3_7 = wr7[3]; w3_8 = wr8[3]
+                        c_in = ci0 + ci
+                        w0_0 = w[s0, ci, cw + 0]; w0_1 = w[s1, ci, cw + 0]; w0_2 = w[s2, ci, cw + 0]; w0_3 = w[s3, ci, cw + 0]; w0_4 = w[s4, ci, cw + 0]; w0_5 = w[s5, ci, cw + 0]; w0_6 = w[s6, ci, cw + 0]; w0_7 = w[s7, ci, cw + 0]; w0_8 = w[s8, ci, cw + 0]
+                        w1_0 = w[s0, ci, cw + 1]; w1_1 = w[s1, ci, cw + 1]; w1_2 = w[s2, ci, cw + 1]; w1_3 = w[s3, ci, cw + 1]; w1_4 = w[s4, ci, cw + 1]; w1_5 = w[s5, ci, cw + 1]; w1_6 = w[s6, ci, cw + 1]; w1_7 = w[s7, ci, cw + 1]; w1_8 = w[s8, ci, cw + 1]
+                        w2_0 = w[s0, ci, cw + 2]; w2_1 = w[s1, ci, cw + 2]; w2_2 = w[s2, ci, cw + 2]; w2_3 = w[s3, ci, cw + 2]; w2_4 = w[s4, ci, cw + 2]; w2_5 = w[s5, ci, cw + 2]; w2_6 = w[s6, ci, cw + 2]; w2_7 = w[s7, ci, cw + 2]; w2_8 = w[s8, ci, cw + 2]
+                        w3_0 = w[s0, ci, cw + 3]; w3_1 = w[s1, ci, cw + 3]; w3_2 = w[s2, ci, cw + 3]; w3_3 = w[s3, ci, cw + 3]; w3_4 = w[s4, ci, cw + 3]; w3_5 = w[s5, ci, cw + 3]; w3_6 = w[s6, ci, cw + 3]; w3_7 = w[s7, ci, cw + 3]; w3_8 = w[s8, ci, cw + 3]
                         for m in range(TILE):
-                            v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]; v4 = x4[m]; v5 = x5[m]; v6 = x6[m]; v7 = x7[m]; v8 = x8[m]
+                            v0 = xflat[b, c_in, d0 + m]; v1 = xflat[b, c_in, d1 + m]; v2 = xflat[b, c_in, d2 + m]; v3 = xflat[b, c_in, d3 + m]; v4 = xflat[b, c_in, d4 + m]; v5 = xflat[b, c_in, d5 + m]; v6 = xflat[b, c_in, d6 + m]; v7 = xflat[b, c_in, d7 + m]; v8 = xflat[b, c_in, d8 + m]
                             tile[0, m] = tile[0, m] + w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7 + w0_8 * v8
                             tile[1, m] = tile[1, m] + w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3 + w1_4 * v4 + w1_5 * v5 + w1_6 * v6 + w1_7 * v7 + w1_8 * v8
                             tile[2, m] = tile[2, m] + w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3 + w2_4 * v4 + w2_5 * v5 + w2_6 * v6 + w2_7 * v7 + w2_8 * v8

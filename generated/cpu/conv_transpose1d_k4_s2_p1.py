@@ -113,10 +113,11 @@ def pad(x, xs, a0, L0):
             u0_first = max(0, -a0)
             u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
             plane = xs[b, c, r]
-            src = xc
-            dst = plane[0:]
-            for u0 in range(u0_first, u0_stop):
-                dst[u0] = src[Q[0] * (u0 + a0) + r0]
+            # slice views first: the loop's indices are provably non-negative (it vectorises)
+            src = xc[Q[0] * (u0_first + a0) + r0:]
+            dst = plane[0 + u0_first:]
+            for i in range(u0_stop - u0_first):
+                dst[i] = src[Q[0] * i]
             r += 1
 
 
@@ -159,6 +160,8 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, L0, lo0):
     per_group = wide + (1 if rest > 0 else 0)
     row_blocks = (rows + block_rows - 1) // block_rows
     S0 = 1  # plane stride of dimension 0
+    xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat
+    plane = xs.shape[3]  # elements per plane
     for item in prange(batch * row_blocks * groups * per_group):
         b = item // (row_blocks * groups * per_group)
         i = item - b * (row_blocks * groups * per_group)
@@ -186,26 +189,25 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, L0, lo0):
             # CO_BLOCK = 4 output channels per pass; their register tile (stack array)
             tile = stack_tile(y, 4, 64)
             co = co_first
+            cw = max(0, co)  # (non-negative: constant offsets cw + c)
             for i in range(PHASES_2.shape[0]):  # every phase with 2 taps
                 k = PHASES_2[i]
-                o0 = m0 + SHIFT_2[i, 0, 0]
-                o1 = m0 + SHIFT_2[i, 1, 0]
-                s0 = SLOTS_2[i, 0]; s1 = SLOTS_2[i, 1]
-                r0 = PLANES_2[i, 0]; r1 = PLANES_2[i, 1]
+                # tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];
+                # max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)
+                xo0 = max(0, PLANES_2[i, 0] * plane + m0 + SHIFT_2[i, 0, 0])
+                xo1 = max(0, PLANES_2[i, 1] * plane + m0 + SHIFT_2[i, 1, 0])
+                s0 = max(0, SLOTS_2[i, 0]); s1 = max(0, SLOTS_2[i, 1])
                 for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers
                     tile[:, :] = acc[k, :, mc:mc + TILE]
+                    d0 = max(0, xo0 + mc); d1 = max(0, xo1 + mc)
                     for ci in range(cin_g):
-                        xp = xs[b, ci0 + ci]
-                        # slice views first: offsets from them are constant and provably non-negative
-                        x0 = xp[r0, o0 + mc:o0 + mc + TILE]
-                        x1 = xp[r1, o1 + mc:o1 + mc + TILE]
-                        wr0 = w[s0, ci, co:co + 4]; wr1 = w[s1, ci, co:co + 4]
-                        w0_0 = wr0[0]; w0_1 = wr1[0]
-                        w1_0 = wr0[1]; w1_1 = wr1[1]
-                        w2_0 = wr0[2]; w2_1 = wr1[2]
-                        w3_0 = wr0[3]; w3_1 = wr1[3]
+                        c_in = ci0 + ci
+                        w0_0 = w[s0, ci, cw + 0]; w0_1 = w[s1, ci, cw + 0]
+                        w1_0 = w[s0, ci, cw + 1]; w1_1 = w[s1, ci, cw + 1]
+                        w2_0 = w[s0, ci, cw + 2]; w2_1 = w[s1, ci, cw + 2]
+                        w3_0 = w[s0, ci, cw + 3]; w3_1 = w[s1, ci, cw + 3]
                         for m in range(TILE):
-                            v0 = x0[m]; v1 = x1[m]
+                            v0 = xflat[b, c_in, d0 + m]; v1 = xflat[b, c_in, d1 + m]
                             tile[0, m] = tile[0, m] + w0_0 * v0 + w0_1 * v1
                             tile[1, m] = tile[1, m] + w1_0 * v0 + w1_1 * v1
                             tile[2, m] = tile[2, m] + w2_0 * v0 + w2_1 * v1

@@ -142,10 +142,11 @@ def pad(x, xs, a0, a1, L0, L1):
                 u1_stop = min(L1, -((r1 - xc.shape[1]) // Q[1]) - a1)  # Q (u + a) + r < n
                 plane = xs[b, c, r]
                 for u0 in range(u0_first, u0_stop):
-                    src = xc[Q[0] * (u0 + a0) + r0]
-                    dst = plane[u0 * S0:]
-                    for u1 in range(u1_first, u1_stop):
-                        dst[u1] = src[Q[1] * (u1 + a1) + r1]
+                    # slice views first: the loop's indices are provably non-negative (it vectorises)
+                    src = xc[Q[0] * (u0 + a0) + r0][Q[1] * (u1_first + a1) + r1:]
+                    dst = plane[u0 * S0 + u1_first:]
+                    for i in range(u1_stop - u1_first):
+                        dst[i] = src[Q[1] * i]
                 r += 1
 
 
@@ -189,6 +190,8 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
     row_blocks = (rows + block_rows - 1) // block_rows
     S1 = 1  # plane stride of dimension 1
     S0 = S1 * L1  # plane stride of dimension 0
+    xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat
+    plane = xs.shape[3]  # elements per plane
     for item in prange(batch * row_blocks * groups * per_group):
         b = item // (row_blocks * groups * per_group)
         i = item - b * (row_blocks * groups * per_group)
@@ -216,24 +219,24 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
             # CO_BLOCK = 4 output channels per pass; their register tile (stack array)
             tile = stack_tile(y, 4, 64)
             co = co_first
+            cw = max(0, co)  # (non-negative: constant offsets cw + c)
             for i in range(PHASES_1.shape[0]):  # every phase with 1 tap
                 k = PHASES_1[i]
-                o0 = m0 + SHIFT_1[i, 0, 0] * S0 + SHIFT_1[i, 0, 1]
-                s0 = SLOTS_1[i, 0]
-                r0 = PLANES_1[i, 0]
+                # tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];
+                # max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)
+                xo0 = max(0, PLANES_1[i, 0] * plane + m0 + SHIFT_1[i, 0, 0] * S0 + SHIFT_1[i, 0, 1])
+                s0 = max(0, SLOTS_1[i, 0])
                 for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers
                     tile[:, :] = acc[k, :, mc:mc + TILE]
+                    d0 = max(0, xo0 + mc)
                     for ci in range(cin_g):
-                        xp = xs[b, ci0 + ci]
-                        # slice views first: offsets from them are constant and provably non-negative
-                        x0 = xp[r0, o0 + mc:o0 + mc + TILE]
-                        wr0 = w[s0, ci, co:co + 4]
-                        w0_0 = wr0[0]
-                        w1_0 = wr0[1]
-                        w2_0 = wr0[2]
-                        w3_0 = wr0[3]
+                        c_in = ci0 + ci
+                        w0_0 = w[s0, ci, cw + 0]
+                        w1_0 = w[s0, ci, cw + 1]
+                        w2_0 = w[s0, ci, cw + 2]
+                        w3_0 = w[s0, ci, cw + 3]
                         for m in range(TILE):
-                            v0 = x0[m]
+                            v0 = xflat[b, c_in, d0 + m]
                             tile[0, m] = tile[0, m] + w0_0 * v0
                             tile[1, m] = tile[1, m] + w1_0 * v0
                             tile[2, m] = tile[2, m] + w2_0 * v0
@@ -241,24 +244,22 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
                     acc[k, :, mc:mc + TILE] = tile
             for i in range(PHASES_2.shape[0]):  # every phase with 2 taps
                 k = PHASES_2[i]
-                o0 = m0 + SHIFT_2[i, 0, 0] * S0 + SHIFT_2[i, 0, 1]
-                o1 = m0 + SHIFT_2[i, 1, 0] * S0 + SHIFT_2[i, 1, 1]
-                s0 = SLOTS_2[i, 0]; s1 = SLOTS_2[i, 1]
-                r0 = PLANES_2[i, 0]; r1 = PLANES_2[i, 1]
+                # tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];
+                # max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)
+                xo0 = max(0, PLANES_2[i, 0] * plane + m0 + SHIFT_2[i, 0, 0] * S0 + SHIFT_2[i, 0, 1])
+                xo1 = max(0, PLANES_2[i, 1] * plane + m0 + SHIFT_2[i, 1, 0] * S0 + SHIFT_2[i, 1, 1])
+                s0 = max(0, SLOTS_2[i, 0]); s1 = max(0, SLOTS_2[i, 1])
                 for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers
                     tile[:, :] = acc[k, :, mc:mc + TILE]
+                    d0 = max(0, xo0 + mc); d1 = max(0, xo1 + mc)
                     for ci in range(cin_g):
-                        xp = xs[b, ci0 + ci]
-                        # slice views first: offsets from them are constant and provably non-negative
-                        x0 = xp[r0, o0 + mc:o0 + mc + TILE]
-                        x1 = xp[r1, o1 + mc:o1 + mc + TILE]
-                        wr0 = w[s0, ci, co:co + 4]; wr1 = w[s1, ci, co:co + 4]
-                        w0_0 = wr0[0]; w0_1 = wr1[0]
-                        w1_0 = wr0[1]; w1_1 = wr1[1]
-                        w2_0 = wr0[2]; w2_1 = wr1[2]
-                        w3_0 = wr0[3]; w3_1 = wr1[3]
+                        c_in = ci0 + ci
+                        w0_0 = w[s0, ci, cw + 0]; w0_1 = w[s1, ci, cw + 0]
+                        w1_0 = w[s0, ci, cw + 1]; w1_1 = w[s1, ci, cw + 1]
+                        w2_0 = w[s0, ci, cw + 2]; w2_1 = w[s1, ci, cw + 2]
+                        w3_0 = w[s0, ci, cw + 3]; w3_1 = w[s1, ci, cw + 3]
                         for m in range(TILE):
-                            v0 = x0[m]; v1 = x1[m]
+                            v0 = xflat[b, c_in, d0 + m]; v1 = xflat[b, c_in, d1 + m]
                             tile[0, m] = tile[0, m] + w0_0 * v0 + w0_1 * v1
                             tile[1, m] = tile[1, m] + w1_0 * v0 + w1_1 * v1
                             tile[2, m] = tile[2, m] + w2_0 * v0 + w2_1 * v1
@@ -266,28 +267,24 @@ def kernel(xs, y, w, bias, groups, rows, block_rows, jlo0, jlo1, L0, L1, lo0, lo
                     acc[k, :, mc:mc + TILE] = tile
             for i in range(PHASES_4.shape[0]):  # every phase with 4 taps
                 k = PHASES_4[i]
-                o0 = m0 + SHIFT_4[i, 0, 0] * S0 + SHIFT_4[i, 0, 1]
-                o1 = m0 + SHIFT_4[i, 1, 0] * S0 + SHIFT_4[i, 1, 1]
-                o2 = m0 + SHIFT_4[i, 2, 0] * S0 + SHIFT_4[i, 2, 1]
-                o3 = m0 + SHIFT_4[i, 3, 0] * S0 + SHIFT_4[i, 3, 1]
-                s0 = SLOTS_4[i, 0]; s1 = SLOTS_4[i, 1]; s2 = SLOTS_4[i, 2]; s3 = SLOTS_4[i, 3]
-                r0 = PLANES_4[i, 0]; r1 = PLANES_4[i, 1]; r2 = PLANES_4[i, 2]; r3 = PLANES_4[i, 3]
+                # tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];
+                # max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)
+                xo0 = max(0, PLANES_4[i, 0] * plane + m0 + SHIFT_4[i, 0, 0] * S0 + SHIFT_4[i, 0, 1])
+                xo1 = max(0, PLANES_4[i, 1] * plane + m0 + SHIFT_4[i, 1, 0] * S0 + SHIFT_4[i, 1, 1])
+                xo2 = max(0, PLANES_4[i, 2] * plane + m0 + SHIFT_4[i, 2, 0] * S0 + SHIFT_4[i, 2, 1])
+                xo3 = max(0, PLANES_4[i, 3] * plane + m0 + SHIFT_4[i, 3, 0] * S0 + SHIFT_4[i, 3, 1])
+                s0 = max(0, SLOTS_4[i, 0]); s1 = max(0, SLOTS_4[i, 1]); s2 = max(0, SLOTS_4[i, 2]); s3 = max(0, SLOTS_4[i, 3])
                 for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers
                     tile[:, :] = acc[k, :, mc:mc + TILE]
+                    d0 = max(0, xo0 + mc); d1 = max(0, xo1 + mc); d2 = max(0, xo2 + mc); d3 = max(0, xo3 + mc)
                     for ci in range(cin_g):
-                        xp = xs[b, ci0 + ci]
-                        # slice views first: offsets from them are constant and provably non-negative
-                        x0 = xp[r0, o0 + mc:o0 + mc + TILE]
-                        x1 = xp[r1, o1 + mc:o1 + mc + TILE]
-                        x2 = xp[r2, o2 + mc:o2 + mc + TILE]
-                        x3 = xp[r3, o3 + mc:o3 + mc + TILE]
-                        wr0 = w[s0, ci, co:co + 4]; wr1 = w[s1, ci, co:co + 4]; wr2 = w[s2, ci, co:co + 4]; wr3 = w[s3, ci, co:co + 4]
-                        w0_0 = wr0[0]; w0_1 = wr1[0]; w0_2 = wr2[0]; w0_3 = wr3[0]
-                        w1_0 = wr0[1]; w1_1 = wr1[1]; w1_2 = wr2[1]; w1_3 = wr3[1]
-                        w2_0 = wr0[2]; w2_1 = wr1[2]; w2_2 = wr2[2]; w2_3 = wr3[2]
-                        w3_0 = wr0[3]; w3_1 = wr1[3]; w3_2 = wr2[3]; w3_3 = wr3[3]
+                        c_in = ci0 + ci
+                        w0_0 = w[s0, ci, cw + 0]; w0_1 = w[s1, ci, cw + 0]; w0_2 = w[s2, ci, cw + 0]; w0_3 = w[s3, ci, cw + 0]
+                        w1_0 = w[s0, ci, cw + 1]; w1_1 = w[s1, ci, cw + 1]; w1_2 = w[s2, ci, cw + 1]; w1_3 = w[s3, ci, cw + 1]
+                        w2_0 = w[s0, ci, cw + 2]; w2_1 = w[s1, ci, cw + 2]; w2_2 = w[s2, ci, cw + 2]; w2_3 = w[s3, ci, cw + 2]
+                        w3_0 = w[s0, ci, cw + 3]; w3_1 = w[s1, ci, cw + 3]; w3_2 = w[s2, ci, cw + 3]; w3_3 = w[s3, ci, cw + 3]
                         for m in range(TILE):
-                            v0 = x0[m]; v1 = x1[m]; v2 = x2[m]; v3 = x3[m]
+                            v0 = xflat[b, c_in, d0 + m]; v1 = xflat[b, c_in, d1 + m]; v2 = xflat[b, c_in, d2 + m]; v3 = xflat[b, c_in, d3 + m]
                             tile[0, m] = tile[0, m] + w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
                             tile[1, m] = tile[1, m] + w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
                             tile[2, m] = tile[2, m] + w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3

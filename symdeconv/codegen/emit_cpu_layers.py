@@ -278,11 +278,12 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
                 w.indent()
             last = D - 1
             src = "xc[" + ", ".join(f"Q[{d}] * (u{d} + a{d}) + r{d}" for d in range(D - 1)) + "]" if D > 1 else "xc"
-            w(f"src = {src}")
             row0 = " + ".join(f"u{d} * S{d}" for d in range(D - 1)) if D > 1 else "0"
-            w(f"dst = plane[{row0}:]")
-            w(f"for u{last} in range(u{last}_first, u{last}_stop):")
-            w(f"    dst[u{last}] = src[Q[{last}] * (u{last} + a{last}) + r{last}]")
+            w(f"# slice views first: the loop's indices are provably non-negative (it vectorises)")
+            w(f"src = {src}[Q[{last}] * (u{last}_first + a{last}) + r{last}:]")
+            w(f"dst = plane[{row0} + u{last}_first:]")
+            w(f"for i in range(u{last}_stop - u{last}_first):")
+            w(f"    dst[i] = src[Q[{last}] * i]")
             for d in range(D - 1):
                 w.dedent()
             w("r += 1")
@@ -388,26 +389,24 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
     w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
     with w.indent():
         w(f"k = PHASES_{T}[i]")
+        w("# tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];")
+        w("# max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)")
         for t in range(T):
             shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-            w(f"o{t} = m0 + {shift}")
-        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
-        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+            w(f"xo{t} = max(0, PLANES_{T}[i, {t}] * plane + m0 + {shift})")
+        w("; ".join(f"s{t} = max(0, SLOTS_{T}[i, {t}])" for t in range(T)))
         w("for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers")
         with w.indent():
             w("tile[:, :] = acc[k, :, mc:mc + TILE]")
+            w("; ".join(f"d{t} = max(0, xo{t} + mc)" for t in range(T)))
             w("for ci in range(cin_g):")
             with w.indent():
-                w("xp = xs[b, ci0 + ci]")
-                w("# slice views first: offsets from them are constant and provably non-negative")
-                for t in range(T):
-                    w(f"x{t} = xp[r{t}, o{t} + mc:o{t} + mc + TILE]")
-                w("; ".join(f"wr{t} = w[s{t}, ci, co:co + {width}]" for t in range(T)))
+                w("c_in = ci0 + ci")
                 for c in range(width):
-                    w("; ".join(f"w{c}_{t} = wr{t}[{c}]" for t in range(T)))
+                    w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
                 w("for m in range(TILE):")
                 with w.indent():
-                    w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                    w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in range(T)))
                     for c in range(width):
                         w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
             w("acc[k, :, mc:mc + TILE] = tile")
@@ -523,6 +522,8 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w("row_blocks = (rows + block_rows - 1) // block_rows")
         for d in range(D - 1, -1, -1):
             w(f"S{d} = {'1' if d == last else f'S{d + 1} * L{d + 1}'}  # plane stride of dimension {d}")
+        w("xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat")
+        w("plane = xs.shape[3]  # elements per plane")
         w("for item in prange(batch * row_blocks * groups * per_group):")
         with w.indent():
             w("b = item // (row_blocks * groups * per_group)")
@@ -556,6 +557,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                 w(f"# CO_BLOCK = {geo['co_block']} output channels per pass; their register tile (stack array)")
                 w(f"tile = stack_tile(y, {geo['co_block']}, {geo['tile']})")
                 w("co = co_first")
+                w("cw = max(0, co)  # (non-negative: constant offsets cw + c)")
                 if not by_taps:
                     w("pass  # no phase has a tap: bias only")
                 for T in by_taps:
