@@ -106,21 +106,24 @@ def pad(x, xs, a0, a1, L0, L1):
         b = item // x.shape[1]
         c = item - b * x.shape[1]
         xc = x[b, c]
-        r = 0
+        first0 = max(0, -a1)
+        stop0 = min(L1, -((0 - xc.shape[1]) // 1) - a1)  # 1 (u + a) + 0 < n
+        first_all = first0
+        stop_all = max(first0, stop0)
+        r = 0  # the plane of (r_0, …, r_{D−2}, 0)
         for r0 in range(Q[0]):
-            for r1 in range(Q[1]):
-                u0_first = max(0, -a0)
-                u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
-                u1_first = max(0, -a1)
-                u1_stop = min(L1, -((r1 - xc.shape[1]) // Q[1]) - a1)  # Q (u + a) + r < n
-                plane = xs[b, c, r]
-                for u0 in range(u0_first, u0_stop):
-                    # slice views first: the loop's indices are provably non-negative (it vectorises)
-                    src = xc[Q[0] * (u0 + a0) + r0][Q[1] * (u1_first + a1) + r1:]
-                    dst = plane[u0 * S0 + u1_first:]
-                    for i in range(u1_stop - u1_first):
-                        dst[i] = src[Q[1] * i]
-                r += 1
+            u0_first = max(0, -a0)
+            u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
+            for u0 in range(u0_first, u0_stop):
+                row = xc[Q[0] * (u0 + a0) + r0]
+                at = u0 * S0
+                dst0 = xs[b, c, r + 0, at:]
+                # slice views first: the loop's indices are provably non-negative (it vectorises)
+                src = row[1 * (first_all + a1):]
+                out0 = dst0[first_all:]
+                for i in range(stop_all - first_all):
+                    out0[i] = src[i]
+            r += 1
 
 
 @numba.njit(cache=True)

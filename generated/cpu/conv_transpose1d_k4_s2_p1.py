@@ -108,17 +108,20 @@ def pad(x, xs, a0, L0):
         b = item // x.shape[1]
         c = item - b * x.shape[1]
         xc = x[b, c]
-        r = 0
-        for r0 in range(Q[0]):
-            u0_first = max(0, -a0)
-            u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
-            plane = xs[b, c, r]
-            # slice views first: the loop's indices are provably non-negative (it vectorises)
-            src = xc[Q[0] * (u0_first + a0) + r0:]
-            dst = plane[0 + u0_first:]
-            for i in range(u0_stop - u0_first):
-                dst[i] = src[Q[0] * i]
-            r += 1
+        first0 = max(0, -a0)
+        stop0 = min(L0, -((0 - xc.shape[0]) // 1) - a0)  # 1 (u + a) + 0 < n
+        first_all = first0
+        stop_all = max(first0, stop0)
+        r = 0  # the plane of (r_0, …, r_{D−2}, 0)
+        row = xc
+        at = 0
+        dst0 = xs[b, c, r + 0, at:]
+        # slice views first: the loop's indices are provably non-negative (it vectorises)
+        src = row[1 * (first_all + a0):]
+        out0 = dst0[first_all:]
+        for i in range(stop_all - first_all):
+            out0[i] = src[i]
+        r += 1
 
 
 @numba.njit(cache=True)

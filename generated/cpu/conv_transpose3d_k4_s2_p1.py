@@ -128,25 +128,28 @@ def pad(x, xs, a0, a1, a2, L0, L1, L2):
         b = item // x.shape[1]
         c = item - b * x.shape[1]
         xc = x[b, c]
-        r = 0
+        first0 = max(0, -a2)
+        stop0 = min(L2, -((0 - xc.shape[2]) // 1) - a2)  # 1 (u + a) + 0 < n
+        first_all = first0
+        stop_all = max(first0, stop0)
+        r = 0  # the plane of (r_0, …, r_{D−2}, 0)
         for r0 in range(Q[0]):
             for r1 in range(Q[1]):
-                for r2 in range(Q[2]):
-                    u0_first = max(0, -a0)
-                    u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
-                    u1_first = max(0, -a1)
-                    u1_stop = min(L1, -((r1 - xc.shape[1]) // Q[1]) - a1)  # Q (u + a) + r < n
-                    u2_first = max(0, -a2)
-                    u2_stop = min(L2, -((r2 - xc.shape[2]) // Q[2]) - a2)  # Q (u + a) + r < n
-                    plane = xs[b, c, r]
-                    for u0 in range(u0_first, u0_stop):
-                        for u1 in range(u1_first, u1_stop):
-                            # slice views first: the loop's indices are provably non-negative (it vectorises)
-                            src = xc[Q[0] * (u0 + a0) + r0, Q[1] * (u1 + a1) + r1][Q[2] * (u2_first + a2) + r2:]
-                            dst = plane[u0 * S0 + u1 * S1 + u2_first:]
-                            for i in range(u2_stop - u2_first):
-                                dst[i] = src[Q[2] * i]
-                    r += 1
+                u0_first = max(0, -a0)
+                u0_stop = min(L0, -((r0 - xc.shape[0]) // Q[0]) - a0)  # Q (u + a) + r < n
+                u1_first = max(0, -a1)
+                u1_stop = min(L1, -((r1 - xc.shape[1]) // Q[1]) - a1)  # Q (u + a) + r < n
+                for u0 in range(u0_first, u0_stop):
+                    for u1 in range(u1_first, u1_stop):
+                        row = xc[Q[0] * (u0 + a0) + r0, Q[1] * (u1 + a1) + r1]
+                        at = u0 * S0 + u1 * S1
+                        dst0 = xs[b, c, r + 0, at:]
+                        # slice views first: the loop's indices are provably non-negative (it vectorises)
+                        src = row[1 * (first_all + a2):]
+                        out0 = dst0[first_all:]
+                        for i in range(stop_all - first_all):
+                            out0[i] = src[i]
+                r += 1
 
 
 @numba.njit(cache=True)

@@ -250,8 +250,13 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
 
     Plane ``r`` (input phase ``r = (r_0, …)``, C order) holds ``x[Q (u + a) + r]`` at plane position
     ``u``; only positions inside ``x`` are written (the border keeps the zeros it was allocated with).
+    Along the last dimension an input row is read once and dealt out to its ``Q_last`` planes
+    (de-interleaved) in one loop; the few positions where not every plane is in range are copied one
+    by one.
     """
     D = plan.ndim
+    last = D - 1
+    QL = plan.Q[last]
     a_args = ", ".join(f"a{d}" for d in dims(plan))
     l_args = ", ".join(f"L{d}" for d in dims(plan))
     w("@numba.njit(parallel=True, cache=True)")
@@ -265,29 +270,50 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
             w("b = item // x.shape[1]")
             w("c = item - b * x.shape[1]")
             w("xc = x[b, c]")
-            w("r = 0")
-            for d in range(D):
+            for p_ in range(QL):
+                w(f"first{p_} = max(0, -a{last})")
+                w(f"stop{p_} = min(L{last}, -(({p_} - xc.shape[{last}]) // {QL}) - a{last})  # {QL} (u + a) + {p_} < n")
+            if QL > 1:
+                w("first_all = max(" + ", ".join(f"first{p_}" for p_ in range(QL)) + ")")
+                w("stop_all = max(first_all, min(" + ", ".join(f"stop{p_}" for p_ in range(QL)) + "))")
+            else:
+                w("first_all = first0")
+                w("stop_all = max(first0, stop0)")
+            w("r = 0  # the plane of (r_0, …, r_{D−2}, 0)")
+            for d in range(D - 1):
                 w(f"for r{d} in range(Q[{d}]):")
                 w.indent()
-            for d in range(D):
+            for d in range(D - 1):
                 w(f"u{d}_first = max(0, -a{d})")
                 w(f"u{d}_stop = min(L{d}, -((r{d} - xc.shape[{d}]) // Q[{d}]) - a{d})  # Q (u + a) + r < n")
-            w("plane = xs[b, c, r]")
             for d in range(D - 1):
                 w(f"for u{d} in range(u{d}_first, u{d}_stop):")
                 w.indent()
-            last = D - 1
             src = "xc[" + ", ".join(f"Q[{d}] * (u{d} + a{d}) + r{d}" for d in range(D - 1)) + "]" if D > 1 else "xc"
             row0 = " + ".join(f"u{d} * S{d}" for d in range(D - 1)) if D > 1 else "0"
-            w(f"# slice views first: the loop's indices are provably non-negative (it vectorises)")
-            w(f"src = {src}[Q[{last}] * (u{last}_first + a{last}) + r{last}:]")
-            w(f"dst = plane[{row0} + u{last}_first:]")
-            w(f"for i in range(u{last}_stop - u{last}_first):")
-            w(f"    dst[i] = src[Q[{last}] * i]")
+            w(f"row = {src}")
+            w(f"at = {row0}")
+            for p_ in range(QL):
+                w(f"dst{p_} = xs[b, c, r + {p_}, at:]")
+            w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
+            w(f"src = row[{QL} * (first_all + a{last}):]")
+            for p_ in range(QL):
+                w(f"out{p_} = dst{p_}[first_all:]")
+            w("for i in range(stop_all - first_all):")
+            with w.indent():
+                for p_ in range(QL):
+                    w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
+            if QL > 1:
+                w("# the ends where not every plane is in range")
+                for p_ in range(QL):
+                    w(f"for u in range(first{p_}, first_all):")
+                    w(f"    dst{p_}[u] = row[{QL} * (u + a{last}) + {p_}]")
+                    w(f"for u in range(max(stop_all, first{p_}), stop{p_}):")
+                    w(f"    dst{p_}[u] = row[{QL} * (u + a{last}) + {p_}]")
             for d in range(D - 1):
                 w.dedent()
-            w("r += 1")
-            for d in range(D):
+            w(f"r += {QL}")
+            for d in range(D - 1):
                 w.dedent()
 
 
