@@ -15,7 +15,7 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import TILE_SHAPE, VEC, layer_geometry
+from symdeconv.codegen.emit_cpu_layers import ROW_TARGET, TILE_SHAPE, VEC, layer_geometry
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
@@ -159,8 +159,9 @@ def test_accumulator_stride_avoids_4k_aliasing():
                 assert 256 <= r <= 4096 - 256, (n, itemsize, s, k)
 
 
-# (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row blocks of work (inputs longer than ROW_TARGET outputs
-# per channel), accumulator lengths not multiples of VEC, wide blocks and remainders, 1-D/2-D/3-D
+# (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row
+# blocks of work (more than ROW_TARGET outputs per channel and phase: checked below), accumulator lengths not
+# multiples of VEC, wide blocks and remainders, 1-D/2-D/3-D
 ROW_BLOCK_CASES = {
     "convT1d_9to17": (
         "conv_transpose1d", lambda: sd.ConvTranspose(4, 2, 1, in_channels=9, out_channels=17), (2500,), np.float64),
@@ -168,8 +169,8 @@ ROW_BLOCK_CASES = {
         "conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=18, groups=2), (50, 47),
         np.float32),
     "convT3d_3to8": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=8),
-                     (13, 11, 12), np.float32),
-    "conv2d_s2_5to9": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=5, out_channels=9), (71, 66), np.float32),
+                     (13, 11, 20), np.float32),
+    "conv2d_s2_5to9": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=5, out_channels=9), (141, 66), np.float32),
 }
 
 
@@ -187,6 +188,8 @@ def test_row_blocks_against_torch(name):
     expected = getattr(torch.nn.functional, fn_name)(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
                                                      **kw).numpy()
     got = sd.compile(layer, "cpu")(x, w, b)
+    phases = np.prod(LayerBinding(layer).plan.P)
+    assert np.prod(expected.shape[2:]) / phases > ROW_TARGET  # several blocks of rows
     tol = 1e-12 if dtype == np.float64 else 1e-5
     terms = np.sqrt(layer.in_channels * np.prod(layer.kernel_size))
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * terms * (1 + np.abs(expected).max()))
