@@ -164,7 +164,6 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
         if has_stencil(plan):
             w("if x.shape[1] == groups and y.shape[1] == groups:  # one channel per group: the stencil path")
             w(f"    return stencil(x, y, w, bias, {lo})")
-        w("n = x.shape[2:]")
         w("out = y.shape[2:]")
         w(f"lo = ({lo},)")
         w("jlo, jhi, length = [], [], []")
@@ -252,8 +251,8 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
     Plane ``r`` (input phase ``r = (r_0, …)``, C order) holds ``x[Q (u + a) + r]`` at plane position
     ``u``; only positions inside ``x`` are written (the border keeps the zeros it was allocated with).
     Along the last dimension an input row is read once and dealt out to its ``Q_last`` planes
-    (de-interleaved) in one loop; the few positions where not every plane is in range are copied one
-    by one.
+    (de-interleaved) in one loop; every plane starts at the same position, and the few positions at the
+    high end where not every plane is in range are copied one by one.
     """
     D = plan.ndim
     last = D - 1
@@ -271,15 +270,11 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
             w("b = item // x.shape[1]")
             w("c = item - b * x.shape[1]")
             w("xc = x[b, c]")
+            w(f"first = max(0, -a{last})  # the same for every plane of the last dimension")
             for p_ in range(QL):
-                w(f"first{p_} = max(0, -a{last})")
                 w(f"stop{p_} = min(L{last}, -(({p_} - xc.shape[{last}]) // {QL}) - a{last})  # {QL} (u + a) + {p_} < n")
-            if QL > 1:
-                w("first_all = max(" + ", ".join(f"first{p_}" for p_ in range(QL)) + ")")
-                w("stop_all = max(first_all, min(" + ", ".join(f"stop{p_}" for p_ in range(QL)) + "))")
-            else:
-                w("first_all = first0")
-                w("stop_all = max(first0, stop0)")
+            stops = ", ".join(f"stop{p_}" for p_ in range(QL))
+            w(f"stop_all = max(first, min({stops}))" if QL > 1 else "stop_all = max(first, stop0)")
             w("r = 0  # the plane of (r_0, …, r_{D−2}, 0)")
             for d in range(D - 1):
                 w(f"for r{d} in range(Q[{d}]):")
@@ -297,19 +292,17 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
             for p_ in range(QL):
                 w(f"dst{p_} = xs[b, c, r + {p_}, at:]")
             w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
-            w(f"src = row[{QL} * (first_all + a{last}):]")
+            w(f"src = row[{QL} * (first + a{last}):]")
             for p_ in range(QL):
-                w(f"out{p_} = dst{p_}[first_all:]")
-            w("for i in range(stop_all - first_all):")
+                w(f"out{p_} = dst{p_}[first:]")
+            w("for i in range(stop_all - first):")
             with w.indent():
                 for p_ in range(QL):
                     w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
             if QL > 1:
-                w("# the ends where not every plane is in range")
+                w("# the high end, where not every plane is in range (at most one position per plane)")
                 for p_ in range(QL):
-                    w(f"for u in range(first{p_}, first_all):")
-                    w(f"    dst{p_}[u] = row[{QL} * (u + a{last}) + {p_}]")
-                    w(f"for u in range(max(stop_all, first{p_}), stop{p_}):")
+                    w(f"for u in range(stop_all, stop{p_}):")
                     w(f"    dst{p_}[u] = row[{QL} * (u + a{last}) + {p_}]")
             for d in range(D - 1):
                 w.dedent()
