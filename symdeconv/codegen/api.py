@@ -77,8 +77,9 @@ class LayerBinding:
     32 → 32 channels).  ``index[s, c', c]`` is the flat index of the weight entry feeding slot ``s`` for
     channels ``(c', c)`` of a group and ``scale[s, c', c]`` its numeric factor; the kernel's array is
     ``(weight.reshape(-1)[index] * scale).transpose(0, 2, 1)``: output channels innermost, so that a
-    micro-kernel reads the weights of consecutive output channels from consecutive addresses.  ``from_normal_form=True`` derives everything from the full normal form instead
-    (the definition; the tests check both agree).
+    micro-kernel reads the weights of consecutive output channels from consecutive addresses.
+    ``from_normal_form=True`` derives everything from the full normal form instead (the definition; the
+    tests check both agree).
     """
 
     def __init__(self, layer: Any, name: str | None = None, from_normal_form: bool = False):

@@ -20,8 +20,9 @@ kernel computes it the way a GEMM micro-kernel would:
    tile* of ``CO_BLOCK × TILE`` accumulators (a stack array, :func:`symdeconv.codegen.runtime.stack_tile`,
    which LLVM keeps in vector registers for the whole loop over the group's input channels — a heap
    array it would load and store once per input channel).  Per input channel, the phase's taps are
-   fused into one expression per output channel over contiguous slices: ``CO_BLOCK × taps`` fused
-   multiply-adds per loaded input vector, one per tap (``a = (a + w₀v₀) + w₁v₁ + …``).  Channels left
+   fused into one expression per output channel, read at constant, provably non-negative offsets of
+   the channel's flattened planes: ``CO_BLOCK × taps`` fused multiply-adds per loaded input vector, one
+   per tap (``a = (a + w₀v₀) + w₁v₁ + …``).  Channels left
    over (``C_out/G`` not a multiple of ``CO_BLOCK``) take a one-channel pass.  The block's results go to
    ``acc`` rows padded to a multiple of ``VEC`` (whole tiles) and ``acc_stride`` apart (no x86 "4K
    aliasing" between rows);
@@ -341,52 +342,34 @@ def _emit_acc_stride(w: Writer) -> None:
 # --- the kernel ------------------------------------------------------------------------------------------
 
 
-def _emit_tap_loop(plan: KernelPlan, T: int, width: int, acc_row, channel, w: Writer) -> None:
-    """The loop nest of the one-channel micro-kernel, up to the loads of one column ``m`` of the ``T`` taps.
+def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
+    """The fused loop of the phases with ``T`` taps for the one output channel ``co`` (row ``c0`` of acc).
 
-    Opens ``for i`` (phases with ``T`` taps) → ``for ci`` (input channels of the group) → ``for m``,
-    binding ``a{c}`` to accumulator row ``acc_row(c)``, ``x{t}`` to the tap's contiguous input slice,
-    ``w{c}_{t}`` to the weight of output channel ``channel(c)`` and ``v{t}`` to the column; the caller
-    emits the accumulation statement inside, at the writer's indentation when this returns.
+    acc[k, c0, m] += Σ_ci Σ_t w[s_t, ci, co] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+
+    Used for the channels left over when ``C_out/G`` is not a multiple of ``CO_BLOCK``: per input
+    channel, the phase's taps are fused into one expression over contiguous slices of the planes.
     """
     D = plan.ndim
     w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
-    w.indent()
-    w(f"k = PHASES_{T}[i]")
-    for c in range(width):
-        w(f"a{c} = acc[k, {acc_row(c)}]")
-    for t in range(T):
-        shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-        w(f"o{t} = m0 + {shift}")
-    w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
-    w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
-    w("for ci in range(cin_g):")
-    w.indent()
-    w("xp = xs[b, ci0 + ci]")
-    for t in range(T):
-        w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
-    for c in range(width):
-        w("; ".join(f"w{c}_{t} = w[s{t}, ci, {channel(c)}]" for t in range(T)))
-    w("for m in range(M):")
-    w.indent()
-    w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
-
-
-def _emit_accumulate(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
-    """The fused loop of the phases with ``T`` taps for ``width`` output channels from ``co``.
-
-    acc[k, c0 + c, m] += Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
-    """
-    level = w.level
-    _emit_tap_loop(
-        plan, T, width,
-        acc_row=lambda c: f"{'c0 + ' if width == 1 else ''}{c}",
-        channel=lambda c: f"co + {c}" if width > 1 else "co",
-        w=w,
-    )
-    for c in range(width):
-        w(f"a{c}[m] += " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
-    w.level = level
+    with w.indent():
+        w(f"k = PHASES_{T}[i]")
+        w("a0 = acc[k, c0 + 0]")
+        for t in range(T):
+            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+            w(f"o{t} = m0 + {shift}")
+        w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
+        w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
+        w("for ci in range(cin_g):")
+        with w.indent():
+            w("xp = xs[b, ci0 + ci]")
+            for t in range(T):
+                w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
+            w("; ".join(f"w0_{t} = w[s{t}, ci, co]" for t in range(T)))
+            w("for m in range(M):")
+            with w.indent():
+                w("; ".join(f"v{t} = x{t}[m]" for t in range(T)))
+                w("a0[m] += " + " + ".join(f"w0_{t} * v{t}" for t in range(T)))
 
 
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
@@ -590,5 +573,5 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                     if not by_taps:
                         w("pass  # no phase has a tap: bias only")
                     for T in by_taps:
-                        _emit_accumulate(plan, T, 1, w)
+                        _emit_accumulate_one(plan, T, w)
             _emit_write(plan, w)

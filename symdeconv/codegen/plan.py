@@ -15,8 +15,9 @@ an inserted zero.  A *plan* is that statement made concrete for code generation:
 * **grouped plans** (deep-learning layers): every output/input channel pair of a group shares one
   spatial tap pattern.  The plan keeps only that pattern — per phase, a list of *slots* ``(s, offset)``
   — and the kernel reads the weight of slot ``s`` for channels ``(c', c)`` from a runtime array
-  ``w[s, c − g·C_in/G, c']`` (output channels innermost).  Channel counts, groups and signal sizes are runtime arguments, so every
-  layer with the same stride / kernel size / dilation shares one compiled kernel.
+  ``w[s, c − g·C_in/G, c']`` (output channels innermost).  Channel counts, groups and signal sizes are
+  runtime arguments, so every layer with the same stride / kernel size / dilation shares one compiled
+  kernel.
 
 A plan is hashable plain data (:meth:`KernelPlan.to_dict`); its hash names the cache file of the
 emitted source (:mod:`symdeconv.codegen.cache`).
