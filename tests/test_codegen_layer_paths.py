@@ -193,3 +193,76 @@ def test_row_blocks_against_torch(name):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     terms = np.sqrt(layer.in_channels * np.prod(layer.kernel_size))
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * terms * (1 + np.abs(expected).max()))
+
+
+def _tile_modes(layer, shape) -> set[str]:
+    """Which column tiling (``flat`` / ``row``) the wide micro-kernel picks, over the blocks and phases.
+
+    Restates the emitted ``run``'s block geometry and the kernel's rule: row-exact when a phase's output
+    columns in a row span ≥ TILE and give fewer tiles than the block's flat columns.
+    """
+    plan = LayerBinding(layer).plan
+    geo = layer_geometry(plan)
+    lo = [int(a) for a, _ in layer.window(shape)]  # first operator output position per dimension
+    out = layer.output_shape(shape)
+    first = [[-((p - lo[d]) // plan.P[d]) for p in range(plan.P[d])] for d in range(plan.ndim)]
+    stop = [[-((p - lo[d] - out[d]) // plan.P[d]) for p in range(plan.P[d])] for d in range(plan.ndim)]
+    length = [max(stop[d]) - min(first[d]) + geo["e_span"][d] for d in range(plan.ndim)]
+    rows = (max(stop[0]) - min(first[0])) * int(np.prod(length[1:-1]))
+    block_rows = max(1, ROW_TARGET // length[-1])
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))
+    tile, modes = geo["tile"], set()
+    for q0 in range(0, rows, block_rows):
+        nq = min(block_rows, rows - q0)
+        M = -(-(nq * length[-1]) // VEC) * VEC
+        for p in range(plan.P[-1]):
+            cf = max(0, first[-1][p] - min(first[-1]))
+            cs = min(length[-1], stop[-1][p] - min(first[-1]))
+            modes.add("row" if cs - cf >= tile and nq * -(-(cs - cf) // tile) < M // tile else "flat")
+    return modes
+
+
+# (torch function, layer, input shape): rows of TILE outputs per phase (32 for 8 taps, 64 for 4), of 63 and 127
+# (row-exact, the last tile moved back), of 45, 70 and 33 (flat); rows and columns without outputs of a phase
+# (the union of the phases' ranges); 4 + 1 output channels (wide pass and remainder)
+TILE_MODE_CASES = {
+    "convT3d_rows_of_32": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=5),
+                           (3, 4, 32)),
+    "convT3d_rows_of_45": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+                           (2, 3, 45)),
+    "convT3d_rows_of_63": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+                           (2, 2, 63)),
+    "convT2d_rows_of_64": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=3, out_channels=5),
+                           (9, 64)),
+    "convT2d_rows_of_70": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
+                           (7, 70)),
+    "convT2d_rows_of_127": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
+                            (5, 127)),
+    "conv2d_s2_rows_of_33": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (12, 66)),
+}
+
+
+def test_tile_mode_cases_take_both_modes():
+    modes = {name: _tile_modes(build(), shape) for name, (_, build, shape) in TILE_MODE_CASES.items()}
+    assert set().union(*modes.values()) == {"row", "flat"}, modes
+    for name in ("convT3d_rows_of_32", "convT3d_rows_of_63", "convT2d_rows_of_64", "convT2d_rows_of_127"):
+        assert modes[name] == {"row"}, modes
+    for name in ("convT3d_rows_of_45", "convT2d_rows_of_70", "conv2d_s2_rows_of_33"):
+        assert modes[name] == {"flat"}, modes
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(TILE_MODE_CASES))
+def test_tile_modes_against_torch(name):
+    torch = pytest.importorskip("torch")
+    fn_name, build, shape = TILE_MODE_CASES[name]
+    layer = build()
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, layer.in_channels) + shape).astype(np.float32)
+    w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+    b = rng.standard_normal(layer.out_channels).astype(np.float32)
+    expected = getattr(torch.nn.functional, fn_name)(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                     stride=2, padding=1).numpy()
+    got = sd.compile(layer, "cpu")(x, w, b)
+    terms = np.sqrt(layer.in_channels * np.prod(layer.kernel_size))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * terms * (1 + np.abs(expected).max()))

@@ -375,20 +375,33 @@ def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
 
-    acc[k, c, m] += Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+    acc[k, c, m] = bias[co + c] + Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]
 
-    A *register tile*, like a GEMM micro-kernel: the block's columns are taken ``TILE`` at a time, and
-    for each such chunk the ``width × TILE`` accumulators (``width × TILE / 16`` AVX-512 registers for
-    float32) live in ``tile``, a stack array (:func:`symdeconv.codegen.runtime.stack_tile`), for the
-    whole loop over the group's input channels: LLVM proves that nothing else in the loop touches a
-    stack array and keeps it in registers, so per input channel and tap there is one load of ``TILE``
-    input columns and ``width`` fused multiply-adds per vector, and no accumulator load or store.  The
-    ``width · T`` weights of an input channel are loop invariants of the column loop.  The taps are added
-    one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
+    A *register tile*, like a GEMM micro-kernel: the columns are taken ``TILE`` at a time, and for each
+    such chunk the ``width × TILE`` accumulators (``width × TILE / 16`` AVX-512 registers for float32)
+    live in ``tile``, a stack array (:func:`symdeconv.codegen.runtime.stack_tile`), for the whole loop
+    over the group's input channels: LLVM proves that nothing else in the loop touches a stack array
+    and keeps it in registers, so per input channel and tap there is one load of ``TILE`` input
+    columns and ``width`` fused multiply-adds per vector, and no accumulator load or store.  The
+    ``width · T`` weights of an input channel are loop invariants of the column loop.  The taps are
+    added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
     ``fastmath={"contract"}`` every tap is one fused multiply-add.  The rows of ``acc`` (the block's
     results, which the write step reads) lie ``acc_stride`` elements apart (no 4 KiB aliasing).
+
+    Which columns are tiled is chosen per block and phase, at run time, by counting tiles:
+
+    * *flat*: the block's ``M`` flattened columns, whole rows including the planes' border columns
+      (whose results are thrown away) — few, long lines of work, best when rows are short;
+    * *row-exact* (D ≥ 2, and the phase's outputs in a row span at least ``TILE`` columns): per row that
+      holds outputs of the phase, exactly its output columns ``[cf, cs)``, in tiles starting at
+      ``cf, cf + TILE, …``, the last one moved back to end at ``cs`` (it recomputes a few columns of
+      its neighbour, and stores the same values).  Rows and border columns without outputs of the
+      phase are skipped: ~20 % less work on a 3-D layer whose rows are 32 outputs long.
+
+    Every tile starts from the bias (not from ``acc``), so a column computed twice gets the same value.
     """
     D = plan.ndim
+    last = D - 1
     w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
     with w.indent():
         w(f"k = PHASES_{T}[i]")
@@ -398,21 +411,62 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
             shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
             w(f"xo{t} = max(0, PLANES_{T}[i, {t}] * plane + m0 + {shift})")
         w("; ".join(f"s{t} = max(0, SLOTS_{T}[i, {t}])" for t in range(T)))
-        w("for mc in range(0, M, TILE):  # TILE columns at a time: the tile stays in vector registers")
+        if D == 1:
+            w("lines = 1  # 1-D: the block's positions are one line of work")
+            w("span = M")
+        else:
+            w(f"# the phase's output columns [cf, cs) in a row of acc (position j − jlo{last} of the last dimension)")
+            w(f"p{last} = k % {plan.P[last]}")
+            w(f"cf = max(0, -((p{last} - lo{last}) // {plan.P[last]}) - jlo{last})")
+            w(f"cs = min(L{last}, -((p{last} - lo{last} - y.shape[{last + 2}]) // {plan.P[last]}) - jlo{last})")
+            w("row_exact = cs - cf >= TILE and nq * (-(-(cs - cf) // TILE)) < M // TILE  # fewer tiles")
+            w("lines = nq if row_exact else 1")
+            w("span = cs - cf if row_exact else M")
+        w("for line in range(lines):")
         with w.indent():
-            w("tile[:, :] = acc[k, :, mc:mc + TILE]")
-            w("; ".join(f"d{t} = max(0, xo{t} + mc)" for t in range(T)))
-            w("for ci in range(cin_g):")
+            if D == 1:
+                w("base = 0")
+            else:
+                w("base = 0")
+                w("if row_exact:")
+                with w.indent():
+                    w("# skip a row without outputs of this phase (its position j is outside the phase's range)")
+                    w("q = q0 + line")
+                    w("kk = k // " + str(plan.P[last]))
+                    w("ok = True")
+                    for d in range(D - 2, -1, -1):
+                        if d > 0:
+                            w(f"u{d} = q % L{d}")
+                            w(f"q = q // L{d}")
+                        else:
+                            w("u0 = q")
+                        w(f"p{d} = kk % {plan.P[d]}")
+                        w(f"kk = kk // {plan.P[d]}")
+                        w(f"t{d} = {plan.P[d]} * (jlo{d} + u{d}) + p{d} - lo{d}")
+                        w(f"if t{d} < 0 or t{d} >= y.shape[{d + 2}]:")
+                        w("    ok = False")
+                    w("if not ok:")
+                    w("    continue")
+                    w(f"base = line * L{last} + cf")
+            w("for tc in range(-(-span // TILE)):  # TILE columns at a time: the tile stays in vector registers")
             with w.indent():
-                w("c_in = ci0 + ci")
-                for c in range(width):
-                    w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
+                w("mc = base + min(tc * TILE, span - TILE)")
                 w("for m in range(TILE):")
                 with w.indent():
-                    w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in range(T)))
                     for c in range(width):
-                        w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
-            w("acc[k, :, mc:mc + TILE] = tile")
+                        w(f"tile[{c}, m] = bias[cw + {c}]")
+                w("; ".join(f"d{t} = max(0, xo{t} + mc)" for t in range(T)))
+                w("for ci in range(cin_g):")
+                with w.indent():
+                    w("c_in = ci0 + ci")
+                    for c in range(width):
+                        w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
+                    w("for m in range(TILE):")
+                    with w.indent():
+                        w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in range(T)))
+                        for c in range(width):
+                            w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+                w("acc[k, :, mc:mc + TILE] = tile")
 
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
