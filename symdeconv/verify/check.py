@@ -59,6 +59,20 @@ def tolerance(dtype: np.dtype, scale: float) -> float:
     return 64 * eps * max(scale, 1.0)
 
 
+def max_abs_error(got: np.ndarray, expect: np.ndarray) -> float:
+    """``max |got − expect|``, and ``inf`` when any difference is NaN or infinite.
+
+    (``np.max`` of an array holding a NaN is NaN, and Python's ``max(0.0, nan)`` is ``0.0``: a kernel
+    that wrote NaN — e.g. into an output it never computed — must not pass as exact.)
+    """
+    if got.size == 0:
+        return 0.0
+    diff = np.abs(np.asarray(got, dtype=np.float64) - expect)
+    if not np.all(np.isfinite(diff)):
+        return float("inf")
+    return float(diff.max())
+
+
 def _numeric(matrix: sp.Matrix) -> np.ndarray:
     try:
         return np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape)
@@ -94,8 +108,7 @@ def check_chain(
             res.detail = f"n={n}: kernel gives {Y.shape[1]} outputs, the matrix has {M.shape[0]} rows"
             return res
         expect = X.astype(np.float64) @ M.T
-        err = float(np.max(np.abs(Y - expect))) if Y.size else 0.0
-        res.max_error = max(res.max_error, err)
+        res.max_error = max(res.max_error, max_abs_error(Y, expect))
         scale = float(np.abs(M).sum(axis=1).max()) if M.size else 1.0
         res.tolerance = max(res.tolerance, tolerance(dtype, scale))
         res.sizes.append(n if op.ndim > 1 else n[0])
@@ -135,10 +148,9 @@ def check_layer(
         if Y2.shape[1] != M.shape[0]:
             res.detail = f"shape {shape}: kernel gives {Y2.shape[1]} outputs, the matrix has {M.shape[0]} rows"
             return res
-        err = float(np.max(np.abs(Y2 - expect))) if Y2.size else 0.0
         bias_shape = (1, -1) + (1,) * int(layer.ndim)
-        err_b = float(np.max(np.abs((Yb - Y) - bias.reshape(bias_shape)))) if Y.size else 0.0
-        res.max_error = max(res.max_error, err, err_b)
+        err_b = max_abs_error(np.asarray(Yb) - Y, np.broadcast_to(bias.reshape(bias_shape), np.shape(Y)))
+        res.max_error = max(res.max_error, max_abs_error(Y2, expect), err_b)
         scale = float(np.abs(M).sum(axis=1).max()) + 1.0 if M.size else 1.0
         res.tolerance = max(res.tolerance, tolerance(dtype, scale))
         res.sizes.append(shape if len(shape) > 1 else shape[0])
