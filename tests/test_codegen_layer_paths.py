@@ -62,6 +62,8 @@ PATHS = {
     "convT1d_groups_wide_and_rest": (  # 2 groups of 9 output channels
         lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=18, groups=2), [(3,)]),
     "convT3d_wide": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=1, out_channels=8), [(2, 1, 2)]),
+    "convT2d_s3_k2_phases_without_taps": (  # stride > kernel: 5 of the 9 phases are bias only; 5 = 4 + 1
+        lambda: sd.ConvTranspose((2, 2), 3, 0, in_channels=2, out_channels=5), [(3, 4)]),
 }
 
 

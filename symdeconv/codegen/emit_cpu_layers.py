@@ -14,8 +14,10 @@ kernel computes it the way a GEMM micro-kernel would:
    non-negative, so the hot loop has no bounds tests and no negative indices;
 2. **blocks of work** (``kernel``): one ``prange`` over (batch × row blocks × groups × output-channel
    blocks).  A row block is ``R`` consecutive rows of the flattened planes (``R`` chosen so that a
-   block holds about ``ROW_TARGET`` outputs: the accumulators stay in L1/L2).  A few columns per row
-   (the plane's zero border) are computed and thrown away: the price of one long unit-stride loop;
+   block holds about ``ROW_TARGET`` outputs: the accumulators stay in L1/L2).  Per block and phase the
+   columns are either the block's flattened rows in one long unit-stride line (*flat*: a few columns
+   per row, the planes' zero border, are computed and thrown away) or, when that takes fewer tiles,
+   exactly the phase's output columns of each row that holds outputs of the phase (*row-exact*);
 3. **micro-kernel**: for each phase, the block's columns are taken ``TILE`` at a time into a *register
    tile* of ``CO_BLOCK × TILE`` accumulators (a stack array, :func:`symdeconv.codegen.runtime.stack_tile`,
    which LLVM keeps in vector registers for the whole loop over the group's input channels — a heap
@@ -606,11 +608,13 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("    width = rest")
             w("# accumulator rows acc[k, c, :M], acc_stride(M) ≥ M apart (no 4 KiB aliasing between rows)")
             w(f"acc = np.empty(({n_ph}, CO_BLOCK, acc_stride(M, y.itemsize, CO_BLOCK)), dtype=y.dtype)")
-            w(f"for k in range({n_ph}):")
-            w("    for c in range(width):")
-            w("        acc[k, c, :] = bias[co_first + c]")
+            no_taps = [k for k, ph in enumerate(plan.phases) if not ph.slots]
             w("if kb < wide:")
             with w.indent():
+                if no_taps:
+                    w(f"for k in {_tuple_text(no_taps)}:  # phases without taps: bias only (the tiles start from the bias)")
+                    w("    for c in range(width):")
+                    w("        acc[k, c, :] = bias[co_first + c]")
                 w(f"# CO_BLOCK = {geo['co_block']} output channels per pass; their register tile (stack array)")
                 w(f"tile = stack_tile(y, {geo['co_block']}, {geo['tile']})")
                 w("co = co_first")
@@ -621,6 +625,9 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                     _emit_accumulate_wide(plan, T, geo["co_block"], w)
             w("else:")
             with w.indent():
+                w(f"for k in range({n_ph}):  # the one-channel pass adds onto the bias")
+                w("    for c in range(width):")
+                w("        acc[k, c, :] = bias[co_first + c]")
                 w("for c0 in range(rest):  # the remaining channels, one per pass")
                 with w.indent():
                     w("co = co_first + c0")
