@@ -186,7 +186,7 @@ def measure(case: Case, threads: int, repeats: int, quick: bool) -> Row:
     scale = float(np.max(np.abs(b))) or 1.0
     err = float(np.max(np.abs(a - b))) / scale
     tol = 1e-4 if a.dtype == np.float32 else 1e-10
-    if err > tol:
+    if not err <= tol:  # (a NaN error fails too)
         raise SystemExit(f"case {case.key}: output differs from the competitor's (max rel err {err:.2e})")
     for _ in range(2):
         ours(), theirs()

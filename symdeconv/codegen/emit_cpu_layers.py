@@ -426,15 +426,13 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
             w("span = cs - cf if row_exact else M")
         w("for line in range(lines):")
         with w.indent():
-            if D == 1:
-                w("base = 0")
-            else:
-                w("base = 0")
+            w("base = 0")
+            if D > 1:
                 w("if row_exact:")
                 with w.indent():
                     w("# skip a row without outputs of this phase (its position j is outside the phase's range)")
                     w("q = q0 + line")
-                    w("kk = k // " + str(plan.P[last]))
+                    w(f"kk = k // {plan.P[last]}")
                     w("ok = True")
                     for d in range(D - 2, -1, -1):
                         if d > 0:
