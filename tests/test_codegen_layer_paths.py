@@ -268,3 +268,27 @@ def test_tile_modes_against_torch(name):
     got = sd.compile(layer, "cpu")(x, w, b)
     terms = np.sqrt(layer.in_channels * np.prod(layer.kernel_size))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * terms * (1 + np.abs(expected).max()))
+
+
+@pytest.mark.torch
+def test_tile_modes_random_3d_against_torch():
+    """Random 3-D transposed convolutions with rows around TILE outputs, against torch; both modes occur."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2026)
+    modes = set()
+    for _ in range(5):
+        cin, cout = int(rng.integers(1, 5)), int(rng.choice([4, 5, 9]))
+        layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=cout)
+        # rows of TILE = 32 outputs per phase, a little fewer or more, or 63/64 (two tiles, the last moved back)
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.choice([30, 32, 33, 47, 63, 64])))
+        modes |= _tile_modes(layer, shape)
+        x = rng.standard_normal((int(rng.integers(1, 3)), cin) + shape).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32)
+        expected = torch.nn.functional.conv_transpose3d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                        stride=2, padding=1).numpy()
+        got = sd.compile(layer, "cpu")(x, w, b)
+        terms = np.sqrt(cin * 64)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * terms * (1 + np.abs(expected).max()),
+                                   err_msg=f"C_in={cin}, C_out={cout}, shape={shape}")
+    assert modes == {"row", "flat"}, modes
