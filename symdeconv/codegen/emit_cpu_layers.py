@@ -374,6 +374,15 @@ def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
                 w("a0[m] += " + " + ".join(f"w0_{t} * v{t}" for t in range(T)))
 
 
+def _emit_row_position(D: int, row: str, w: Writer) -> None:
+    """``u0 … u_{D−2}``: the plane position (leading dimensions) of row ``row`` of the block at ``q0``."""
+    w(f"q = q0 + {row}")
+    for d in range(D - 2, 0, -1):
+        w(f"u{d} = q % L{d}")
+        w(f"q = q // L{d}")
+    w("u0 = q")
+
+
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
 
@@ -431,15 +440,10 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                 w("if row_exact:")
                 with w.indent():
                     w("# skip a row without outputs of this phase (its position j is outside the phase's range)")
-                    w("q = q0 + line")
+                    _emit_row_position(D, "line", w)
                     w(f"kk = k // {plan.P[last]}")
                     w("ok = True")
                     for d in range(D - 2, -1, -1):
-                        if d > 0:
-                            w(f"u{d} = q % L{d}")
-                            w(f"q = q // L{d}")
-                        else:
-                            w("u0 = q")
                         w(f"p{d} = kk % {plan.P[d]}")
                         w(f"kk = kk // {plan.P[d]}")
                         w(f"t{d} = {plan.P[d]} * (jlo{d} + u{d}) + p{d} - lo{d}")
@@ -499,11 +503,7 @@ def _emit_write(plan: KernelPlan, w: Writer) -> None:
     else:
         w("for r in range(nq):")
         w.indent()
-        w("q = q0 + r")
-        for d in range(D - 2, 0, -1):
-            w(f"u{d} = q % L{d}")
-            w(f"q = q // L{d}")
-        w("u0 = q")
+        _emit_row_position(D, "r", w)
         for d in range(D - 1):
             w(f"j{d} = jlo{d} + u{d}")
         w(f"k0 = jlo{last}")
