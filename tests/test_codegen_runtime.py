@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from symdeconv.codegen.runtime import gather_strided, stack_tile
+from symdeconv.codegen.runtime import GATHER_PARALLEL_MIN, gather_strided, stack_tile
 
 
 @numba.njit
@@ -28,7 +28,16 @@ def test_stack_tile_is_a_writable_array_of_the_dtype(dtype):
     np.testing.assert_array_equal(out, 2 * x)
 
 
-@pytest.mark.parametrize("groups,cin_g,cout_g,n_slots", [(1, 5, 7, 4), (3, 2, 4, 9), (4, 1, 1, 3)])
+# the last case is gathered in parallel (at least GATHER_PARALLEL_MIN entries), the others on one thread
+GATHER_CASES = [(1, 5, 7, 4), (3, 2, 4, 9), (4, 1, 1, 3), (2, 48, 24, 16)]
+
+
+def test_gather_cases_take_both_paths():
+    sizes = [g * ci * co * s for g, ci, co, s in GATHER_CASES]
+    assert min(sizes) < GATHER_PARALLEL_MIN <= max(sizes)
+
+
+@pytest.mark.parametrize("groups,cin_g,cout_g,n_slots", GATHER_CASES)
 def test_gather_strided_matches_numpy_fancy_indexing(groups, cin_g, cout_g, n_slots):
     rng = np.random.default_rng(0)
     # a torch-like transposed layout (C_in, C_out/G, K) with slots reading permuted, scaled taps

@@ -60,28 +60,50 @@ def stack_tile(typingctx, like, rows, cols):
     return sig, codegen
 
 
-@numba.njit(parallel=True, cache=True)
+# below this many gathered entries the weight gather runs on one thread: a parallel region wakes the
+# pool's sleeping threads (tens of µs with OMP_WAIT_POLICY=PASSIVE), more than a 1→1-channel layer's
+# 16-entry gather costs, and the kernel's own parallel region then pays the wake-up again
+GATHER_PARALLEL_MIN = 1 << 15
+
+
 def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
     """``out[s, c, g·cout_g + o] = scale[s] · flat[base[s] + g·stride_g + o·stride_o + c·stride_c]``.
 
     The kernels' weight array ``w[slot, c_in_in_group, c_out]`` gathered from a framework weight
     (flattened) whose entry feeding slot ``s`` of channel pair ``(c' = g·cout_g + o, c)`` is at that
-    affine index — true for every layer of the three conventions (see ``LayerBinding``).  One parallel
-    pass over (group, input channel); each destination row ``out[s, c, g·cout_g : (g + 1)·cout_g]`` is
-    written contiguously, and in PyTorch's transposed-convolution layout ``(C_in, C_out/G, *k)`` the
-    source of one input channel is a contiguous block that stays in L1 while its slots are copied out
-    (a 2 MB weight of a 256→128-channel layer in ~0.1 ms on 2 cores; one strided NumPy copy per slot
-    took ~1.5 ms).
+    affine index — true for every layer of the three conventions (see ``LayerBinding``).  One pass over
+    (group, input channel), in parallel from ``GATHER_PARALLEL_MIN`` entries on; each destination row
+    ``out[s, c, g·cout_g : (g + 1)·cout_g]`` is written contiguously, and in PyTorch's
+    transposed-convolution layout ``(C_in, C_out/G, *k)`` the source of one input channel is a
+    contiguous block that stays in L1 while its slots are copied out (a 2 MB weight of a
+    256→128-channel layer in ~0.1 ms on 2 cores; one strided NumPy copy per slot took ~1.5 ms).
     """
-    n_slots, cin_g, c_out = out.shape
-    groups = c_out // cout_g
-    for item in prange(groups * cin_g):
-        g = item // cin_g
-        c = item - g * cin_g
-        source = g * stride_g + c * stride_c
-        for s in range(n_slots):
-            row = out[s, c, g * cout_g:(g + 1) * cout_g]
-            at = base[s] + source
-            factor = scale[s]
-            for o in range(cout_g):
-                row[o] = flat[at + o * stride_o] * factor
+    run = _gather_parallel if out.size >= GATHER_PARALLEL_MIN else _gather_serial
+    run(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out)
+
+
+@numba.njit(cache=True)
+def _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item):
+    """The rows of ``out`` of one (group, input channel in the group) ``item``."""
+    cin_g = out.shape[1]
+    g = item // cin_g
+    c = item - g * cin_g
+    source = g * stride_g + c * stride_c
+    for s in range(out.shape[0]):
+        row = out[s, c, g * cout_g:(g + 1) * cout_g]
+        at = base[s] + source
+        factor = scale[s]
+        for o in range(cout_g):
+            row[o] = flat[at + o * stride_o] * factor
+
+
+@numba.njit(parallel=True, cache=True)
+def _gather_parallel(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+    for item in prange(out.shape[2] // cout_g * out.shape[1]):
+        _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item)
+
+
+@numba.njit(cache=True)
+def _gather_serial(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+    for item in range(out.shape[2] // cout_g * out.shape[1]):
+        _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item)
