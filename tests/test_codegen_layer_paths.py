@@ -147,6 +147,41 @@ def test_channels_last_out():
     np.testing.assert_array_equal(out, expected)
 
 
+def test_repeated_calls_check_the_arrays_of_every_call():
+    """A call with the shapes of an earlier one reuses its cached recipe (shapes, window, kernel), but the
+    arrays themselves are checked again: contiguity, the output's overlap with the inputs; and calls that
+    alternate between input shapes, layouts and batching each get their own result."""
+    layer = sd.Conv((3, 3), 2, "SAME", in_channels=2, out_channels=3, convention="tf")  # channels-last
+    f = sd.compile(layer, "cpu")
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(layer.weight_shape)
+    b = rng.standard_normal(3)
+    xs = [rng.standard_normal(s) for s in [(2, 5, 6, 2), (1, 4, 4, 2), (5, 6, 2)]]
+    expected = [np.array(f(x, w, b)) for x in xs]  # also fills the recipe cache
+    for x, y in zip(xs + xs[::-1], expected + expected[::-1]):
+        xb = x if x.ndim == 4 else x[None]
+        M = np.array(layer.matrix(xb.shape[1:3], weight=w).tolist(), dtype=float)  # (C, *spatial) order
+        flat = np.moveaxis(xb, -1, 1).reshape(len(xb), -1) @ M.T
+        oracle = np.moveaxis(flat.reshape((len(xb), 3) + y.shape[-3:-1]), 1, -1) + b
+        np.testing.assert_allclose(y, oracle if x.ndim == 4 else oracle[0], atol=1e-12)
+        out = np.full_like(y, np.nan)
+        assert f(x, w, b, out=out) is out
+        np.testing.assert_array_equal(out, y)
+    x = xs[0]
+    with pytest.raises(sd.SymdeconvError, match="C-contiguous"):
+        f(np.asfortranarray(x), w, b)
+    with pytest.raises(sd.SymdeconvError, match="weight has dtype float32"):
+        f(x, w.astype(np.float32), b)
+    buf = np.zeros(x.size + expected[0].size)
+    x_in_buf = buf[: x.size].reshape(x.shape)
+    x_in_buf[...] = x
+    with pytest.raises(sd.SymdeconvError, match="overlap"):
+        f(x_in_buf, w, b, out=buf[x.size // 2: x.size // 2 + expected[0].size].reshape(expected[0].shape))
+    out = buf[x.size:].reshape(expected[0].shape)
+    assert f(x_in_buf, w, b, out=out) is out
+    np.testing.assert_array_equal(out, expected[0])
+
+
 def test_accumulator_stride_avoids_4k_aliasing():
     """acc_stride: ≥ n, whole 64-byte lines, and no two of the block's rows a multiple of 4 KiB apart."""
     layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=8)

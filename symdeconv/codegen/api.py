@@ -508,6 +508,7 @@ class CompiledLayer(_Compiled):
         self.layer = layer
         self.name = name
         self._per_shape: dict[tuple[int, ...], tuple] = {}
+        self._recipes: dict[tuple, _LayerRecipe] = {}
         try:
             layer.operator
         except SymdeconvError:
@@ -529,66 +530,98 @@ class CompiledLayer(_Compiled):
             self._per_shape[shape] = (binding, module)
         return self._per_shape[shape]
 
+    def _recipe(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> _LayerRecipe:
+        """Validate the shapes and dtypes of a call and work out everything that depends only on them."""
+        layer = self.layer
+        D = int(layer.ndim)
+        c_in, c_out = int(layer.in_channels), int(layer.out_channels)
+        if x.ndim not in (D + 1, D + 2):
+            raise SymdeconvError(
+                f"x must have shape (N, C, *spatial) or (C, *spatial) with {D} spatial axes, got {x.shape}"
+            )
+        unbatched = x.ndim == D + 1
+        xb_shape = (1,) + x.shape if unbatched else x.shape
+        last = getattr(layer, "data_layout", "channels_first") == "channels_last"
+        channels = xb_shape[-1] if last else xb_shape[1]
+        if channels != c_in:
+            raise SymdeconvError(f"x has {channels} channels but the layer has in_channels={c_in}")
+        spatial = tuple(int(v) for v in (xb_shape[1:-1] if last else xb_shape[2:]))
+        if any(v < 1 for v in spatial):
+            raise SymdeconvError(f"x must have at least one sample per spatial axis, got shape {x.shape}")
+        if weight.shape != tuple(layer.weight_shape):
+            raise SymdeconvError(f"weight must have shape {tuple(layer.weight_shape)}, got {weight.shape}")
+        if weight.dtype != x.dtype:
+            raise SymdeconvError(f"weight has dtype {weight.dtype} but x has {x.dtype}; they must match")
+        if bias is not None:
+            if bias.shape != (c_out,):
+                raise SymdeconvError(f"bias must have shape ({c_out},), got {bias.shape}")
+            if bias.dtype != x.dtype:
+                raise SymdeconvError(f"bias has dtype {bias.dtype} but x has {x.dtype}; they must match")
+        box = tuple(layer.window(spatial))  # raises SymdeconvError when the input is too small
+        size = tuple(int(hi) - int(lo) for lo, hi in box)
+        n = xb_shape[0]
+        shape = ((n,) if not unbatched else ()) + ((size + (c_out,)) if last else ((c_out,) + size))
+        binding, module = self._for_shape(spatial)
+        return _LayerRecipe(
+            unbatched, last, (n, c_out) + size, shape, tuple(int(lo) for lo, _ in box), binding, module
+        )
+
     def __call__(self, x: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
         """Apply the layer; ``out`` (optional): a preallocated array of the output's shape (in the layer's
         layout) and dtype, C-contiguous, written and returned — reusing it across calls saves allocating
-        (and page-faulting) a fresh output every call."""
+        (and page-faulting) a fresh output every call.
+
+        The checks and the bookkeeping that depend only on the shapes and dtypes of the arguments run
+        once per combination (a :class:`_LayerRecipe`, cached); a call with the shapes of an earlier one
+        only checks the arrays themselves (type, contiguity, overlap) before it gathers the weight and
+        runs the kernel.
+        """
         with context("compiled layer"):
-            layer = self.layer
-            D = int(layer.ndim)
-            c_in, c_out = int(layer.in_channels), int(layer.out_channels)
             x = _check_x(x)
-            if x.ndim not in (D + 1, D + 2):
-                raise SymdeconvError(
-                    f"x must have shape (N, C, *spatial) or (C, *spatial) with {D} spatial axes, got {x.shape}"
-                )
-            unbatched = x.ndim == D + 1
-            xb = x[None] if unbatched else x
-            last = getattr(layer, "data_layout", "channels_first") == "channels_last"
-            channels = xb.shape[-1] if last else xb.shape[1]
-            if channels != c_in:
-                raise SymdeconvError(f"x has {channels} channels but the layer has in_channels={c_in}")
-            spatial = tuple(int(v) for v in (xb.shape[1:-1] if last else xb.shape[2:]))
-            if any(v < 1 for v in spatial):
-                raise SymdeconvError(f"x must have at least one sample per spatial axis, got shape {x.shape}")
             weight = _check_x(weight, "weight")
-            if weight.shape != tuple(layer.weight_shape):
-                raise SymdeconvError(f"weight must have shape {tuple(layer.weight_shape)}, got {weight.shape}")
-            if weight.dtype != x.dtype:
-                raise SymdeconvError(f"weight has dtype {weight.dtype} but x has {x.dtype}; they must match")
-            if bias is None:
-                b = self._zeros(c_out, x.dtype)
-            else:
-                b = _check_x(bias, "bias")
-                if b.shape != (c_out,):
-                    raise SymdeconvError(f"bias must have shape ({c_out},), got {b.shape}")
-                if b.dtype != x.dtype:
-                    raise SymdeconvError(f"bias has dtype {b.dtype} but x has {x.dtype}; they must match")
-            box = tuple(layer.window(spatial))  # raises SymdeconvError when the input is too small
-            size = tuple(int(hi) - int(lo) for lo, hi in box)
-            n = xb.shape[0]
-            y_shape = (n, c_out) + size
-            shape = ((n,) if not unbatched else ()) + ((size + (c_out,)) if last else ((c_out,) + size))
+            b = None if bias is None else _check_x(bias, "bias")
+            key = (x.shape, x.dtype, weight.shape, weight.dtype, None if b is None else (b.shape, b.dtype))
+            recipe = self._recipes.get(key)
+            if recipe is None:
+                recipe = self._recipe(x, weight, b)
+                if len(self._recipes) >= 64:  # a bounded cache: forget the oldest combination
+                    self._recipes.pop(next(iter(self._recipes)))
+                self._recipes[key] = recipe
+            if b is None:
+                b = self._zeros(recipe.y_shape[1], x.dtype)
             if out is not None:
-                out = _check_out(out, shape, x.dtype, (x, weight) + (() if bias is None else (b,)))
-            binding, module = self._for_shape(spatial)
-            xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if last else xb
+                out = _check_out(out, recipe.shape, x.dtype, (x, weight) + (() if bias is None else (b,)))
+            xb = x[None] if recipe.unbatched else x
+            xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if recipe.last else xb
+            binding, module = recipe.binding, recipe.module
             scratch = self._scratch(module) if self.target == "cpu" else {}
             w = binding.gather(weight, x.dtype, scratch.get("weights"))
             if self.target == "cpu":
                 scratch["weights"] = w
-            direct = out is not None and not last
-            y = self._run(module, xc, y_shape, w, b, binding.groups, *(int(lo) for lo, _ in box),
-                          out=out if direct else None)
-            if last:
+            direct = out is not None and not recipe.last
+            y = self._run(module, xc, recipe.y_shape, w, b, binding.groups, *recipe.lo, out=out if direct else None)
+            if recipe.last:
                 y = np.moveaxis(y, 1, -1)
                 if out is not None:
-                    np.copyto(out.reshape((n,) + size + (c_out,)), y)
+                    np.copyto(out.reshape(out.shape if not recipe.unbatched else (1,) + out.shape), y)
                     return out
                 y = np.ascontiguousarray(y)
             if out is not None:
                 return out
-            return y[0] if unbatched else y
+            return y[0] if recipe.unbatched else y
+
+
+@dataclasses.dataclass(frozen=True)
+class _LayerRecipe:
+    """What a call of a :class:`CompiledLayer` needs that depends only on its arguments' shapes and dtypes."""
+
+    unbatched: bool  # x has no batch axis (and neither has the result)
+    last: bool  # channels-last layout: x is moved to channels-first for the kernel, the result back
+    y_shape: tuple[int, ...]  # the kernel's output, (N, C_out, *size)
+    shape: tuple[int, ...]  # the result's shape in the layer's layout
+    lo: tuple[int, ...]  # the window's first operator output position per dimension
+    binding: Any  # the LayerBinding (weight gather) of the input's spatial shape
+    module: Any  # the kernel module
 
 
 def compile(  # noqa: A001 - the public name is sd.compile
