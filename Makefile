@@ -30,6 +30,7 @@ test: venv
 bench: venv
 	$(PY) benchmarks/bench_normal_form.py
 	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_kernels.py --allocator reuse
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .cache

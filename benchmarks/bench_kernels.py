@@ -12,7 +12,15 @@ Method (see benchmarks/README.md):
 - symdeconv's layer kernels write into a preallocated output reused across calls (``out=``), as an
   inference loop would; torch's ``conv_transpose*d`` / ``conv*d`` have no ``out=`` and allocate their
   output every call (its allocator recycles large blocks, so this is the fair like-for-like use of each);
-- the table is printed and written as JSON to ``benchmarks/results/kernels.json``.
+- ``--allocator reuse`` runs the same measurement in a process whose glibc ``malloc`` keeps freed
+  memory for reuse (``GLIBC_TUNABLES`` below; the script re-executes itself with it set, because the
+  dynamic loader reads it at start-up).  With glibc's defaults, large blocks are mapped afresh and
+  returned to the kernel on most calls, and torch's temporaries (e.g. a 64 MB column buffer for case a)
+  are page-faulted in again every call; whether that happens depends on the heap's history, so torch's
+  time for one case can differ 2–6× between two default runs.  ``reuse`` shows every competitor at
+  its page-fault-free best (what a long-running process with a caching allocator such as jemalloc sees);
+- the table is printed and written as JSON to ``benchmarks/results/kernels.json``
+  (``kernels_reuse.json`` with ``--allocator reuse``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ import time  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
+
+# glibc malloc settings of ``--allocator``: blocks up to 1 GiB come from the heap (not mmap), and freed
+# memory up to 2 GiB stays in the process (no trimming), so a buffer freed by one call is reused by the next
+ALLOCATORS = {
+    "default": None,
+    "reuse": "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483648",
+}
 
 import numpy as np  # noqa: E402
 
@@ -209,10 +224,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="abcdefgh", help="which cases, e.g. 'abf'")
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
+    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="default",
+                        help="'reuse': glibc malloc keeps freed memory (every competitor without page faults)")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/kernels[_reuse].json)")
     args = parser.parse_args(argv)
+    tunables = ALLOCATORS[args.allocator]
+    if tunables is not None and os.environ.get("GLIBC_TUNABLES") != tunables:
+        # the dynamic loader reads GLIBC_TUNABLES when the process starts: run again with it set
+        env = dict(os.environ, GLIBC_TUNABLES=tunables)
+        script = [sys.executable, str(Path(__file__).resolve())]
+        os.execve(sys.executable, script + (sys.argv[1:] if argv is None else list(argv)), env)
+    suffix = "" if args.allocator == "default" else f"_{args.allocator}"
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / f"kernels{suffix}.json")
 
     print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}")
+    print(f"allocator: {args.allocator} (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')})")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
     try:
         torch_version = _torch().__version__
@@ -245,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "torch": torch_version, "quick": args.quick,
+                               "allocator": args.allocator, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
                                "rows": [asdict(r) for r in rows]}, indent=1, ensure_ascii=False))
     print(f"\nwritten: {out}")
     return 0
