@@ -33,7 +33,15 @@ def context(where: str) -> Iterator[None]:
     try:
         yield
     except SymdeconvError as err:
-        message = str(err)
-        if not message.startswith(where + ":"):
-            raise SymdeconvError(f"{where}: {message}") from err.__cause__
-        raise
+        raise in_context(err, where)
+
+
+def in_context(err: SymdeconvError, where: str) -> SymdeconvError:
+    """``err`` with its message prefixed by ``where`` (``err`` itself when it already is); what
+    :func:`context` raises, for hot paths that catch the error themselves (no generator per call)."""
+    message = str(err)
+    if message.startswith(where + ":"):
+        return err
+    prefixed = SymdeconvError(f"{where}: {message}")
+    prefixed.__cause__ = err.__cause__  # as ``raise … from err.__cause__``
+    return prefixed

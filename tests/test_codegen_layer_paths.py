@@ -182,6 +182,49 @@ def test_repeated_calls_check_the_arrays_of_every_call():
     np.testing.assert_array_equal(out, expected[0])
 
 
+def test_small_weights_remembered_by_their_bytes_never_go_stale():
+    """A small weight's gathered array is reused while the weight's bytes are unchanged: changing the
+    weight in place, alternating weight arrays, and a size-dependent layer (one binding per input size,
+    the kernel module shared) all give fresh results, checked against ``layer.matrix``."""
+    from symdeconv.codegen.api import WEIGHT_MEMO_MAX
+
+    rng = np.random.default_rng(11)
+
+    def oracle(layer, x, w):
+        M = np.array(layer.matrix(x.shape[2:], weight=w).tolist(), dtype=float)
+        return (x.reshape(len(x), -1) @ M.T).reshape((len(x), int(layer.out_channels), -1))
+
+    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2)  # the stencil path
+    f = sd.compile(layer, "cpu")
+    x = rng.standard_normal((1, 2, 3, 4))
+    w = rng.standard_normal(layer.weight_shape)
+    assert w.size <= WEIGHT_MEMO_MAX
+    for _ in range(2):
+        np.testing.assert_allclose(f(x, w).reshape(1, 2, -1), oracle(layer, x, w), atol=1e-12)
+    w[1, 0, 2, 3] += 1.0  # in place: same object, new bytes
+    np.testing.assert_allclose(f(x, w).reshape(1, 2, -1), oracle(layer, x, w), atol=1e-12)
+    w2 = rng.standard_normal(layer.weight_shape)
+    for weight in (w2, w, w2):
+        np.testing.assert_allclose(f(x, weight).reshape(1, 2, -1), oracle(layer, x, weight), atol=1e-12)
+    # TF "SAME" with a stride: one binding per input size; sizes 4 and 5 pad differently
+    same = sd.ConvTranspose(3, 2, "SAME", in_channels=1, out_channels=1, convention="tf")
+    g = sd.compile(same, "cpu")
+    ws = rng.standard_normal(same.weight_shape)
+    for n in (4, 5, 4, 5):
+        xs = rng.standard_normal((1, n, 1))
+        expected = oracle(same, np.moveaxis(xs, -1, 1), ws)
+        np.testing.assert_allclose(np.moveaxis(g(xs, ws), -1, 1).reshape(expected.shape), expected, atol=1e-12)
+    # a weight above the threshold is gathered every call
+    big = sd.ConvTranspose((4, 4), 2, 1, in_channels=24, out_channels=16)
+    wb = rng.standard_normal(big.weight_shape)
+    assert wb.size > WEIGHT_MEMO_MAX
+    h = sd.compile(big, "cpu")
+    xb = rng.standard_normal((1, 24, 2, 2))
+    first = h(xb, wb)
+    wb *= 2.0
+    np.testing.assert_allclose(h(xb, wb), 2.0 * first, rtol=1e-12, atol=1e-12)
+
+
 def test_accumulator_stride_avoids_4k_aliasing():
     """acc_stride: ≥ n, whole 64-byte lines, and no two of the block's rows a multiple of 4 KiB apart."""
     layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=8)
