@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-__all__ = ["SymdeconvError", "context"]
+__all__ = ["SymdeconvError", "context", "in_context"]
 
 
 class SymdeconvError(ValueError):

@@ -179,3 +179,22 @@ def test_bad_input_raises_symdeconv_error(call, words):
 def test_error_is_value_error_with_context():
     with pytest.raises(ValueError, match=r"^sd.strided_conv: s must be a positive integer"):
         sd.strided_conv((1,), 0)
+
+
+def test_in_context_prefixes_once_and_keeps_the_cause():
+    from symdeconv.errors import context, in_context
+
+    cause = KeyError("k")
+    try:
+        try:
+            raise SymdeconvError("k must be positive") from cause
+        except SymdeconvError as err:
+            raise in_context(err, "sd.f")
+    except SymdeconvError as err:
+        outer = err
+    assert str(outer) == "sd.f: k must be positive" and outer.__cause__ is cause
+    assert in_context(outer, "sd.f") is outer  # already prefixed: unchanged
+    with pytest.raises(SymdeconvError, match=r"^sd.g: sd.f: k must be positive$") as info:
+        with context("sd.g"):
+            raise outer
+    assert info.value.__cause__ is cause
