@@ -15,7 +15,7 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import ROW_TARGET, TILE_SHAPE, VEC, layer_geometry
+from symdeconv.codegen.emit_cpu_layers import ROW_TARGET, TAP_GROUP, TILE_SHAPE, VEC, layer_geometry
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
@@ -45,12 +45,20 @@ def test_stand_in_plan_equals_full_normal_form_plan(layer):
     )
 
 
-def test_wide_register_tile_depends_on_taps():
-    g4 = layer_geometry(LayerBinding(sd.ConvTranspose((4, 4), 2, 1)).plan)  # 4 taps per phase
-    g9 = layer_geometry(LayerBinding(sd.Conv((3, 3), 2, 1)).plan)  # 9 taps
-    assert (g4["co_block"], g4["tile"]) == TILE_SHAPE[True]
-    assert (g9["co_block"], g9["tile"]) == TILE_SHAPE[False]
-    assert all(VEC % tile == 0 for _, tile in TILE_SHAPE.values())  # whole tiles fill a block
+def test_wide_register_tile_takes_the_taps_in_groups():
+    """One (CO_BLOCK, TILE) tile for any number of taps; the taps in column loops of ≤ TAP_GROUP."""
+    assert VEC % TILE_SHAPE[1] == 0  # whole tiles fill a block
+    for layer, taps in [(sd.ConvTranspose((4, 4), 2, 1), 4), (sd.Conv((3, 3), 2, 1), 9),
+                        (sd.ConvTranspose((4, 4, 4), 2, 1), 8)]:
+        plan = LayerBinding(layer).plan
+        geo = layer_geometry(plan)
+        assert (geo["co_block"], geo["tile"]) == TILE_SHAPE and geo["max_taps"] == taps
+        src = sd.emit(layer, "cpu")
+        body = src[src.index("tile = stack_tile("):src.index("acc[k, :, mc:mc + TILE] = tile")]
+        loops = body.split("for ci in range(cin_g):")[1].count("for m in range(TILE):")
+        assert loops == -(-taps // TAP_GROUP), (layer, loops)
+        for t in range(taps):  # every tap exactly once, each onto the tile of every output channel
+            assert body.count(f" * v{t}") == TILE_SHAPE[0], (layer, t)
 
 
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
@@ -302,16 +310,18 @@ def _tile_modes(layer, shape) -> set[str]:
     return modes
 
 
-# (torch function, layer, input shape): rows of TILE outputs per phase (32 for 8 taps, 64 for 4), of 63 and 127
-# (row-exact, the last tile moved back), of 45, 70 and 33 (flat); rows and columns without outputs of a phase
-# (the union of the phases' ranges); 4 + 1 output channels (wide pass and remainder)
+# (torch function, layer, input shape): rows of TILE = 64 outputs per phase, of 127 (row-exact, the last tile
+# moved back), of 32, 45, 70 and 33 (flat); rows and columns without outputs of a phase (the union of the
+# phases' ranges); 4 + 1 output channels (wide pass and remainder); 8 and 9 taps (two and three tap groups)
 TILE_MODE_CASES = {
     "convT3d_rows_of_32": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=5),
                            (3, 4, 32)),
     "convT3d_rows_of_45": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
                            (2, 3, 45)),
-    "convT3d_rows_of_63": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
-                           (2, 2, 63)),
+    "convT3d_rows_of_64": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+                           (2, 3, 64)),
+    "convT3d_rows_of_127": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+                            (2, 2, 127)),
     "convT2d_rows_of_64": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=3, out_channels=5),
                            (9, 64)),
     "convT2d_rows_of_70": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
@@ -319,15 +329,17 @@ TILE_MODE_CASES = {
     "convT2d_rows_of_127": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
                             (5, 127)),
     "conv2d_s2_rows_of_33": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (12, 66)),
+    "conv2d_s2_rows_of_64": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (6, 128)),
 }
 
 
 def test_tile_mode_cases_take_both_modes():
     modes = {name: _tile_modes(build(), shape) for name, (_, build, shape) in TILE_MODE_CASES.items()}
     assert set().union(*modes.values()) == {"row", "flat"}, modes
-    for name in ("convT3d_rows_of_32", "convT3d_rows_of_63", "convT2d_rows_of_64", "convT2d_rows_of_127"):
+    for name in ("convT3d_rows_of_64", "convT3d_rows_of_127", "convT2d_rows_of_64", "convT2d_rows_of_127",
+                 "conv2d_s2_rows_of_64"):
         assert modes[name] == {"row"}, modes
-    for name in ("convT3d_rows_of_45", "convT2d_rows_of_70", "conv2d_s2_rows_of_33"):
+    for name in ("convT3d_rows_of_32", "convT3d_rows_of_45", "convT2d_rows_of_70", "conv2d_s2_rows_of_33"):
         assert modes[name] == {"flat"}, modes
 
 
@@ -357,8 +369,8 @@ def test_tile_modes_random_3d_against_torch():
     for _ in range(5):
         cin, cout = int(rng.integers(1, 5)), int(rng.choice([4, 5, 9]))
         layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=cout)
-        # rows of TILE = 32 outputs per phase, a little fewer or more, or 63/64 (two tiles, the last moved back)
-        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.choice([30, 32, 33, 47, 63, 64])))
+        # rows of TILE = 64 outputs per phase, a little fewer or more, or 127/128 (two tiles, the last moved back)
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.choice([32, 63, 64, 65, 127, 128])))
         modes |= _tile_modes(layer, shape)
         x = rng.standard_normal((int(rng.integers(1, 3)), cin) + shape).astype(np.float32)
         w = rng.standard_normal(layer.weight_shape).astype(np.float32)

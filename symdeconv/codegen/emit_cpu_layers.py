@@ -22,9 +22,9 @@ kernel computes it the way a GEMM micro-kernel would:
    tile* of ``CO_BLOCK × TILE`` accumulators (a stack array, :func:`symdeconv.codegen.runtime.stack_tile`,
    which LLVM keeps in vector registers for the whole loop over the group's input channels — a heap
    array it would load and store once per input channel).  Per input channel, the phase's taps are
-   fused into one expression per output channel, read at constant, provably non-negative offsets of
-   the channel's flattened planes: ``CO_BLOCK × taps`` fused multiply-adds per loaded input vector, one
-   per tap (``a = (a + w₀v₀) + w₁v₁ + …``).  Channels left
+   fused into one expression per output channel (``TAP_GROUP`` taps per column loop), read at constant,
+   provably non-negative offsets of the channel's flattened planes: ``CO_BLOCK`` fused multiply-adds
+   per loaded input vector and tap (``a = (a + w₀v₀) + w₁v₁ + …``).  Channels left
    over (``C_out/G`` not a multiple of ``CO_BLOCK``) take a one-channel pass.  The block's results go to
    ``acc`` rows padded to a multiple of ``VEC`` (whole tiles) and ``acc_stride`` apart (no x86 "4K
    aliasing" between rows);
@@ -51,7 +51,7 @@ from ._source import Writer, dims, header, module_docstring, phase_banner, phase
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .plan import KernelPlan
 
-__all__ = ["emit_cpu_layers", "layer_geometry", "TILE_SHAPE", "ROW_TARGET"]
+__all__ = ["emit_cpu_layers", "layer_geometry", "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET"]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2,
 #: and few blocks mean little rounding of a block up to whole tiles (2048 beat 1024 and 4096 by 3–7 %).
@@ -61,13 +61,22 @@ ROW_TARGET = 2048
 #: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
 VEC = 64
 
-#: the wide micro-kernel's register tile: (output channels per pass, columns) by whether a phase has at
-#: most 4 taps.  CO_BLOCK × TILE float32 accumulators are CO_BLOCK × TILE / 16 AVX-512 registers: 16
-#: for (4, 64), 8 for (4, 32), leaving room for the input vectors and the CO_BLOCK × taps broadcast
-#: weights of an input channel.  Measured on the 2-core AVX-512 machine (benchmarks/): (4, 64) beat
-#: (8, 32) by ~15 % with 4 taps, (4, 32) beat (4, 64), (2, 64) and (8, 16) with 8–9 taps.  TILE
-#: divides VEC.
-TILE_SHAPE = {True: (4, 64), False: (4, 32)}
+#: the wide micro-kernel's register tile (output channels per pass, columns): CO_BLOCK × TILE float32
+#: accumulators are 16 AVX-512 registers, leaving 16 for the input vectors and broadcast weights of
+#: an input channel.  TILE divides VEC.  Measured on the 2-core AVX-512 machine (benchmarks/): (4, 64)
+#: beat (8, 32) by ~15 % with 4 taps.
+TILE_SHAPE = (4, 64)
+
+#: taps per column loop of the micro-kernel.  With all of a phase's taps in one loop, LLVM hoists all
+#: CO_BLOCK × taps weight broadcasts out of it: 32 registers for 8 taps, more than the 16 the tile
+#: leaves, and the spills made (4, 64) lose to (4, 32) with 8–9 taps.  In loops of TAP_GROUP taps (the
+#: tile stays in registers across them, and each tap is still one FMA onto it, in the same order) only
+#: CO_BLOCK × TAP_GROUP broadcasts are live at a time.  Measured (kernel alone, 2 threads): the
+#: 9-tap stride-2 Conv2d of benchmark case h 21.6 → 17.5 ms against (4, 32) in one loop; the 8-tap
+#: ConvTranspose3d of case e unchanged (6.8–7.0 ms; its rows of 32 outputs now take the flat mode); in
+#: float64 h 44.0 → 39.5 ms and e 19.6 → 15.5 ms.  Groups of 3 and 4 measured within 2 %, of 2 a few
+#: per cent slower, of 1 more than twice as slow.
+TAP_GROUP = 4
 
 
 def layer_geometry(plan: KernelPlan) -> dict:
@@ -94,7 +103,7 @@ def layer_geometry(plan: KernelPlan) -> dict:
     taps = max((len(ph.slots) for ph in plan.phases), default=0)
     return {
         "e_min": e_min, "e_span": e_span, "n_planes": n_planes, "plane": slot_plane, "shift": slot_shift,
-        "co_block": TILE_SHAPE[taps <= 4][0], "tile": TILE_SHAPE[taps <= 4][1], "max_taps": taps,
+        "co_block": TILE_SHAPE[0], "tile": TILE_SHAPE[1], "max_taps": taps,
     }
 
 
@@ -393,10 +402,12 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
     live in ``tile``, a stack array (:func:`symdeconv.codegen.runtime.stack_tile`), for the whole loop
     over the group's input channels: LLVM proves that nothing else in the loop touches a stack array
     and keeps it in registers, so per input channel and tap there is one load of ``TILE`` input
-    columns and ``width`` fused multiply-adds per vector, and no accumulator load or store.  The
-    ``width · T`` weights of an input channel are loop invariants of the column loop.  The taps are
-    added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, so with
-    ``fastmath={"contract"}`` every tap is one fused multiply-add.  The rows of ``acc`` (the block's
+    columns and ``width`` fused multiply-adds per vector, and no accumulator load or store.  The taps
+    are taken ``TAP_GROUP`` at a time, one column loop per group, so that only the group's
+    ``width · TAP_GROUP`` weights (loop invariants of its column loop) need registers beside the tile.
+    The taps are added one by one onto the accumulator, ``a = ((a + w_0 v_0) + w_1 v_1) + …``, in the
+    same order whatever the grouping, so with ``fastmath={"contract"}`` every tap is one fused
+    multiply-add.  The rows of ``acc`` (the block's
     results, which the write step reads) lie ``acc_stride`` elements apart (no 4 KiB aliasing).
 
     Which columns are tiled is chosen per block and phase, at run time, by counting tiles:
@@ -465,11 +476,16 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                     w("c_in = ci0 + ci")
                     for c in range(width):
                         w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
-                    w("for m in range(TILE):")
-                    with w.indent():
-                        w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in range(T)))
-                        for c in range(width):
-                            w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in range(T)))
+                    groups = [range(g, min(g + TAP_GROUP, T)) for g in range(0, T, TAP_GROUP)]
+                    for taps in groups:
+                        if len(groups) > 1:
+                            which = f"taps {taps[0]}–{taps[-1]}" if len(taps) > 1 else f"tap {taps[0]}"
+                            w(f"# {which}: the tile stays in registers between the column loops")
+                        w("for m in range(TILE):")
+                        with w.indent():
+                            w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in taps))
+                            for c in range(width):
+                                w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in taps))
                 w("acc[k, :, mc:mc + TILE] = tile")
 
 
