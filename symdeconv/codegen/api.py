@@ -398,14 +398,6 @@ class _Compiled:
         d_y.copy_to_host(y)
         return y
 
-    def _zeros(self, n: int, dtype: np.dtype) -> np.ndarray:
-        """A cached zero bias (the kernels never write their bias)."""
-        cache = self.__dict__.setdefault("_zero_bias", {})
-        key = (n, np.dtype(dtype).str)
-        if key not in cache:
-            cache[key] = np.zeros(n, dtype=dtype)
-        return cache[key]
-
     def _scratch(self, module: Any) -> dict:
         """A per-thread, per-module dict in which a kernel keeps its scratch buffers between calls."""
         local = self.__dict__.setdefault("_local", threading.local())
@@ -568,7 +560,7 @@ class CompiledLayer(_Compiled):
         binding, module = self._for_shape(spatial)
         return _LayerRecipe(
             unbatched, last, (n, c_out) + size, shape, tuple(int(lo) for lo, _ in box), binding, module,
-            self._zeros(c_out, x.dtype),
+            np.zeros(c_out, dtype=x.dtype),
         )
 
     def __call__(self, x: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
@@ -630,12 +622,9 @@ class CompiledLayer(_Compiled):
         """
         if self.target != "cpu":
             return binding.gather(weight, weight.dtype)
-        memo = None
-        if weight.size <= WEIGHT_MEMO_MAX:
-            memo = (binding, weight.dtype, weight.tobytes())
-            last = scratch.get("weight_memo")
-            if last is not None and last[0] is memo[0] and last[1] == memo[1] and last[2] == memo[2]:
-                return scratch["weights"]
+        memo = (binding, weight.dtype, weight.tobytes()) if weight.size <= WEIGHT_MEMO_MAX else None
+        if memo is not None and scratch.get("weight_memo") == memo:  # (a binding equals only itself)
+            return scratch["weights"]
         w = binding.gather(weight, weight.dtype, scratch.get("weights"))
         scratch["weights"] = w
         scratch["weight_memo"] = memo
