@@ -11,14 +11,16 @@ Method (see benchmarks/README.md):
 - useful GFLOP/s counts 2 flops per multiply-add by a real kernel tap (never by an inserted zero);
 - symdeconv's layer kernels write into a preallocated output reused across calls (``out=``), as an
   inference loop would; torch's ``conv_transpose*d`` / ``conv*d`` have no ``out=`` and allocate their
-  output every call (its allocator recycles large blocks, so this is the fair like-for-like use of each);
+  output every call (whether glibc's ``malloc`` hands it recycled memory or fresh pages is what
+  ``--allocator`` below is about);
 - ``--allocator reuse`` runs the same measurement in a process whose glibc ``malloc`` keeps freed
   memory for reuse (``GLIBC_TUNABLES`` below; the script re-executes itself with it set, because the
   dynamic loader reads it at start-up).  With glibc's defaults, large blocks are mapped afresh and
   returned to the kernel on most calls, and torch's temporaries (e.g. a 64 MB column buffer for case a)
   are page-faulted in again every call; whether that happens depends on the heap's history, so torch's
-  time for one case can differ 2–6× between two default runs.  ``reuse`` shows every competitor at
-  its page-fault-free best (what a long-running process with a caching allocator such as jemalloc sees);
+  time for one case can differ 2–3× between two default runs (case a: 7.1 or 18–21 ms).  ``reuse``
+  shows every competitor at its page-fault-free best (what a long-running process with a caching
+  allocator such as jemalloc sees);
 - the table is printed and written as JSON to ``benchmarks/results/kernels.json``
   (``kernels_reuse.json`` with ``--allocator reuse``).
 """
