@@ -597,7 +597,7 @@ class CompiledLayer(_Compiled):
         xb = x[None] if recipe.unbatched else x
         xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if recipe.last else xb
         binding, module = recipe.binding, recipe.module
-        scratch = self._scratch(module) if self.target == "cpu" else {}
+        scratch = self._scratch(module) if self.target == "cpu" else None  # (CUDA kernels keep no scratch)
         w = self._gathered(binding, weight, scratch)
         direct = out is not None and not recipe.last
         y = self._run(module, xc, recipe.y_shape, w, b, binding.groups, *recipe.lo, out=out if direct else None,
@@ -612,15 +612,15 @@ class CompiledLayer(_Compiled):
             return out
         return y[0] if recipe.unbatched else y
 
-    def _gathered(self, binding: LayerBinding, weight: np.ndarray, scratch: dict) -> np.ndarray:
-        """The kernel's weight array for ``weight``: gathered into the buffer kept in ``scratch`` (CPU).
+    def _gathered(self, binding: LayerBinding, weight: np.ndarray, scratch: dict | None) -> np.ndarray:
+        """The kernel's weight array for ``weight``: gathered into the buffer kept in ``scratch`` (if any).
 
         A small weight (at most ``WEIGHT_MEMO_MAX`` entries, e.g. a depthwise or one-channel layer's) is
         remembered by its bytes: a call whose weight has the same bytes, dtype and binding as the last one
         reuses the gathered array (the gather is a function of exactly those), which skips a Numba call
         that costs ~75 µs when the caches are cold — a tenth of a 1→1-channel layer's time on 1024².
         """
-        if self.target != "cpu":
+        if scratch is None:
             return binding.gather(weight, weight.dtype)
         memo = (binding, weight.dtype, weight.tobytes()) if weight.size <= WEIGHT_MEMO_MAX else None
         if memo is not None and scratch.get("weight_memo") == memo:  # (a binding equals only itself)
