@@ -49,6 +49,7 @@ import math
 
 from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
+from .emit_cpu_wino import emit_wino, wino_geometry
 from .plan import KernelPlan
 
 __all__ = ["emit_cpu_layers", "layer_geometry", "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET"]
@@ -139,7 +140,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w(f"TILE = {geo['tile']}  # columns of block_wide's register tile (a divisor of VEC)")
     w()
     w()
-    _emit_run(plan, geo, w)
+    _emit_run(plan, geo, w, wino_geometry(plan, geo) is not None)
     w()
     w()
     _emit_tables(plan, geo, w)
@@ -152,6 +153,11 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w()
     w()
     _emit_kernel(plan, geo, w)
+    wg = wino_geometry(plan, geo)
+    if wg is not None:  # two consecutive taps per phase along every leading dimension: emit_cpu_wino's path
+        w()
+        w()
+        emit_wino(plan, geo, wg, w)
     if has_stencil(plan):  # one input and one output channel per group: emit_cpu_stencil's path
         w()
         w()
@@ -162,7 +168,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
 # --- the Python driver ---------------------------------------------------------------------------------
 
 
-def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
+def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> None:
     D = plan.ndim
     lo = ", ".join(f"lo{d}" for d in dims(plan))
     w(f"def run(x, y, w, bias, groups, {lo}, work=None):")
@@ -186,6 +192,9 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("jlo.append(min(first))")
             w("jhi.append(max(stop))")
             w("length.append(jhi[d] - jlo[d] + E_SPAN[d])")
+        if wino:
+            w("if x.shape[1] // groups >= WINO_MIN_CIN and (y.shape[1] // groups) % CO_BLOCK == 0:")
+            w("    return wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work)  # Winograd F(2, 2) path")
         w("stride = [1] * NDIM  # strides of the flattened planes")
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
@@ -476,17 +485,27 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                     w("c_in = ci0 + ci")
                     for c in range(width):
                         w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
-                    groups = [range(g, min(g + TAP_GROUP, T)) for g in range(0, T, TAP_GROUP)]
-                    for taps in groups:
-                        if len(groups) > 1:
-                            which = f"taps {taps[0]}–{taps[-1]}" if len(taps) > 1 else f"tap {taps[0]}"
-                            w(f"# {which}: the tile stays in registers between the column loops")
-                        w("for m in range(TILE):")
-                        with w.indent():
-                            w("; ".join(f"v{t} = xflat[b, c_in, d{t} + m]" for t in taps))
-                            for c in range(width):
-                                w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in taps))
+                    emit_tap_loops(T, width, lambda t: f"xflat[b, c_in, d{t} + m]", w)
                 w("acc[k, :, mc:mc + TILE] = tile")
+
+
+def emit_tap_loops(T: int, width: int, load, w: Writer) -> None:
+    """The register tile's column loops for ``T`` taps, ``TAP_GROUP`` taps per loop.
+
+    ``load(t)`` is the expression of tap ``t``'s input at column ``m``; the weights ``w{c}_{t}`` are
+    loop invariants set by the caller.  Each tap is one (fused) multiply-add onto the tile row of
+    every output channel ``c < width``, in tap order whatever the grouping.
+    """
+    groups = [range(g, min(g + TAP_GROUP, T)) for g in range(0, T, TAP_GROUP)]
+    for taps in groups:
+        if len(groups) > 1:
+            which = f"taps {taps[0]}–{taps[-1]}" if len(taps) > 1 else f"tap {taps[0]}"
+            w(f"# {which}: the tile stays in registers between the column loops")
+        w("for m in range(TILE):")
+        with w.indent():
+            w("; ".join(f"v{t} = {load(t)}" for t in taps))
+            for c in range(width):
+                w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in taps))
 
 
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
@@ -529,6 +548,7 @@ def _emit_write(plan: KernelPlan, w: Writer) -> None:
     w("kB = min(k1, stop_all)")
     w("if kB < kA:")
     w("    kB = kA")
+    emit_border_flags(PL, w)
     for op in outer_phases:
         opened = 0
         if D > 1:
@@ -543,30 +563,51 @@ def _emit_write(plan: KernelPlan, w: Writer) -> None:
         ks = [index[op + (p,)] for p in range(PL)]
         w("for c in range(width):")
         with w.indent():
-            yrow = "y[b, co_first + c" + "".join(f", t{d}" for d in range(D - 1)) + "]"
-            w(f"yrow = {yrow}")
-            for p, k in enumerate(ks):
-                w(f"acc{p} = acc[{k}, c]")
-            w(f"yv = yrow[{PL} * kA - lo{last}:]" if PL != 1 else f"yv = yrow[kA - lo{last}:]")
-            for p in range(PL):
-                w(f"av{p} = acc{p}[seg + kA - k0:]")
-            w("for i in range(kB - kA):")
-            with w.indent():
-                for p in range(PL):
-                    w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
-            w("# border outputs where not every phase is in range: at most one per phase and side, since")
-            w("# first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p")
-            for p in range(PL):
-                yi = f"{PL} * k + {p} - lo{last}" if PL != 1 else f"k - lo{last}"
-                w(f"k = max(k0, first{p})")
-                w("if k < kA:")
-                w(f"    yrow[{yi}] = acc{p}[seg + k - k0]")
-                w("k = kB")
-                w(f"if k < min(k1, stop{p}):")
-                w(f"    yrow[{yi}] = acc{p}[seg + k - k0]")
+            ts = "".join(f", t{d}" for d in range(D - 1))
+            emit_row_write(PL, last, f"y[b, co_first + c{ts}", lambda p: f"acc[{ks[p]}, c, seg", w)
         for _ in range(opened):
             w.dedent()
     w.dedent()
+
+
+def emit_border_flags(PL: int, w: Writer) -> None:
+    """``lo_p``/``hi_p``: the border outputs of phase ``p`` outside the interleaved range ``[kA, kB)``.
+
+    At most one per phase and side, since first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P))
+    differ by at most 1 over p; the same in every row of a block, and usually none (``border``).
+    """
+    w("# border outputs where not every phase is in range: at most one per phase and side, since")
+    w("# first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p")
+    for p in range(PL):
+        w(f"lo_{p} = max(k0, first{p})  # written when < kA")
+        w(f"hi_{p} = kB if kB < min(k1, stop{p}) else -1  # written when ≥ 0")
+    w("border = " + " or ".join(f"lo_{p} < kA or hi_{p} >= 0" for p in range(PL)))
+
+
+def emit_row_write(PL: int, last: int, yrow: str, src, w: Writer) -> None:
+    """One output row: ``{yrow}, P k + p − lo]`` ← ``{src(p)} + k − k0]`` for the ``PL`` last-dimension phases.
+
+    ``yrow`` is the row's index prefix into ``y`` (without the last index), ``src(p)`` that of phase
+    ``p``'s results (column ``k − k0`` of the row).  Interleaved over ``[kA, kB)`` in one loop over views
+    made once per row (non-negative indices: the loop vectorises), then the border outputs.
+    """
+    first = f"{PL} * kA - lo{last}" if PL != 1 else f"kA - lo{last}"
+    w(f"yv = {yrow}, {first}:]")
+    for p in range(PL):
+        w(f"av{p} = {src(p)} + kA - k0:]")
+    w("for i in range(kB - kA):")
+    with w.indent():
+        for p in range(PL):
+            w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
+    w("if border:")
+    with w.indent():
+        w(f"yr = {yrow}]")
+        for p in range(PL):
+            yi = (lambda k: f"{PL} * {k} + {p} - lo{last}" if PL != 1 else f"{k} - lo{last}")
+            w(f"if lo_{p} < kA:")
+            w(f"    yr[{yi(f'lo_{p}')}] = {src(p)} + lo_{p} - k0]")
+            w(f"if hi_{p} >= 0:")
+            w(f"    yr[{yi(f'hi_{p}')}] = {src(p)} + hi_{p} - k0]")
 
 
 def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:

@@ -1,0 +1,582 @@
+"""CPU emitter, Winograd path of grouped plans: F(2, 2) along the leading dimensions.
+
+Applies to a layer whose normal form has, in every output phase and along every dimension but the
+last, exactly **two taps at consecutive input positions**, every combination of them present (the
+phase's taps are the product of per-dimension tap pairs and one set of last-dimension taps), and no
+input phases (``Q = 1``), in three or more dimensions (``MIN_NDIM``).  That is the sub-pixel form of
+every transposed convolution with ``kernel = 2 · stride`` (k4 s2, k6 s3, …) and of every stride-1
+convolution with a kernel of 2 along the leading dimensions.
+
+Along one dimension, a phase whose taps ``g0, g1`` read plane positions ``u + s`` and ``u + s + 1``
+(for block position ``u``) gives two neighbouring outputs from the *window* ``d = (d0, d1, d2)`` of
+three plane positions starting at ``2τ = u + s − e``, ``e ∈ {0, 1}``, with three multiplications
+instead of four (Winograd's minimal filtering algorithm F(2, 2) [Winograd 1980; Lavin & Gray 2016]):
+
+::
+
+    point k:      0            1             2
+    input  V_k:   d0 − d1      d1            d2 − d1          (Bᵀ d)
+    weight U_k:   g0           g0 + g1       g1               (G g)
+    output:       y_0 = M_0 + M_1,   y_1 = M_1 + M_2,   M_k = U_k · V_k      (Aᵀ M)
+
+Every coefficient is 0 or ±1: the transforms are exact additions, so the only change against the
+direct sum is the order in which roundings happen.  The windows start at even plane positions for
+*every* phase (a phase's tile of two outputs starts at ``u = 2τ + s − …``), so one input transform
+serves all phases.  Along ``D − 1`` leading dimensions that is ``3^(D−1)`` products for ``2^(D−1)``
+outputs (9 for 4 in 3-D), times the phase's taps along the last dimension, which stay direct: the
+products keep the direct kernel's unit-stride, vectorised layout along the last dimension.  For the
+ConvTranspose3d k4 s2 of benchmark case e that is 18 instead of 32 multiplications per four outputs.
+
+The emitted functions (in the layer's module, beside the direct ``kernel``):
+
+1. ``wino_weight``: ``U[phase, k, t, ci, co] = Σ_a G[k, a] · w[slot(phase, a, t), ci, co]``;
+2. ``wino_input`` (parallel over batch × channels): the zero-bordered planes of one channel
+   (``X``), then ``Bᵀ`` one leading dimension at a time, each pass over contiguous rows; the last
+   pass writes ``V[b, c, k, (τ_0, …, τ_{D−2}), x]`` — per point ``k``, flattened rows of windows,
+   each row the plane positions of the last dimension;
+3. ``wino_kernel`` (parallel over batch × row blocks × groups × blocks of ``CO_BLOCK`` output
+   channels): per phase and point, the direct kernel's register-tiled micro-kernel over ``V`` (the
+   point's products ``M_k``, with the phase's last-dimension taps), whose tile is then added into
+   the ``2^(D−1)`` output accumulators it belongs to (``Aᵀ``; they start at the bias); then the
+   phases of the last dimension are written interleaved, as in the direct kernel.
+
+``run`` takes this path when a group has at least ``WINO_MIN_CIN`` input channels and a multiple of
+``CO_BLOCK`` output channels; otherwise it takes the direct kernel.  Scratch buffers are kept in
+``run``'s ``work`` dict, and the per-thread ones are indexed by ``numba.get_thread_id()`` (no
+allocation in the parallel loop).
+
+Measured on the project's 2-core machine (``benchmarks/``), ConvTranspose3d k4 s2 p1 at 32³, whole
+layer calls against the direct kernel: 16 → 16 channels 11.2–11.8 against 13.0–13.2 ms at 1 thread
+and 6.1–6.2 against 6.9–7.8 ms at 2 threads; 64 → 64 channels at 16³ 8–14 % faster; 8 → 8 channels
+~30 % *slower* (the transforms are a fixed cost per input and output element, the saving is per
+channel pair), hence ``WINO_MIN_CIN``.  The kernel runs its products at about the direct kernel's
+rate; what is left is the additions into the outputs (~10 % of the kernel) and the interleaved
+write of the 16 MB output (~25 %).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from ._source import Writer, dims
+from .plan import KernelPlan
+
+__all__ = ["wino_geometry", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "BT", "G", "AT"]
+
+#: fewest dimensions for which the generator emits the path.  With one leading dimension (2-D layers)
+#: F(2, 2) saves a quarter of the products, and the transforms (a pass over the input, the additions
+#: into the outputs) cost about as much: the 64→64 and 256→128 ConvTranspose2d k4 s2 of benchmark cases
+#: b and d measured the same either way.  With two (3-D) it saves 44 %.
+MIN_NDIM = 3
+
+#: smallest number of input channels per group for which ``run`` takes the Winograd path (8 → 8
+#: channels measured ~30 % slower than the direct kernel, 16 → 16 12–20 % faster: see the docstring).
+WINO_MIN_CIN = 16
+
+#: columns (windows along the last dimension × rows) per block of work of ``wino_kernel``: the
+#: block's output accumulators (phases of the last dimension × 2^(D−1) × CO_BLOCK rows) stay in L2.
+WINO_COLS = 512
+
+#: Winograd's F(2, 2) along one dimension: two outputs of a 2-tap correlation from a window of three
+#: inputs with three multiplications [Winograd 1980; Lavin & Gray 2016, interpolation points 0, −1 and
+#: ∞]: the rows of Bᵀ (point k of the window's input), G (point k of the filter) and Aᵀ (output e from
+#: the points).  Every entry is 0 or ±1, so the transforms are exact additions; only the order of the
+#: roundings differs from the direct sum.  F(3, 2) (four points for three outputs, entries ±1 and ±½)
+#: was measured too: on benchmark case e it needs 26 % fewer products, but a window's products are added
+#: into its outputs 64 times instead of 16, and it was no faster.
+BT = ((1, -1, 0), (0, 1, 0), (0, -1, 1))
+G = ((1, 0), (1, 1), (0, 1))
+AT = ((1, 1, 0), (0, 1, 1))
+
+#: outputs of a window per leading dimension (the m of F(m, 2)); a window reads WINO_M + 1 positions.
+WINO_M = len(AT)
+
+
+def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
+    """The Winograd tables of a grouped plan, or ``None`` when the plan does not have that structure.
+
+    ``geo`` is :func:`symdeconv.codegen.emit_cpu_layers.layer_geometry` of the plan (its per-slot plane
+    shifts).  Returned: ``shift0[d][p]`` — the plane shift of the first tap of phase component ``p``
+    along leading dimension ``d``; ``slots[k][a][t]`` — the slot of leading tap combination ``a`` and
+    last-dimension tap ``t`` of phase ``k``; ``xshift[k][t]`` — that tap's plane shift along the last
+    dimension; ``nx`` — last-dimension taps per phase.
+    """
+    D = plan.ndim
+    if D < MIN_NDIM or any(q != 1 for q in plan.Q) or not plan.phases:
+        return None
+    last = D - 1
+    shift0: list[dict[int, int]] = [{} for _ in range(D - 1)]
+    slots, xshift, nx = [], [], None
+    for ph in plan.phases:
+        if not ph.slots:
+            return None
+        shifts = {s: geo["shift"][s] for s, _ in ph.slots}
+        first = []
+        for d in range(D - 1):
+            values = sorted({sh[d] for sh in shifts.values()})
+            if len(values) != 2 or values[1] != values[0] + 1:
+                return None
+            if shift0[d].setdefault(ph.phase[d], values[0]) != values[0]:
+                return None
+            first.append(values[0])
+        xs = sorted({sh[last] for sh in shifts.values()})
+        if nx is None:
+            nx = len(xs)
+        if len(xs) != nx or len(shifts) != 2 ** (D - 1) * nx:
+            return None
+        table = {}
+        for s, sh in shifts.items():
+            table[(tuple(sh[d] - first[d] for d in range(D - 1)), sh[last])] = s
+        if len(table) != len(shifts):
+            return None
+        try:
+            slots.append([[table[(a, x)] for x in xs] for a in itertools.product((0, 1), repeat=D - 1)])
+        except KeyError:
+            return None
+        xshift.append(xs)
+    return {
+        "shift0": [[shift0[d][p] for p in range(plan.P[d])] for d in range(D - 1)],
+        "slots": slots, "xshift": xshift, "nx": nx,
+        "m": WINO_M, "points": (WINO_M + 1) ** (D - 1), "outs": WINO_M ** (D - 1),
+    }
+
+
+def _tuple_text(values) -> str:
+    values = tuple(values)
+    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
+
+
+def emit_wino(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
+    """Tables, ``wino_run``, ``wino_weight``, ``wino_input`` and ``wino_kernel`` of the module."""
+    _emit_tables(plan, wg, w)
+    w()
+    w()
+    _emit_run(plan, wg, w)
+    w()
+    w()
+    _emit_weight(plan, wg, w)
+    w()
+    w()
+    _emit_input(plan, wg, w)
+    w()
+    w()
+    _emit_kernel(plan, geo, wg, w)
+
+
+# --- tables ------------------------------------------------------------------------------------------
+
+
+def _emit_tables(plan: KernelPlan, wg: dict, w: Writer) -> None:
+    D = plan.ndim
+    L = D - 1  # leading dimensions
+    m = wg["m"]
+    combos = list(itertools.product((0, 1), repeat=L))
+    points = list(itertools.product(range(m + 1), repeat=L))
+    outs = list(itertools.product(range(m), repeat=L))
+    w(f"# --- Winograd F({m}, 2) path (see wino_run) ---")
+    w(f"WINO_MIN_CIN = {WINO_MIN_CIN}  # input channels per group from which run() takes the Winograd path")
+    w(f"WINO_COLS = {WINO_COLS}  # columns per block of wino_kernel")
+    w(f"WINO_M = {m}  # outputs of a window per leading dimension; a window reads WINO_M + 1 plane positions")
+    w(f"WINO_POINTS = {wg['points']}  # (WINO_M + 1)^(D−1) transform points of a window")
+    w(f"WINO_OUTS = {wg['outs']}  # WINO_M^(D−1) outputs of a window, per phase")
+    w(f"WINO_NX = {wg['nx']}  # last-dimension taps per phase")
+    for d in range(L):
+        w(f"WINO_SHIFT{d} = np.array({wg['shift0'][d]}, dtype=np.int64)  # plane shift of the first tap, per phase along {d}")
+    w(f"WINO_SHIFT_MAX = {_tuple_text(max(wg['shift0'][d]) for d in range(L))}")
+    w("# WINO_SLOTS[k, a, t]: weight slot of leading tap combination a (C order over (0, 1)^(D−1)) and")
+    w("# last-dimension tap t of phase k; WINO_XSHIFT[k, t]: that tap's plane shift along the last dimension")
+    w(f"WINO_SLOTS = np.array({wg['slots']}, dtype=np.int64).reshape({len(plan.phases)}, {len(combos)}, {wg['nx']})")
+    w(f"WINO_XSHIFT = np.array({wg['xshift']}, dtype=np.int64)")
+    g_lists, e_lists = [], []
+    for k in points:
+        g_lists.append([(i, math.prod(G[k[d]][a[d]] for d in range(L))) for i, a in enumerate(combos)])
+        e_lists.append([(i, math.prod(AT[e[d]][k[d]] for d in range(L))) for i, e in enumerate(outs)])
+    # (every entry of G and Aᵀ is 0 or 1: a point is a plain sum of tap weights, added to its outputs)
+    assert all(c in (0, 1) for _, c in itertools.chain(*g_lists, *e_lists))
+    g_lists = [[i for i, c in v if c] for v in g_lists]
+    e_lists = [[i for i, c in v if c] for v in e_lists]
+    gw = max(len(v) for v in g_lists)
+    ew = max(len(v) for v in e_lists)
+    w(f"# G, per leading dimension: point k of a tap pair (g0, g1) is {', '.join(_lin(r, 'g') for r in G)};")
+    w(f"# Aᵀ: output e of a window is {', '.join(_lin(r, 'M') for r in AT)}.  Point k (C order over")
+    w("# (0 … WINO_M)^(D−1)) is the sum of the weights of the tap combinations WINO_G[k, :WINO_G_N[k]], and its")
+    w("# products are added to the outputs WINO_E[k, :WINO_E_N[k]] of its window")
+    w(f"WINO_G = np.array({[v + [0] * (gw - len(v)) for v in g_lists]}, dtype=np.int64)")
+    w(f"WINO_G_N = np.array({[len(v) for v in g_lists]}, dtype=np.int64)")
+    w(f"WINO_E = np.array({[v + [0] * (ew - len(v)) for v in e_lists]}, dtype=np.int64)")
+    w(f"WINO_E_N = np.array({[len(v) for v in e_lists]}, dtype=np.int64)")
+
+
+def _lin(row, name: str) -> str:
+    """``(1, 0, -1)`` → ``"d0 − d2"``: a transform row as text."""
+    terms = []
+    for i, c in enumerate(row):
+        if c == 0:
+            continue
+        mag = "" if abs(c) == 1 else f"{abs(c)}·"
+        terms.append(("−" if c < 0 else "+") + f" {mag}{name}{i}")
+    text = " ".join(terms)
+    return text[2:] if text.startswith("+ ") else "−" + text[1:]
+
+
+# --- the Python driver -----------------------------------------------------------------------------
+
+
+def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
+    m = wg["m"]
+    n = m + 1
+    D = plan.ndim
+    L = D - 1
+    last = D - 1
+    lo = ", ".join(f"lo[{d}]" for d in dims(plan))
+    w("def wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work):")
+    with w.indent():
+        w('"""The Winograd path of ``run`` (same arguments, block ranges already computed).')
+        w()
+        w("Along leading dimension ``d`` the windows ``τ = 0 … T_d − 1`` cover the block positions")
+        w("``u = WINO_M τ + e − shift`` of every phase (``0 ≤ e < WINO_M``); window ``τ`` reads plane")
+        w("positions ``WINO_M τ … WINO_M τ + WINO_M``, which hold input ``position + jlo + E_MIN`` (zero")
+        w("outside ``x``).")
+        w('"""')
+        w("cin_g = x.shape[1] // groups")
+        w(f"T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range({L})]  # windows per leading dimension")
+        w(f"Lx = length[{last}]  # plane positions along the last dimension")
+        w("rows = 1")
+        w("for t in T:")
+        w("    rows *= t")
+        w(f"size = rows * Lx + E_SPAN[{last}] + VEC  # taps and whole tiles read past the last row")
+        w("key = ('wino', x.shape, x.dtype.str, lo, y.shape, w.shape)")
+        w("scratch = work.get(key) if work is not None else None")
+        w("if scratch is None:")
+        with w.indent():
+            w("threads = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < threads")
+            w("block_rows = max(1, WINO_COLS // Lx)")
+            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+            w("M = -(-(block_rows * Lx) // VEC) * VEC")
+            w("S = acc_stride(M, y.itemsize, CO_BLOCK)  # a row holds CO_BLOCK channel rows, S apart")
+            w(f"n_rows = {plan.P[last]} * WINO_OUTS  # the outputs of a window, per last-dimension phase")
+            # per-thread buffers of wino_input: X, then one buffer per non-final pass
+            sizes = [f"({m} * T[0] + 1)" + "".join(f" * ({m} * T[{d}] + 1)" for d in range(1, L)) + " * Lx"]
+            for d in range(L - 1):
+                pre = " * ".join(f"{n} * T[{e}]" for e in range(d + 1))
+                post = "".join(f" * ({m} * T[{e}] + 1)" for e in range(d + 1, L))
+                sizes.append(f"{pre}{post} * Lx")
+            w(f"n_buf = {' + '.join(sizes)}  # X and the passes of wino_input")
+            w("scratch = (")
+            w("    np.zeros((x.shape[0], x.shape[1], WINO_POINTS, size), dtype=x.dtype),  # V (border stays zero)")
+            w("    np.empty((threads, n_buf), dtype=x.dtype),")
+            w("    np.empty((threads, n_rows, CO_BLOCK * S), dtype=y.dtype),")
+            w(f"    np.empty(({len(plan.phases)}, WINO_POINTS, WINO_NX, cin_g, y.shape[1]), dtype=y.dtype),  # U")
+            w("    block_rows,")
+            w(")")
+            w("if work is not None:")
+            w("    work.clear()")
+            w("    work[key] = scratch")
+        w("vs, xb, acc, u, block_rows = scratch")
+        w("wino_weight(w, u)")
+        ts = ", ".join(f"T[{d}]" for d in range(L))
+        a = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
+        w(f"wino_input(x, vs, xb, {a}, {ts}, Lx)")
+        js = ", ".join(f"jlo[{d}]" for d in dims(plan))
+        w(f"wino_kernel(vs, y, u, bias, acc, groups, rows, block_rows, {ts}, Lx, {js}, {lo})")
+
+
+def _emit_weight(plan: KernelPlan, wg: dict, w: Writer) -> None:
+    w("@numba.njit(cache=True)")
+    w("def wino_weight(w, u):")
+    with w.indent():
+        w('"""U[k, point, t, ci, co] = Σ_j w[WINO_SLOTS[k, WINO_G[point, j], t], ci, co] (G: sums of tap weights)."""')
+        w("for k in range(u.shape[0]):")
+        with w.indent():
+            w("for point in range(u.shape[1]):")
+            with w.indent():
+                w("for t in range(WINO_NX):")
+                with w.indent():
+                    w("dst = u[k, point, t]")
+                    w("dst[:, :] = w[WINO_SLOTS[k, WINO_G[point, 0], t]]")
+                    w("for j in range(1, WINO_G_N[point]):")
+                    with w.indent():
+                        w("src = w[WINO_SLOTS[k, WINO_G[point, j], t]]")
+                        w("for ci in range(dst.shape[0]):")
+                        w("    for co in range(dst.shape[1]):")
+                        w("        dst[ci, co] += src[ci, co]")
+
+
+def _combos(BT, src: str, dst: str, n: str, w: Writer) -> None:
+    """``{dst}k[i] = Σ_j Bᵀ[k, j] {src}j[i]`` for ``i < n`` (one row of outputs per transform point)."""
+    w(f"for i in range({n}):")
+    with w.indent():
+        used = sorted({j for row in BT for j, c in enumerate(row) if c})
+        w("; ".join(f"r{j} = {src}{j}[i]" for j in used))
+        for k, row in enumerate(BT):
+            plus = [f"r{j}" for j, c in enumerate(row) if c > 0]
+            minus = [f"r{j}" for j, c in enumerate(row) if c < 0]
+            w(f"{dst}{k}[i] = " + " + ".join(plus) + "".join(f" - {t}" for t in minus))
+
+
+def _emit_input(plan: KernelPlan, wg: dict, w: Writer) -> None:
+    m = wg["m"]
+    n = m + 1
+    D = plan.ndim
+    L = D - 1
+    last = D - 1
+    a_args = ", ".join(f"a{d}" for d in dims(plan))
+    t_args = ", ".join(f"T{d}" for d in range(L))
+    w("@numba.njit(parallel=True, cache=True)")
+    w(f"def wino_input(x, vs, xb, {a_args}, {t_args}, Lx):")
+    with w.indent():
+        w('"""vs[b, c, point, (τ…) · Lx + i] = Bᵀ along every leading dimension of x[b, c]\'s zero-bordered planes.')
+        w()
+        w("Plane position ``p`` along ``d`` holds input ``p + a_d``; along a leading dimension the planes")
+        w(f"have ``{m} T_d + 1`` positions (windows ``τ < T_d`` read ``{m}τ … {m}τ + {m}``).  One leading")
+        w("dimension per pass, each pass over contiguous rows; the last pass writes ``vs``.")
+        w('"""')
+        for d in range(L):
+            w(f"L{d} = {m} * T{d} + 1")
+        w(f"n_x = {' * '.join(f'L{d}' for d in range(L))} * Lx")
+        w(f"first = max(0, -a{last})  # plane positions along the last dimension that hold inputs")
+        w(f"stop = max(first, min(Lx, x.shape[{last + 2}] - a{last}))")
+        w("for item in prange(x.shape[0] * x.shape[1]):")
+        with w.indent():
+            w("b = item // x.shape[1]")
+            w("c = item - b * x.shape[1]")
+            w("xc = x[b, c]")
+            w("buf = xb[numba.get_thread_id()]  # this thread's scratch")
+            w("X = buf[:n_x]")
+            w("# X: the zero-bordered planes of the channel")
+            for d in range(L):
+                w(f"for p{d} in range(L{d}):")
+                w.indent()
+            flat = "p0"
+            for d in range(1, L):
+                flat = f"{flat} * L{d} + p{d}" if d == 1 else f"({flat}) * L{d} + p{d}"
+            w(f"row = X[({flat}) * Lx:({flat}) * Lx + Lx]")
+            inside = " and ".join(f"0 <= p{d} + a{d} < x.shape[{d + 2}]" for d in range(L))
+            w(f"if {inside}:")
+            with w.indent():
+                w("src = xc[" + ", ".join(f"p{d} + a{d}" for d in range(L)) + f", first + a{last}:]")
+                w("for i in range(first):")
+                w("    row[i] = 0")
+                w("dst = row[first:]  # slice views first: non-negative indices (the loop vectorises)")
+                w("for i in range(stop - first):")
+                w("    dst[i] = src[i]")
+                w("for i in range(stop, Lx):")
+                w("    row[i] = 0")
+            w("else:")
+            w("    row[:] = 0")
+            for d in range(L):
+                w.dedent()
+            # passes
+            src = "X"
+            offset = "n_x"
+            for d in range(L):
+                post = "".join(f"L{e} * " for e in range(d + 1, L)) + "Lx"
+                pre = " * ".join(f"{n} * T{e}" for e in range(d)) or "1"
+                final = d == L - 1
+                w(f"# pass {d}: Bᵀ along dimension {d}" + (" into vs" if final else ""))
+                w(f"post{d} = {post}")
+                if not final:
+                    size = f"{n} * T{d} * post{d}" if d == 0 else f"{pre} * {n} * T{d} * post{d}"
+                    w(f"A{d} = buf[{offset}:{offset} + {size}]")
+                    if d:
+                        w(f"for pre in range({pre}):")
+                        w.indent()
+                    src_row = (lambda i: f"{m} * t + {i}") if d == 0 else (lambda i: f"pre * L{d} + {m} * t + {i}")
+                    dst_row = (lambda k: f"{k} * T{d} + t") if d == 0 else (lambda k: f"(pre * {n} + {k}) * T{d} + t")
+                    w(f"for t in range(T{d}):")
+                    with w.indent():
+                        for i in range(n):
+                            w(f"s{i} = {src}[({src_row(i)}) * post{d}:({src_row(i)} + 1) * post{d}]")
+                        for k in range(n):
+                            w(f"o{k} = A{d}[({dst_row(k)}) * post{d}:({dst_row(k)} + 1) * post{d}]")
+                        _combos(BT, "s", "o", f"post{d}", w)
+                    if d:
+                        w.dedent()
+                    offset = f"{offset} + {size}"
+                    src = f"A{d}"
+                else:
+                    w("v = vs[b, c]")
+                    # outer (k_e, τ_e) of the earlier leading dimensions
+                    for e in range(d):
+                        w(f"for k{e} in range({n}):")
+                        w.indent()
+                        w(f"for t{e} in range(T{e}):")
+                        w.indent()
+                    pre_expr = "0"
+                    point_expr = "0"
+                    row_expr = "0"
+                    for e in range(d):
+                        pre_expr = f"({pre_expr}) * {n} * T{e} + k{e} * T{e} + t{e}" if e else "k0 * T0 + t0"
+                        point_expr = f"({point_expr}) * {n} + k{e}" if e else "k0"
+                        row_expr = f"({row_expr}) * T{e} + t{e}" if e else "t0"
+                    w(f"pre = {pre_expr}")
+                    paren = (lambda e_: e_ if e_.isidentifier() else f"({e_})")
+                    w(f"point = {paren(point_expr)} * {n}" if d else "point = 0")
+                    w(f"row0 = {paren(row_expr)} * T{d}" if d else "row0 = 0")
+                    w(f"for t in range(T{d}):")
+                    with w.indent():
+                        for i in range(n):
+                            w(f"s{i} = {src}[(pre * L{d} + {m} * t + {i}) * post{d}:]")
+                        for k in range(n):
+                            w(f"o{k} = v[point + {k}, (row0 + t) * post{d}:]")
+                        _combos(BT, "s", "o", f"post{d}", w)
+                    for e in range(d):
+                        w.dedent()
+                        w.dedent()
+
+
+def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
+    from .emit_cpu_layers import emit_tap_loops  # (that module imports this one)
+
+    D = plan.ndim
+    L = D - 1
+    last = D - 1
+    P = plan.P
+    PL = P[last]
+    FL = math.prod(P[:L])
+    cb, tile = geo["co_block"], geo["tile"]
+    nx = wg["nx"]
+    ts = ", ".join(f"T{d}" for d in range(L))
+    js = ", ".join(f"jlo{d}" for d in dims(plan))
+    lo = ", ".join(f"lo{d}" for d in dims(plan))
+    index = {ph.phase: k for k, ph in enumerate(plan.phases)}
+    w("# WINO_PHASE[f, p]: the phase whose leading components are f (C order) and last component p")
+    table = [[index[f + (p,)] for p in range(PL)] for f in itertools.product(*(range(P[d]) for d in range(L)))]
+    w(f"WINO_PHASE = np.array({table}, dtype=np.int64)")
+    w()
+    w()
+    w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
+    w(f"def wino_kernel(vs, y, u, bias, acc_all, groups, rows, block_rows, {ts}, Lx, {js}, {lo}):")
+    with w.indent():
+        w('"""One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).')
+        w()
+        w("A block is the window rows q0 … q0 + nq − 1 (row = leading windows τ, flattened).  This")
+        w("thread's rows ``acc[p · WINO_OUTS + e, c · S + m]`` hold output e of the windows of column m, for")
+        w("channel c of the block and last-dimension phase p.  Per leading phase f and phase p, they start")
+        w("at the bias, and each point's products (the register tile, over the group's input channels and")
+        w("the phase's last-dimension taps) are added, times ±1, to the outputs the point belongs to (Aᵀ).")
+        w("Then the block's outputs of the leading phase f are written.")
+        w('"""')
+        w("batch, c_out = y.shape[0], y.shape[1]")
+        w("cin_g = vs.shape[1] // groups  # input channels per group")
+        w("cout_g = c_out // groups  # output channels per group (a multiple of CO_BLOCK)")
+        w("wide = cout_g // CO_BLOCK")
+        w("row_blocks = (rows + block_rows - 1) // block_rows")
+        w("S = acc_all.shape[2] // CO_BLOCK  # distance of a block's channel rows")
+        w(f"for item in prange(batch * row_blocks * groups * wide):")
+        with w.indent():
+            w("b = item // (row_blocks * groups * wide)")
+            w("i = item - b * (row_blocks * groups * wide)")
+            w("rb = i // (groups * wide)")
+            w("i = i - rb * (groups * wide)")
+            w("g = i // wide")
+            w("kb = i - g * wide")
+            w("q0 = rb * block_rows")
+            w("nq = min(block_rows, rows - q0)")
+            w("ci0 = g * cin_g")
+            w("M = -(-(nq * Lx) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)")
+            w("m0 = q0 * Lx  # first column of the block")
+            w("co = g * cout_g + kb * CO_BLOCK")
+            w("cw = max(0, co)  # (non-negative: constant offsets cw + c)")
+            w("acc = acc_all[numba.get_thread_id()]  # this thread's rows")
+            w(f"tile = stack_tile(y, {cb}, {tile})")
+            w(f"for f in range({FL}):  # leading phase components (C order)")
+            with w.indent():
+                rest = "f"
+                for d in range(L - 1, -1, -1):
+                    if d == 0:
+                        w(f"f0 = {rest}")
+                    else:
+                        w(f"f{d} = {rest} % {P[d]}")
+                        w(f"ff = {rest} // {P[d]}")
+                        rest = "ff"
+                w(f"for p in range({PL}):")
+                with w.indent():
+                    w("k = WINO_PHASE[f, p]")
+                    w("; ".join(f"sx{t} = max(0, WINO_XSHIFT[k, {t}])" for t in range(nx)))
+                    w("for e in range(WINO_OUTS):  # the outputs start at the bias")
+                    with w.indent():
+                        w("for c in range(CO_BLOCK):")
+                        with w.indent():
+                            w("bc = bias[cw + c]")
+                            w("ac = acc[p * WINO_OUTS + e, c * S:c * S + M]")
+                            w("for m in range(M):")
+                            w("    ac[m] = bc")
+                    w("for point in range(WINO_POINTS):")
+                    with w.indent():
+                        w("for tc in range(M // TILE):  # TILE columns at a time: the tile stays in vector registers")
+                        with w.indent():
+                            w("mc = tc * TILE")
+                            w("for m in range(TILE):")
+                            with w.indent():
+                                for c in range(cb):
+                                    w(f"tile[{c}, m] = 0.0")
+                            w("; ".join(f"d{t} = max(0, m0 + mc + sx{t})" for t in range(nx)))
+                            w("for ci in range(cin_g):")
+                            with w.indent():
+                                w("vr = vs[b, ci0 + ci, point]")
+                                w("ur = u[k, point]")
+                                for c in range(cb):
+                                    w("; ".join(f"w{c}_{t} = ur[{t}, ci, cw + {c}]" for t in range(nx)))
+                                emit_tap_loops(nx, cb, lambda t: f"vr[d{t} + m]", w)
+                            w("# Aᵀ: the point's products go to the outputs of the window they belong to")
+                            w("for j in range(WINO_E_N[point]):")
+                            with w.indent():
+                                w("row = p * WINO_OUTS + WINO_E[point, j]")
+                                w("for c in range(CO_BLOCK):  # one output row per loop: a single store stream")
+                                with w.indent():
+                                    w("ac = acc[row, c * S + mc:]")
+                                    w("for m in range(TILE):")
+                                    w("    ac[m] += tile[c, m]")
+                _emit_write(plan, wg, w)
+
+
+def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
+    """acc[p · WINO_OUTS + e, c · S + r · Lx + k − jlo_last] → y[b, co + c, t_0, …, P k + p − lo] (leading phase f)."""
+    from .emit_cpu_layers import emit_border_flags, emit_row_write  # (that module imports this one)
+
+    D = plan.ndim
+    L = D - 1
+    last = D - 1
+    P = plan.P
+    PL = P[last]
+    w(f"# write: outputs y[..., {PL} k + p − lo{last}] of all {PL} last-dimension phase(s) p, row by row")
+    for p in range(PL):
+        w(f"first{p} = -(({p} - lo{last}) // {PL})")
+        w(f"stop{p} = -(({p} - lo{last} - y.shape[{last + 2}]) // {PL})")
+    w("first_all = " + (f"max({', '.join(f'first{p}' for p in range(PL))})" if PL > 1 else "first0"))
+    w("stop_all = " + (f"min({', '.join(f'stop{p}' for p in range(PL))})" if PL > 1 else "stop0"))
+    w(f"k0 = jlo{last}")
+    w("k1 = k0 + Lx")
+    w("kA = max(k0, first_all)")
+    w("kB = max(kA, min(k1, stop_all))")
+    emit_border_flags(PL, w)
+    w("for r in range(nq):")
+    with w.indent():
+        w("q = q0 + r")
+        for d in range(L - 1, 0, -1):
+            w(f"tau{d} = q % T{d}")
+            w(f"q = q // T{d}")
+        w("tau0 = q")
+        w("seg = r * Lx")
+        w("for e in range(WINO_OUTS):")
+        with w.indent():
+            rest = "e"
+            for d in range(L - 1, -1, -1):
+                if d == 0:
+                    w(f"e0 = {rest}")
+                else:
+                    w(f"e{d} = {rest} % WINO_M")
+                    w(f"ee = {rest} // WINO_M")
+                    rest = "ee"
+            conds = []
+            for d in range(L):
+                w(f"t{d} = {P[d]} * (jlo{d} + WINO_M * tau{d} + e{d} - WINO_SHIFT{d}[f{d}]) + f{d} - lo{d}")
+                conds.append(f"t{d} < 0 or t{d} >= y.shape[{d + 2}]")
+            w(f"if {' or '.join(conds)}:")
+            w("    continue")
+            w("for c in range(CO_BLOCK):")
+            with w.indent():
+                yrow = "y[b, co + c" + "".join(f", t{d}" for d in range(L))
+                emit_row_write(PL, last, yrow, lambda p: f"acc[{p} * WINO_OUTS + e, c * S + seg", w)

@@ -1,0 +1,223 @@
+"""The Winograd F(2, 2) path of grouped 3-D layers (``emit_cpu_wino``), checked against oracles.
+
+* the transform tables: ``Aᵀ[(G g) ⊙ (Bᵀ d)]`` is the two-tap correlation, in exact arithmetic;
+* which plans get the path (``wino_geometry``), and when ``run`` takes it (channels per group);
+* results against a naive NumPy definition of the layers (no PyTorch needed) and against PyTorch:
+  paddings and output padding (partial windows, border outputs), groups, batches, float32/float64,
+  several row blocks, kernel 6 stride 3, a stride-1 kernel-2 convolution.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symdeconv as sd
+from symdeconv.codegen.api import LayerBinding
+from symdeconv.codegen.emit_cpu_layers import TILE_SHAPE, layer_geometry
+from symdeconv.codegen.emit_cpu_wino import AT, BT, G, MIN_NDIM, WINO_COLS, WINO_M, WINO_MIN_CIN, wino_geometry
+
+pytest.importorskip("numba")
+
+CO_BLOCK = TILE_SHAPE[0]
+
+
+# --- oracles: the layers' definitions, written directly in NumPy --------------------------------------------
+
+
+def naive_conv_transpose(x, w, b, stride, padding, output_padding=0, groups=1):
+    """PyTorch's ConvTranspose (dilation 1): every input scatters ``w`` times itself, then the crop."""
+    N, C_in = x.shape[:2]
+    D = x.ndim - 2
+    n, k = x.shape[2:], w.shape[2:]
+    cin_g, cout_g = C_in // groups, w.shape[1]
+    out = [(n[d] - 1) * stride - 2 * padding + k[d] + output_padding for d in range(D)]
+    full = np.zeros((N, groups * cout_g) + tuple((n[d] - 1) * stride + k[d] + output_padding for d in range(D)))
+    for g in range(groups):
+        xg = x[:, g * cin_g:(g + 1) * cin_g].astype(np.float64)
+        for tap in np.ndindex(*k):
+            wt = w[(slice(g * cin_g, (g + 1) * cin_g), slice(None)) + tap].astype(np.float64)
+            where = tuple(slice(tap[d], tap[d] + (n[d] - 1) * stride + 1, stride) for d in range(D))
+            full[(slice(None), slice(g * cout_g, (g + 1) * cout_g)) + where] += np.einsum("bi...,io->bo...", xg, wt)
+    y = full[(slice(None), slice(None)) + tuple(slice(padding, padding + out[d]) for d in range(D))]
+    return y + b.astype(np.float64).reshape((1, -1) + (1,) * D)
+
+
+def naive_conv(x, w, b, padding, groups=1):
+    """PyTorch's Conv, stride 1 and dilation 1: a correlation of the zero-padded input."""
+    D = x.ndim - 2
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(padding, padding)] * D)
+    k = w.shape[2:]
+    cout_g, cin_g = w.shape[0] // groups, w.shape[1]
+    out = [xp.shape[2 + d] - k[d] + 1 for d in range(D)]
+    y = np.zeros((x.shape[0], w.shape[0]) + tuple(out))
+    for g in range(groups):
+        for tap in np.ndindex(*k):
+            xs = xp[(slice(None), slice(g * cin_g, (g + 1) * cin_g)) + tuple(slice(tap[d], tap[d] + out[d]) for d in range(D))]
+            wt = w[(slice(g * cout_g, (g + 1) * cout_g), slice(None)) + tap].astype(np.float64)
+            y[:, g * cout_g:(g + 1) * cout_g] += np.einsum("bi...,oi->bo...", xs, wt)
+    return y + b.astype(np.float64).reshape((1, -1) + (1,) * D)
+
+
+def _close(got, expected, dtype, terms):
+    tol = 1e-12 if np.dtype(dtype) == np.float64 else 2e-5
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.sqrt(terms) * (1 + np.abs(expected).max()))
+
+
+def _spy_on_wino(module, monkeypatch) -> list:
+    calls = []
+    real = module.wino_run
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "wino_run", spy)
+    return calls
+
+
+# --- the transforms ------------------------------------------------------------------------------------------
+
+
+def test_transforms_compute_the_two_tap_correlation_exactly():
+    """Aᵀ [(G g) ⊙ (Bᵀ d)] = (g0 d_e + g1 d_{e+1})_e for symbolic d, g: Winograd's F(2, 2), exactly."""
+    m = WINO_M
+    bt, g_, at = sp.Matrix(BT), sp.Matrix(G), sp.Matrix(AT)
+    assert bt.shape == (m + 1, m + 1) and g_.shape == (m + 1, 2) and at.shape == (m, m + 1)
+    d = sp.Matrix(sp.symbols(f"d0:{m + 1}"))
+    g = sp.Matrix(sp.symbols("g0:2"))
+    got = at * (g_ * g).multiply_elementwise(bt * d)
+    want = sp.Matrix([g[0] * d[e] + g[1] * d[e + 1] for e in range(m)])
+    assert (got - want).expand().is_zero_matrix is True
+    assert set(bt) <= {0, 1, -1} and set(g_) <= {0, 1} and set(at) <= {0, 1}  # exact additions only
+
+
+# --- which plans, which calls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layer", "applies"),
+    [
+        (sd.ConvTranspose((4, 4, 4), 2, 1), True),
+        (sd.ConvTranspose((4, 4, 4), 2, 0), True),
+        (sd.ConvTranspose((4, 4, 4), 2, 2, output_padding=1), True),
+        (sd.ConvTranspose((6, 6, 6), 3, 1), True),
+        (sd.ConvTranspose((2, 2, 2), 1, 0), True),
+        (sd.Conv((2, 2, 2), 1, 1), True),
+        (sd.ConvTranspose((4, 4, 6), (2, 2, 3), 1), True),  # the last dimension's taps stay direct
+        (sd.ConvTranspose((3, 3, 3), 2, 1), False),  # phases with one tap along a leading dimension
+        (sd.ConvTranspose((4, 4, 3), 2, 1), False),  # phases with 1 and 2 taps along the last dimension
+        (sd.Conv((3, 3, 3), 2, 1), False),  # input phases (Q = 2)
+        (sd.Conv((2, 2, 2), 1, 0, dilation=2), False),  # taps two apart
+        (sd.ConvTranspose((4, 4), 2, 1), False),  # 2-D: below MIN_NDIM
+        (sd.ConvTranspose(4, 2, 1), False),
+    ],
+    ids=lambda v: getattr(v, "kernel_size", v),
+)
+def test_which_plans_get_the_winograd_path(layer, applies):
+    plan = LayerBinding(layer).plan
+    wg = wino_geometry(plan, layer_geometry(plan))
+    assert (wg is not None) == applies
+    src = sd.emit(layer, "cpu")
+    assert ("def wino_kernel(" in src) == applies
+    if applies:
+        D = plan.ndim
+        assert MIN_NDIM <= D
+        assert wg["points"] == (wg["m"] + 1) ** (D - 1) and wg["outs"] == wg["m"] ** (D - 1)
+        for ph, slots in zip(plan.phases, wg["slots"]):  # every tap of a phase exactly once in its table
+            assert sorted(s for row in slots for s in row) == sorted(s for s, _ in ph.slots)
+
+
+def test_run_takes_the_winograd_path_by_channels(monkeypatch):
+    """cin_g ≥ WINO_MIN_CIN and cout_g a multiple of CO_BLOCK: the Winograd path; otherwise the direct one."""
+    rng = np.random.default_rng(5)
+    for cin, cout, groups, taken in [(WINO_MIN_CIN, CO_BLOCK, 1, True), (2 * WINO_MIN_CIN, 2 * CO_BLOCK, 2, True),
+                                     (WINO_MIN_CIN - 1, CO_BLOCK, 1, False), (WINO_MIN_CIN, CO_BLOCK + 2, 1, False),
+                                     (2 * WINO_MIN_CIN, 2 * CO_BLOCK, 4, False)]:
+        layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=cout, groups=groups)
+        f = sd.compile(layer, "cpu")
+        calls = _spy_on_wino(f.module, monkeypatch)
+        x = rng.standard_normal((1, cin, 2, 3, 3)).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32)
+        _close(f(x, w, b), naive_conv_transpose(x, w, b, 2, 1, groups=groups), np.float32, cin * 8)
+        assert bool(calls) == taken, (cin, cout, groups)
+        monkeypatch.undo()
+
+
+# --- results ---------------------------------------------------------------------------------------------------
+
+# name: (layer, oracle, input shape (N, C, *spatial), dtype); channels ≥ WINO_MIN_CIN per group, C_out per group a
+# multiple of CO_BLOCK, so that run() takes the Winograd path (asserted)
+CASES = {
+    "convT_k4s2p1_odd": (
+        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=8),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (2, 16, 3, 5, 7), np.float64),
+    "convT_k4s2p0": (
+        lambda: sd.ConvTranspose((4, 4, 4), 2, 0, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 0), (1, 16, 4, 3, 6), np.float32),
+    "convT_k4s2p2_output_padding": (  # odd outputs: border outputs on both sides of the rows
+        lambda: sd.ConvTranspose((4, 4, 4), 2, 2, output_padding=1, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 2, 1), (1, 16, 5, 4, 3), np.float32),
+    "convT_groups": (
+        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=32, out_channels=8, groups=2),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1, groups=2), (2, 32, 3, 3, 4), np.float32),
+    "convT_k6s3": (
+        lambda: sd.ConvTranspose((6, 6, 6), 3, 1, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 3, 1), (1, 16, 3, 2, 4), np.float32),
+    "conv_k2s1": (
+        lambda: sd.Conv((2, 2, 2), 1, 1, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv(x, w, b, 1), (1, 16, 4, 5, 6), np.float32),
+    "convT_row_blocks_float32": (  # many rows of windows: several blocks of work
+        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (1, 16, 21, 24, 30), np.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_winograd_path_against_the_layer_definition(name, monkeypatch):
+    build, oracle, shape, dtype = CASES[name]
+    layer = build()
+    f = sd.compile(layer, "cpu")
+    calls = _spy_on_wino(f.module, monkeypatch)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = rng.standard_normal(layer.out_channels).astype(dtype)
+    got = f(x, w, b)
+    assert calls, "run() did not take the Winograd path"
+    assert got.dtype == dtype
+    _close(got, oracle(x, w, b), dtype, layer.in_channels * np.prod(layer.kernel_size))
+    if name == "convT_row_blocks_float32":
+        T = [n // 2 + 1 for n in shape[2:4]]  # windows along the leading dimensions
+        assert T[0] * T[1] * (shape[4] + 2) > 2 * WINO_COLS
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", range(3))
+def test_winograd_path_against_torch_random_configs(seed, monkeypatch):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(300 + seed)
+    for _ in range(2):
+        groups = int(rng.choice([1, 2]))
+        cin_g, cout_g = int(rng.choice([16, 17, 24])), int(rng.choice([4, 8]))
+        padding = int(rng.integers(0, 3))
+        output_padding = int(rng.integers(0, 2))
+        layer = sd.ConvTranspose((4, 4, 4), 2, padding, output_padding=output_padding, groups=groups,
+                                 in_channels=groups * cin_g, out_channels=groups * cout_g)
+        shape = tuple(int(v) for v in rng.integers(2, 12, 3))
+        x = rng.standard_normal((int(rng.integers(1, 3)), groups * cin_g) + shape).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(groups * cout_g).astype(np.float32)
+        f = sd.compile(layer, "cpu")
+        calls = _spy_on_wino(f.module, monkeypatch)
+        got = f(x, w, b)
+        assert calls
+        monkeypatch.undo()
+        expected = torch.nn.functional.conv_transpose3d(
+            torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=padding,
+            output_padding=output_padding, groups=groups).numpy()
+        _close(got, expected, np.float32, cin_g * 64)
