@@ -56,7 +56,8 @@ def naive_conv(x, w, b, padding, groups=1):
     y = np.zeros((x.shape[0], w.shape[0]) + tuple(out))
     for g in range(groups):
         for tap in np.ndindex(*k):
-            xs = xp[(slice(None), slice(g * cin_g, (g + 1) * cin_g)) + tuple(slice(tap[d], tap[d] + out[d]) for d in range(D))]
+            window = tuple(slice(tap[d], tap[d] + out[d]) for d in range(D))
+            xs = xp[(slice(None), slice(g * cin_g, (g + 1) * cin_g)) + window]
             wt = w[(slice(g * cout_g, (g + 1) * cout_g), slice(None)) + tap].astype(np.float64)
             y[:, g * cout_g:(g + 1) * cout_g] += np.einsum("bi...,oi->bo...", xs, wt)
     return y + b.astype(np.float64).reshape((1, -1) + (1,) * D)

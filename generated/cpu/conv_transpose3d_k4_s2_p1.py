@@ -442,8 +442,8 @@ WINO_M = 2  # outputs of a window per leading dimension; a window reads WINO_M +
 WINO_POINTS = 9  # (WINO_M + 1)^(D−1) transform points of a window
 WINO_OUTS = 4  # WINO_M^(D−1) outputs of a window, per phase
 WINO_NX = 2  # last-dimension taps per phase
-WINO_SHIFT0 = np.array([0, 1], dtype=np.int64)  # plane shift of the first tap, per phase along 0
-WINO_SHIFT1 = np.array([0, 1], dtype=np.int64)  # plane shift of the first tap, per phase along 1
+WINO_SHIFT0 = np.array([0, 1], dtype=np.int64)  # first tap's plane shift, per phase along 0
+WINO_SHIFT1 = np.array([0, 1], dtype=np.int64)  # first tap's plane shift, per phase along 1
 WINO_SHIFT_MAX = (1, 1)
 # WINO_SLOTS[k, a, t]: weight slot of leading tap combination a (C order over (0, 1)^(D−1)) and
 # last-dimension tap t of phase k; WINO_XSHIFT[k, t]: that tap's plane shift along the last dimension
@@ -468,7 +468,8 @@ def wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work):
     outside ``x``).
     """
     cin_g = x.shape[1] // groups
-    T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range(2)]  # windows per leading dimension
+    # windows per leading dimension
+    T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range(2)]
     Lx = length[2]  # plane positions along the last dimension
     rows = 1
     for t in T:
@@ -517,7 +518,7 @@ def wino_weight(w, u):
 
 @numba.njit(parallel=True, cache=True)
 def wino_input(x, vs, xb, a0, a1, a2, T0, T1, Lx):
-    """vs[b, c, point, (τ…) · Lx + i] = Bᵀ along every leading dimension of x[b, c]'s zero-bordered planes.
+    """vs[b, c, point, (τ…) · Lx + i]: Bᵀ along every leading dimension of x[b, c]'s bordered planes.
 
     Plane position ``p`` along ``d`` holds input ``p + a_d``; along a leading dimension the planes
     have ``2 T_d + 1`` positions (windows ``τ < T_d`` read ``2τ … 2τ + 2``).  One leading

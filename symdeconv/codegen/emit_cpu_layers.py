@@ -40,7 +40,11 @@ reassociation, so results differ from an un-fused evaluation by at most one roun
 
 Groups with one input and one output channel (1 → 1 and depthwise layers) have no channel reduction
 to block for: ``run`` hands them to the ``stencil`` kernel of :mod:`symdeconv.codegen.emit_cpu_stencil`
-(``x`` read in place, no padding copy), emitted in the same module.
+(``x`` read in place, no padding copy), emitted in the same module.  Plans of three or more
+dimensions whose phases pair their taps along every leading dimension also get the Winograd F(2, 2)
+path of :mod:`symdeconv.codegen.emit_cpu_wino` (``wino_run``, taken from ``WINO_MIN_CIN`` input
+channels per group), which reuses this module's micro-kernel (:func:`emit_tap_loops`) and row write
+(:func:`emit_row_write`) on transformed planes.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .emit_cpu_wino import emit_wino, wino_geometry
 from .plan import KernelPlan
 
-__all__ = ["emit_cpu_layers", "layer_geometry", "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET"]
+__all__ = [
+    "emit_cpu_layers", "layer_geometry", "emit_tap_loops", "emit_border_flags", "emit_row_write",
+    "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET",
+]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2,
 #: and few blocks mean little rounding of a block up to whole tiles (2048 beat 1024 and 4096 by 3–7 %).

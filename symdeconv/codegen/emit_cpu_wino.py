@@ -182,7 +182,7 @@ def _emit_tables(plan: KernelPlan, wg: dict, w: Writer) -> None:
     w(f"WINO_OUTS = {wg['outs']}  # WINO_M^(D−1) outputs of a window, per phase")
     w(f"WINO_NX = {wg['nx']}  # last-dimension taps per phase")
     for d in range(L):
-        w(f"WINO_SHIFT{d} = np.array({wg['shift0'][d]}, dtype=np.int64)  # plane shift of the first tap, per phase along {d}")
+        w(f"WINO_SHIFT{d} = np.array({wg['shift0'][d]}, dtype=np.int64)  # first tap's plane shift, per phase along {d}")
     w(f"WINO_SHIFT_MAX = {_tuple_text(max(wg['shift0'][d]) for d in range(L))}")
     w("# WINO_SLOTS[k, a, t]: weight slot of leading tap combination a (C order over (0, 1)^(D−1)) and")
     w("# last-dimension tap t of phase k; WINO_XSHIFT[k, t]: that tap's plane shift along the last dimension")
@@ -240,7 +240,8 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
         w("outside ``x``).")
         w('"""')
         w("cin_g = x.shape[1] // groups")
-        w(f"T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range({L})]  # windows per leading dimension")
+        w("# windows per leading dimension")
+        w(f"T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range({L})]")
         w(f"Lx = length[{last}]  # plane positions along the last dimension")
         w("rows = 1")
         w("for t in T:")
@@ -326,7 +327,7 @@ def _emit_input(plan: KernelPlan, wg: dict, w: Writer) -> None:
     w("@numba.njit(parallel=True, cache=True)")
     w(f"def wino_input(x, vs, xb, {a_args}, {t_args}, Lx):")
     with w.indent():
-        w('"""vs[b, c, point, (τ…) · Lx + i] = Bᵀ along every leading dimension of x[b, c]\'s zero-bordered planes.')
+        w('"""vs[b, c, point, (τ…) · Lx + i]: Bᵀ along every leading dimension of x[b, c]\'s bordered planes.')
         w()
         w("Plane position ``p`` along ``d`` holds input ``p + a_d``; along a leading dimension the planes")
         w(f"have ``{m} T_d + 1`` positions (windows ``τ < T_d`` read ``{m}τ … {m}τ + {m}``).  One leading")
@@ -533,7 +534,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
 
 
 def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
-    """acc[p · WINO_OUTS + e, c · S + r · Lx + k − jlo_last] → y[b, co + c, t_0, …, P k + p − lo] (leading phase f)."""
+    """acc[p · WINO_OUTS + e, c · S + r · Lx + k − jlo_last] → y[b, co + c, t_0, …, P k + p − lo] (phase f)."""
     from .emit_cpu_layers import emit_border_flags, emit_row_write  # (that module imports this one)
 
     D = plan.ndim
