@@ -4,7 +4,8 @@
 * which plans get the path (``wino_geometry``), and when ``run`` takes it (channels per group);
 * results against a naive NumPy definition of the layers (no PyTorch needed) and against PyTorch:
   paddings and output padding (partial windows, border outputs), groups, batches, float32/float64,
-  several row blocks, kernel 6 stride 3, a stride-1 kernel-2 convolution.
+  several row blocks, kernel 6 stride 3, a stride-1 kernel-2 convolution;
+* windows of the operator starting between phases (the low border outputs of the shared row write).
 """
 
 from __future__ import annotations
@@ -222,3 +223,32 @@ def test_winograd_path_against_torch_random_configs(seed, monkeypatch):
             torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=padding,
             output_padding=output_padding, groups=groups).numpy()
         _close(got, expected, np.float32, cin_g * 64)
+
+
+@pytest.mark.parametrize("cin", [4, WINO_MIN_CIN], ids=["direct", "winograd"])
+def test_windows_starting_between_phases(cin, monkeypatch):
+    """``run`` computes any window ``[lo, lo + out)`` of the operator's outputs.  A layer's own window starts
+    at 0; one starting at an odd position puts the first output of a last-dimension phase before the
+    interleaved range (a low border output), in the direct kernel and in the Winograd path alike."""
+    layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=CO_BLOCK)
+    binding = LayerBinding(layer)
+    module = sd.compile(layer, "cpu").module
+    calls = _spy_on_wino(module, monkeypatch)
+    rng = np.random.default_rng(21)
+    shape = (3, 4, 5)
+    x = rng.standard_normal((2, cin) + shape)
+    w = rng.standard_normal(layer.weight_shape)
+    b = rng.standard_normal(CO_BLOCK)
+    gathered = binding.gather(w, np.dtype(np.float64))
+    size = tuple(layer.output_shape(shape))
+    full = np.full((2, CO_BLOCK) + size, np.nan)
+    module.run(x, full, gathered, b, 1, 0, 0, 0, work={})
+    _close(full, naive_conv_transpose(x, w, b, 2, 1), np.float64, cin * 64)
+    for lo in [(1, 1, 1), (0, 1, 3), (2, 3, 1)]:
+        out = tuple(size[d] - lo[d] - 1 for d in range(3))
+        y = np.full((2, CO_BLOCK) + out, np.nan)
+        module.run(x, y, gathered, b, 1, *lo, work={})
+        window = tuple(slice(lo[d], lo[d] + out[d]) for d in range(3))
+        expected = full[(slice(None), slice(None)) + window]
+        np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-13, err_msg=str(lo))
+    assert bool(calls) == (cin >= WINO_MIN_CIN)
