@@ -55,6 +55,12 @@ def plus(expr: str, k: int) -> str:
     return f"{expr} + {k}" if k > 0 else f"{expr} - {-k}"
 
 
+def tuple_text(values) -> str:
+    """A Python tuple literal: ``(1, 2)``, ``(3,)``."""
+    values = tuple(values)
+    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
+
+
 def times(k: int, expr: str) -> str:
     return expr if k == 1 else f"{k} * {expr}"
 

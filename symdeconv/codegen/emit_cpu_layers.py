@@ -43,15 +43,16 @@ to block for: ``run`` hands them to the ``stencil`` kernel of :mod:`symdeconv.co
 (``x`` read in place, no padding copy), emitted in the same module.  Plans of three or more
 dimensions whose phases pair their taps along every leading dimension also get the Winograd F(2, 2)
 path of :mod:`symdeconv.codegen.emit_cpu_wino` (``wino_run``, taken from ``WINO_MIN_CIN`` input
-channels per group), which reuses this module's micro-kernel (:func:`emit_tap_loops`) and row write
-(:func:`emit_row_write`) on transformed planes.
+channels per group), which reuses this module's micro-kernel column loops and row write (both in
+:mod:`symdeconv.codegen._layer_source`) on transformed planes.
 """
 
 from __future__ import annotations
 
 import math
 
-from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text
+from ._layer_source import TAP_GROUP, emit_border_flags, emit_row_write, emit_tap_loops
+from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text, tuple_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .emit_cpu_wino import emit_wino, wino_geometry
 from .plan import KernelPlan
@@ -74,17 +75,6 @@ VEC = 64
 #: an input channel.  TILE divides VEC.  Measured on the 2-core AVX-512 machine (benchmarks/): (4, 64)
 #: beat (8, 32) by ~15 % with 4 taps.
 TILE_SHAPE = (4, 64)
-
-#: taps per column loop of the micro-kernel.  With all of a phase's taps in one loop, LLVM hoists all
-#: CO_BLOCK × taps weight broadcasts out of it: 32 registers for 8 taps, more than the 16 the tile
-#: leaves, and the spills made (4, 64) lose to (4, 32) with 8–9 taps.  In loops of TAP_GROUP taps (the
-#: tile stays in registers across them, and each tap is still one FMA onto it, in the same order) only
-#: CO_BLOCK × TAP_GROUP broadcasts are live at a time.  Measured (kernel alone, 2 threads): the
-#: 9-tap stride-2 Conv2d of benchmark case h 21.6 → 17.5 ms against (4, 32) in one loop; the 8-tap
-#: ConvTranspose3d of case e unchanged (6.8–7.0 ms; its rows of 32 outputs now take the flat mode); in
-#: float64 h 44.0 → 39.5 ms and e 19.6 → 15.5 ms.  Groups of 3 and 4 measured within 2 %, of 2 a few
-#: per cent slower, of 1 more than twice as slow.
-TAP_GROUP = 4
 
 
 def layer_geometry(plan: KernelPlan) -> dict:
@@ -115,14 +105,10 @@ def layer_geometry(plan: KernelPlan) -> dict:
     }
 
 
-def _tuple_text(values) -> str:
-    values = tuple(values)
-    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
-
-
 def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     """The complete source of the CPU kernel module of a grouped plan (deterministic)."""
     geo = layer_geometry(plan)
+    wg = wino_geometry(plan, geo)  # None: no Winograd path for this plan
     D = plan.ndim
     w = Writer()
     for line in header(plan, "cpu", title) + module_docstring(plan, "cpu"):
@@ -135,19 +121,19 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w("from symdeconv.codegen.runtime import stack_tile")
     w()
     w(f"NDIM = {D}")
-    w(f"P = {_tuple_text(plan.P)}  # output period (phases) per dimension")
-    w(f"Q = {_tuple_text(plan.Q)}  # input period per dimension")
+    w(f"P = {tuple_text(plan.P)}  # output period (phases) per dimension")
+    w(f"Q = {tuple_text(plan.Q)}  # input period per dimension")
     w(f"N_SLOTS = {plan.n_slots}")
     w(f"N_PLANES = {geo['n_planes']}  # input planes: one per input phase r = offset mod Q")
-    w(f"E_MIN = {_tuple_text(geo['e_min'])}  # smallest tap block offset floor(offset / Q), per dimension")
-    w(f"E_SPAN = {_tuple_text(geo['e_span'])}  # largest minus smallest, per dimension")
+    w(f"E_MIN = {tuple_text(geo['e_min'])}  # smallest tap block offset floor(offset / Q), per dimension")
+    w(f"E_SPAN = {tuple_text(geo['e_span'])}  # largest minus smallest, per dimension")
     w(f"CO_BLOCK = {geo['co_block']}  # output channels per pass of block_wide")
     w(f"ROW_TARGET = {ROW_TARGET}  # outputs per channel and phase in one block of work")
     w(f"VEC = {VEC}  # accumulator lengths are multiples of VEC (no scalar remainder loop)")
     w(f"TILE = {geo['tile']}  # columns of block_wide's register tile (a divisor of VEC)")
     w()
     w()
-    _emit_run(plan, geo, w, wino_geometry(plan, geo) is not None)
+    _emit_run(plan, geo, w, wg is not None)
     w()
     w()
     _emit_tables(plan, geo, w)
@@ -160,7 +146,6 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w()
     w()
     _emit_kernel(plan, geo, w)
-    wg = wino_geometry(plan, geo)
     if wg is not None:  # two consecutive taps per phase along every leading dimension: emit_cpu_wino's path
         w()
         w()
@@ -496,25 +481,6 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                 w("acc[k, :, mc:mc + TILE] = tile")
 
 
-def emit_tap_loops(T: int, width: int, load, w: Writer) -> None:
-    """The register tile's column loops for ``T`` taps, ``TAP_GROUP`` taps per loop.
-
-    ``load(t)`` is the expression of tap ``t``'s input at column ``m``; the weights ``w{c}_{t}`` are
-    loop invariants set by the caller.  Each tap is one (fused) multiply-add onto the tile row of
-    every output channel ``c < width``, in tap order whatever the grouping.
-    """
-    groups = [range(g, min(g + TAP_GROUP, T)) for g in range(0, T, TAP_GROUP)]
-    for taps in groups:
-        if len(groups) > 1:
-            which = f"taps {taps[0]}–{taps[-1]}" if len(taps) > 1 else f"tap {taps[0]}"
-            w(f"# {which}: the tile stays in registers between the column loops")
-        w("for m in range(TILE):")
-        with w.indent():
-            w("; ".join(f"v{t} = {load(t)}" for t in taps))
-            for c in range(width):
-                w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in taps))
-
-
 def _emit_write(plan: KernelPlan, w: Writer) -> None:
     """acc[phase, c, row · L_last + k − jlo_last] → y[b, co + c, …, P k + p − lo] for c < width.
 
@@ -577,46 +543,6 @@ def _emit_write(plan: KernelPlan, w: Writer) -> None:
     w.dedent()
 
 
-def emit_border_flags(PL: int, w: Writer) -> None:
-    """``lo_p``/``hi_p``: the border outputs of phase ``p`` outside the interleaved range ``[kA, kB)``.
-
-    At most one per phase and side, since first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P))
-    differ by at most 1 over p; the same in every row of a block, and usually none (``border``).
-    """
-    w("# border outputs where not every phase is in range: at most one per phase and side, since")
-    w("# first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p")
-    for p in range(PL):
-        w(f"lo_{p} = max(k0, first{p})  # written when < kA")
-        w(f"hi_{p} = kB if kB < min(k1, stop{p}) else -1  # written when ≥ 0")
-    w("border = " + " or ".join(f"lo_{p} < kA or hi_{p} >= 0" for p in range(PL)))
-
-
-def emit_row_write(PL: int, last: int, yrow: str, src, w: Writer) -> None:
-    """One output row: ``{yrow}, P k + p − lo]`` ← ``{src(p)} + k − k0]`` for the ``PL`` last-dimension phases.
-
-    ``yrow`` is the row's index prefix into ``y`` (without the last index), ``src(p)`` that of phase
-    ``p``'s results (column ``k − k0`` of the row).  Interleaved over ``[kA, kB)`` in one loop over views
-    made once per row (non-negative indices: the loop vectorises), then the border outputs.
-    """
-    first = f"{PL} * kA - lo{last}" if PL != 1 else f"kA - lo{last}"
-    w(f"yv = {yrow}, {first}:]")
-    for p in range(PL):
-        w(f"av{p} = {src(p)} + kA - k0:]")
-    w("for i in range(kB - kA):")
-    with w.indent():
-        for p in range(PL):
-            w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
-    w("if border:")
-    with w.indent():
-        w(f"yr = {yrow}]")
-        for p in range(PL):
-            yi = (lambda k: f"{PL} * {k} + {p} - lo{last}" if PL != 1 else f"{k} - lo{last}")
-            w(f"if lo_{p} < kA:")
-            w(f"    yr[{yi(f'lo_{p}')}] = {src(p)} + lo_{p} - k0]")
-            w(f"if hi_{p} >= 0:")
-            w(f"    yr[{yi(f'hi_{p}')}] = {src(p)} + hi_{p} - k0]")
-
-
 def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
     D = plan.ndim
     last = D - 1
@@ -674,7 +600,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             w("if kb < wide:")
             with w.indent():
                 if no_taps:
-                    w(f"for k in {_tuple_text(no_taps)}:  # phases without taps: bias only (the tiles start from the bias)")
+                    w(f"for k in {tuple_text(no_taps)}:  # phases without taps: bias only (the tiles start from the bias)")
                     w("    for c in range(width):")
                     w("        acc[k, c, :] = bias[co_first + c]")
                 w(f"# CO_BLOCK = {geo['co_block']} output channels per pass; their register tile (stack array)")

@@ -59,7 +59,8 @@ from __future__ import annotations
 import itertools
 import math
 
-from ._source import Writer, dims
+from ._layer_source import emit_border_flags, emit_row_write, emit_tap_loops
+from ._source import Writer, dims, tuple_text
 from .plan import KernelPlan
 
 __all__ = ["wino_geometry", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "BT", "G", "AT"]
@@ -142,11 +143,6 @@ def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
     }
 
 
-def _tuple_text(values) -> str:
-    values = tuple(values)
-    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
-
-
 def emit_wino(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
     """Tables, ``wino_run``, ``wino_weight``, ``wino_input`` and ``wino_kernel`` of the module."""
     _emit_tables(plan, wg, w)
@@ -183,7 +179,7 @@ def _emit_tables(plan: KernelPlan, wg: dict, w: Writer) -> None:
     w(f"WINO_NX = {wg['nx']}  # last-dimension taps per phase")
     for d in range(L):
         w(f"WINO_SHIFT{d} = np.array({wg['shift0'][d]}, dtype=np.int64)  # first tap's plane shift, per phase along {d}")
-    w(f"WINO_SHIFT_MAX = {_tuple_text(max(wg['shift0'][d]) for d in range(L))}")
+    w(f"WINO_SHIFT_MAX = {tuple_text(max(wg['shift0'][d]) for d in range(L))}")
     w("# WINO_SLOTS[k, a, t]: weight slot of leading tap combination a (C order over (0, 1)^(D−1)) and")
     w("# last-dimension tap t of phase k; WINO_XSHIFT[k, t]: that tap's plane shift along the last dimension")
     w(f"WINO_SLOTS = np.array({wg['slots']}, dtype=np.int64).reshape({len(plan.phases)}, {len(combos)}, {wg['nx']})")
@@ -428,8 +424,6 @@ def _emit_input(plan: KernelPlan, wg: dict, w: Writer) -> None:
 
 
 def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
-    from .emit_cpu_layers import emit_tap_loops  # (that module imports this one)
-
     D = plan.ndim
     L = D - 1
     last = D - 1
@@ -535,8 +529,6 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
 
 def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
     """acc[p · WINO_OUTS + e, c · S + r · Lx + k − jlo_last] → y[b, co + c, t_0, …, P k + p − lo] (phase f)."""
-    from .emit_cpu_layers import emit_border_flags, emit_row_write  # (that module imports this one)
-
     D = plan.ndim
     L = D - 1
     last = D - 1

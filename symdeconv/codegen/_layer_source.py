@@ -1,0 +1,78 @@
+"""Emitted-source pieces shared by the CPU layer paths (the direct kernel of ``emit_cpu_layers`` and the
+Winograd path of ``emit_cpu_wino``): the register tile's column loops and the interleaved row write."""
+
+from __future__ import annotations
+
+from ._source import Writer
+
+__all__ = ["TAP_GROUP", "emit_tap_loops", "emit_border_flags", "emit_row_write"]
+
+#: taps per column loop of the micro-kernel.  With all of a phase's taps in one loop, LLVM hoists all
+#: CO_BLOCK × taps weight broadcasts out of it: 32 registers for 8 taps, more than the 16 the tile
+#: leaves, and the spills made (4, 64) lose to (4, 32) with 8–9 taps.  In loops of TAP_GROUP taps (the
+#: tile stays in registers across them, and each tap is still one FMA onto it, in the same order) only
+#: CO_BLOCK × TAP_GROUP broadcasts are live at a time.  Measured (kernel alone, 2 threads): the
+#: 9-tap stride-2 Conv2d of benchmark case h 21.6 → 17.5 ms against (4, 32) in one loop; the 8-tap
+#: ConvTranspose3d of case e unchanged (6.8–7.0 ms; its rows of 32 outputs now take the flat mode); in
+#: float64 h 44.0 → 39.5 ms and e 19.6 → 15.5 ms.  Groups of 3 and 4 measured within 2 %, of 2 a few
+#: per cent slower, of 1 more than twice as slow.
+TAP_GROUP = 4
+
+
+def emit_tap_loops(T: int, width: int, load, w: Writer) -> None:
+    """The register tile's column loops for ``T`` taps, ``TAP_GROUP`` taps per loop.
+
+    ``load(t)`` is the expression of tap ``t``'s input at column ``m``; the weights ``w{c}_{t}`` are
+    loop invariants set by the caller.  Each tap is one (fused) multiply-add onto the tile row of
+    every output channel ``c < width``, in tap order whatever the grouping.
+    """
+    groups = [range(g, min(g + TAP_GROUP, T)) for g in range(0, T, TAP_GROUP)]
+    for taps in groups:
+        if len(groups) > 1:
+            which = f"taps {taps[0]}–{taps[-1]}" if len(taps) > 1 else f"tap {taps[0]}"
+            w(f"# {which}: the tile stays in registers between the column loops")
+        w("for m in range(TILE):")
+        with w.indent():
+            w("; ".join(f"v{t} = {load(t)}" for t in taps))
+            for c in range(width):
+                w(f"tile[{c}, m] = tile[{c}, m] + " + " + ".join(f"w{c}_{t} * v{t}" for t in taps))
+
+
+def emit_border_flags(PL: int, w: Writer) -> None:
+    """``lo_p``/``hi_p``: the border outputs of phase ``p`` outside the interleaved range ``[kA, kB)``.
+
+    At most one per phase and side, since first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P))
+    differ by at most 1 over p; the same in every row of a block, and usually none (``border``).
+    """
+    w("# border outputs where not every phase is in range: at most one per phase and side, since")
+    w("# first_p (stop_p) = ceil((lo − p) / P) (ceil((lo + out − p) / P)) differ by at most 1 over p")
+    for p in range(PL):
+        w(f"lo_{p} = max(k0, first{p})  # written when < kA")
+        w(f"hi_{p} = kB if kB < min(k1, stop{p}) else -1  # written when ≥ 0")
+    w("border = " + " or ".join(f"lo_{p} < kA or hi_{p} >= 0" for p in range(PL)))
+
+
+def emit_row_write(PL: int, last: int, yrow: str, src, w: Writer) -> None:
+    """One output row: ``{yrow}, P k + p − lo]`` ← ``{src(p)} + k − k0]`` for the ``PL`` last-dimension phases.
+
+    ``yrow`` is the row's index prefix into ``y`` (without the last index), ``src(p)`` that of phase
+    ``p``'s results (column ``k − k0`` of the row).  Interleaved over ``[kA, kB)`` in one loop over views
+    made once per row (non-negative indices: the loop vectorises), then the border outputs.
+    """
+    first = f"{PL} * kA - lo{last}" if PL != 1 else f"kA - lo{last}"
+    w(f"yv = {yrow}, {first}:]")
+    for p in range(PL):
+        w(f"av{p} = {src(p)} + kA - k0:]")
+    w("for i in range(kB - kA):")
+    with w.indent():
+        for p in range(PL):
+            w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
+    w("if border:")
+    with w.indent():
+        w(f"yr = {yrow}]")
+        for p in range(PL):
+            yi = (lambda k: f"{PL} * {k} + {p} - lo{last}" if PL != 1 else f"{k} - lo{last}")
+            w(f"if lo_{p} < kA:")
+            w(f"    yr[{yi(f'lo_{p}')}] = {src(p)} + lo_{p} - k0]")
+            w(f"if hi_{p} >= 0:")
+            w(f"    yr[{yi(f'hi_{p}')}] = {src(p)} + hi_{p} - k0]")
