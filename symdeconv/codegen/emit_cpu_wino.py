@@ -129,12 +129,9 @@ def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
         table = {}
         for s, sh in shifts.items():
             table[(tuple(sh[d] - first[d] for d in range(D - 1)), sh[last])] = s
-        if len(table) != len(shifts):
+        if len(table) != len(shifts):  # distinct keys, as many as combinations: every combination present
             return None
-        try:
-            slots.append([[table[(a, x)] for x in xs] for a in itertools.product((0, 1), repeat=D - 1)])
-        except KeyError:
-            return None
+        slots.append([[table[(a, x)] for x in xs] for a in itertools.product((0, 1), repeat=D - 1)])
         xshift.append(xs)
     return {
         "shift0": [[shift0[d][p] for p in range(plan.P[d])] for d in range(D - 1)],
@@ -205,15 +202,8 @@ def _emit_tables(plan: KernelPlan, wg: dict, w: Writer) -> None:
 
 
 def _lin(row, name: str) -> str:
-    """``(1, 0, -1)`` → ``"d0 − d2"``: a transform row as text."""
-    terms = []
-    for i, c in enumerate(row):
-        if c == 0:
-            continue
-        mag = "" if abs(c) == 1 else f"{abs(c)}·"
-        terms.append(("−" if c < 0 else "+") + f" {mag}{name}{i}")
-    text = " ".join(terms)
-    return text[2:] if text.startswith("+ ") else "−" + text[1:]
+    """``(1, 1, 0)`` → ``"g0 + g1"``: a row of G or Aᵀ (entries 0 or 1) as text."""
+    return " + ".join(f"{name}{i}" for i, c in enumerate(row) if c)
 
 
 # --- the Python driver -----------------------------------------------------------------------------
