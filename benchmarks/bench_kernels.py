@@ -21,6 +21,9 @@ Method (see benchmarks/README.md):
   time for one case can differ 2–3× between two default runs (case a: 7.1 or 18–21 ms).  ``reuse``
   shows every competitor at its page-fault-free best (what a long-running process with a caching
   allocator such as jemalloc sees);
+- the machine's own limits (float32 FMA peak, fill and copy bandwidth; ``benchmarks/_machine.py``) are
+  measured in the same process and printed above the table, so that GFLOP/s can be read against the
+  machine they were measured on;
 - the table is printed and written as JSON to ``benchmarks/results/kernels.json``
   (``kernels_reuse.json`` with ``--allocator reuse``).
 """
@@ -55,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import symdeconv as sd  # noqa: E402
+from _machine import cpu_model, measure_machine  # noqa: E402  (benchmarks/_machine.py, beside this script)
 
 
 @dataclass
@@ -241,12 +245,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}")
     print(f"allocator: {args.allocator} (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')})")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model() or platform.processor() or platform.platform()}"
     try:
         torch_version = _torch().__version__
     except ImportError:
         torch_version = "not installed"
     print(f"machine: {machine}; python {platform.python_version()}; torch {torch_version}; numpy {np.__version__}")
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    limits = {t: measure_machine(t, quick=args.quick) for t in thread_counts}
+    print(f"machine limits, measured now (best of {1 if args.quick else 5}): " + "; ".join(
+        f"{t} thread{'s' if t > 1 else ''}: float32 FMA peak {m['fma_peak_gflops']:.0f} GFLOP/s, "
+        f"fill {m['fill_gbs']:.0f} GB/s, copy {m['copy_gbs']:.0f} GB/s" for t, m in limits.items()))
     print(f"medians of {args.repeats} interleaved repeats after warm-up{' (QUICK: small sizes)' if args.quick else ''}")
     print("symdeconv layers write into a preallocated, reused output (out=); torch conv*d has no out= and allocates\n")
 
@@ -257,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in CASES:
         if case.key not in args.cases:
             continue
-        for threads in (int(t) for t in args.threads.split(",")):
+        for threads in thread_counts:
             try:
                 row = measure(case, threads, args.repeats, args.quick)
             except ImportError as err:
@@ -274,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "torch": torch_version, "quick": args.quick,
                                "allocator": args.allocator, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                               "machine_limits": {str(t): m for t, m in limits.items()},
                                "rows": [asdict(r) for r in rows]}, indent=1, ensure_ascii=False))
     print(f"\nwritten: {out}")
     return 0

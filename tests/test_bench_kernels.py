@@ -3,17 +3,20 @@
 A smoke run (``--quick``, one repeat, one thread, resampler case f: one small kernel, SciPy as the
 competitor), in a subprocess: the script checks its output against SciPy's before timing and exits with
 an error when they differ, so a zero exit status means the kernel agreed with the oracle.  The timings
-themselves are not looked at (they belong to the benchmark, never to a test).
+themselves are not looked at (they belong to the benchmark, never to a test).  The machine-limits
+loop (``benchmarks/_machine.py``) is checked to do the work its GFLOP/s figure counts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,3 +40,38 @@ def test_benchmark_smoke_run(tmp_path, allocator):
     assert ("mmap_threshold" in result["glibc_tunables"]) == (allocator == "reuse")
     (row,) = result["rows"]
     assert row["case"] == "f" and row["threads"] == 1 and row["max_rel_err"] <= 1e-10
+    limits = result["machine_limits"]
+    assert set(limits) == {"1"} and all(v > 0 for v in limits["1"].values())
+
+
+def _machine_module():
+    # under its own name: Numba's on-disk cache of its functions refers to the module by name
+    if "_machine" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_machine", REPO / "benchmarks" / "_machine.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_machine"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["_machine"]
+
+
+def test_fma_peak_loop_does_the_work_it_counts():
+    """The peak loop's result is the float32 recurrence x ← a·x + b, run ``steps`` times from 0 in
+    every lane (a NumPy oracle): the compiler kept every multiply-add that the GFLOP/s figure counts."""
+    machine = _machine_module()
+    scale = np.array([[0.5, 0.25], [0.75, -1.0], [-0.5, 2.0]], dtype=np.float32)
+    out = np.full((3, 256), np.nan, dtype=np.float32)
+    steps = 37
+    machine._fma_loop(scale, out, steps)
+    for item, (a, b) in enumerate(scale):
+        x = np.float32(0.0)
+        for _ in range(steps):
+            x = np.float32(np.float64(x) * np.float64(a) + np.float64(b))  # one rounding, as an FMA
+        np.testing.assert_allclose(out[item], np.full(256, x), rtol=1e-6)
+
+
+def test_cpu_model_reads_cpuinfo():
+    name = _machine_module().cpu_model()
+    if Path("/proc/cpuinfo").exists():
+        assert "family" in name or name  # a model name, with family / model where the kernel reports them
+    else:
+        assert name == ""

@@ -1,0 +1,107 @@
+"""The machine's own limits, measured in the benchmark's process: float32 FMA peak and memory bandwidth.
+
+A ratio against PyTorch says which library is faster; these two figures say how far from the machine
+either one is.  They are printed above the benchmark table (and stored in its JSON), because the
+shared machines this project runs on differ: on the 2-core AMD EPYC (Zen 4, family 25 model 17) where
+emitter 13 was benchmarked, a 512-bit FMA issues once per cycle, and the float32 peak measured here is
+~230 GFLOP/s on 2 threads, not the ~490 of a core with two full-width FMA pipes.
+
+- ``fma_peak``: 16 independent accumulators of 16 float32 lanes (a 256-element register tile, as in the
+  generated micro-kernels), each updated by a fused multiply-add per step: no memory traffic, enough
+  independent chains to hide the FMA latency.  2 flops per lane and FMA.
+- ``fill_bandwidth`` / ``copy_bandwidth``: a parallel fill of, and copy between, 64 MB arrays (larger
+  than the last-level cache).  Bytes counted are the array bytes written (fill) or read plus written
+  (copy); a write that misses the cache also reads its line first, which is not counted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+from numba import prange
+
+from symdeconv.codegen.runtime import stack_tile
+
+_STEPS = 100_000  # FMA steps per work item
+_BYTES = 64 << 20  # bandwidth arrays
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"contract"})
+def _fma_loop(scale, out, steps):
+    for item in prange(out.shape[0]):
+        tile = stack_tile(out, 1, 256)  # 16 vectors of 16 float32 lanes, kept in registers
+        for m in range(256):
+            tile[0, m] = 0.0
+        a = scale[item, 0]
+        b = scale[item, 1]
+        for _ in range(steps):
+            for m in range(256):
+                tile[0, m] = tile[0, m] * a + b
+        for m in range(256):
+            out[item, m] = tile[0, m]
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill(dst, value):
+    for i in prange(dst.shape[0]):
+        dst[i] = value
+
+
+@numba.njit(parallel=True, cache=True)
+def _copy(dst, src):
+    for i in prange(dst.shape[0]):
+        dst[i] = src[i]
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # compile / load from cache, touch the pages
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def cpu_model() -> str:
+    """The CPU's model name with its family and model numbers (from /proc/cpuinfo; "" where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break  # the first processor's entry is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return ""
+    name = fields.get("model name", "")
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def measure_machine(threads: int, repeats: int = 5, quick: bool = False) -> dict[str, float]:
+    """``{"fma_peak_gflops", "fill_gbs", "copy_gbs"}`` at ``threads`` Numba threads (best of ``repeats``).
+
+    ``quick``: small sizes and one repeat (a smoke run of the code, not a measurement).
+    """
+    steps, size = (_STEPS, _BYTES) if not quick else (_STEPS // 100, _BYTES // 64)
+    repeats = repeats if not quick else 1
+    numba.set_num_threads(threads)
+    items = 4 * threads
+    scale = np.full((items, 2), (0.5, 0.25), dtype=np.float32)  # x ← 0.5 x + 0.25 tends to 0.5: no overflow
+    out = np.empty((items, 256), dtype=np.float32)
+    t_fma = _best(lambda: _fma_loop(scale, out, steps), repeats)
+    n = size // 4
+    dst = np.empty(n, dtype=np.float32)
+    src = np.ones(n, dtype=np.float32)
+    t_fill = _best(lambda: _fill(dst, 1.0), repeats)
+    t_copy = _best(lambda: _copy(dst, src), repeats)
+    return {
+        "fma_peak_gflops": items * steps * 256 * 2 / t_fma / 1e9,
+        "fill_gbs": size / t_fill / 1e9,
+        "copy_gbs": 2 * size / t_copy / 1e9,
+    }
