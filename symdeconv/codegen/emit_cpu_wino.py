@@ -30,15 +30,15 @@ ConvTranspose3d k4 s2 of benchmark case e that is 18 instead of 32 multiplicatio
 The emitted functions (in the layer's module, beside the direct ``kernel``):
 
 1. ``wino_weight``: ``U[phase, k, t, ci, co] = Σ_a G[k, a] · w[slot(phase, a, t), ci, co]``;
-2. ``wino_input`` (parallel over batch × channels): the zero-bordered planes of one channel
-   (``X``), then ``Bᵀ`` one leading dimension at a time, each pass over contiguous rows; the last
-   pass writes ``V[b, c, k, (τ_0, …, τ_{D−2}), x]`` — per point ``k``, flattened rows of windows,
-   each row the plane positions of the last dimension;
-3. ``wino_kernel`` (parallel over batch × row blocks × groups × blocks of ``CO_BLOCK`` output
-   channels): per phase and point, the direct kernel's register-tiled micro-kernel over ``V`` (the
-   point's products ``M_k``, with the phase's last-dimension taps), whose tile is then added into
-   the ``2^(D−1)`` output accumulators it belongs to (``Aᵀ``; they start at the bias); then the
-   phases of the last dimension are written interleaved, as in the direct kernel.
+2. ``wino_kernel`` (parallel over batch × row blocks × groups; a row is the flattened leading
+   windows ``(τ_0, …, τ_{D−2})``).  First ``Bᵀ`` along every leading dimension of each window's
+   ``3^(D−1)`` input rows, read from ``x`` in place (a zero row outside it), into this thread's
+   buffer ``V[ci, k, r · Lx + x]`` — per point ``k``, the block's rows, each row the plane positions
+   of the last dimension.  Then, for each block of ``CO_BLOCK`` output channels, per phase and
+   point, the direct kernel's register-tiled micro-kernel over ``V`` (the point's products ``M_k``,
+   with the phase's last-dimension taps), whose tile is then added into the ``2^(D−1)`` output
+   accumulators it belongs to (``Aᵀ``; they start at the bias); then the phases of the last
+   dimension are written interleaved, as in the direct kernel.
 
 ``run`` takes this path when a group has at least ``WINO_MIN_CIN`` input channels and a multiple of
 ``CO_BLOCK`` output channels; otherwise it takes the direct kernel.  Scratch buffers are kept in
@@ -49,9 +49,13 @@ Measured on the project's 2-core machine (``benchmarks/``), ConvTranspose3d k4 s
 layer calls against the direct kernel: 16 → 16 channels 11.2–11.8 against 13.0–13.2 ms at 1 thread
 and 6.1–6.2 against 6.9–7.8 ms at 2 threads; 64 → 64 channels at 16³ 8–14 % faster; 8 → 8 channels
 ~30 % *slower* (the transforms are a fixed cost per input and output element, the saving is per
-channel pair), hence ``WINO_MIN_CIN``.  The kernel runs its products at about the direct kernel's
-rate; what is left is the additions into the outputs (~10 % of the kernel) and the interleaved
-write of the 16 MB output (~25 %).
+channel pair), hence ``WINO_MIN_CIN``.  The products run at the machine's FMA rate; what is left is
+the additions into the outputs (~10 % of the kernel) and the interleaved write of the 16 MB output
+(~18 %).  Until emitter 13 the input transform was a separate parallel pass over the whole input
+(``wino_input``) writing ``V`` for every channel (5.6 MB for case e) before the kernel read it back;
+transforming each block where it is used, into an L2-sized buffer shared by all of the block's output
+channels, made case e's call 5–8 % faster (emitter 14, same-process A/B over 41 calls: 10.6 → 10.1 ms
+at 1 thread, 6.7 → 6.1 ms at 2).
 """
 
 from __future__ import annotations
@@ -141,7 +145,7 @@ def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
 
 
 def emit_wino(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
-    """Tables, ``wino_run``, ``wino_weight``, ``wino_input`` and ``wino_kernel`` of the module."""
+    """Tables, ``wino_run``, ``wino_weight`` and ``wino_kernel`` of the module."""
     _emit_tables(plan, wg, w)
     w()
     w()
@@ -149,9 +153,6 @@ def emit_wino(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
     w()
     w()
     _emit_weight(plan, wg, w)
-    w()
-    w()
-    _emit_input(plan, wg, w)
     w()
     w()
     _emit_kernel(plan, geo, wg, w)
@@ -210,8 +211,6 @@ def _lin(row, name: str) -> str:
 
 
 def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
-    m = wg["m"]
-    n = m + 1
     D = plan.ndim
     L = D - 1
     last = D - 1
@@ -232,7 +231,6 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
         w("rows = 1")
         w("for t in T:")
         w("    rows *= t")
-        w(f"size = rows * Lx + E_SPAN[{last}] + VEC  # taps and whole tiles read past the last row")
         w("key = ('wino', x.shape, x.dtype.str, lo, y.shape, w.shape)")
         w("scratch = work.get(key) if work is not None else None")
         w("if scratch is None:")
@@ -243,16 +241,10 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
             w("M = -(-(block_rows * Lx) // VEC) * VEC")
             w("S = acc_stride(M, y.itemsize, CO_BLOCK)  # a row holds CO_BLOCK channel rows, S apart")
             w(f"n_rows = {plan.P[last]} * WINO_OUTS  # the outputs of a window, per last-dimension phase")
-            # per-thread buffers of wino_input: X, then one buffer per non-final pass
-            sizes = [f"({m} * T[0] + 1)" + "".join(f" * ({m} * T[{d}] + 1)" for d in range(1, L)) + " * Lx"]
-            for d in range(L - 1):
-                pre = " * ".join(f"{n} * T[{e}]" for e in range(d + 1))
-                post = "".join(f" * ({m} * T[{e}] + 1)" for e in range(d + 1, L))
-                sizes.append(f"{pre}{post} * Lx")
-            w(f"n_buf = {' + '.join(sizes)}  # X and the passes of wino_input")
             w("scratch = (")
-            w("    np.zeros((x.shape[0], x.shape[1], WINO_POINTS, size), dtype=x.dtype),  # V (border stays zero)")
-            w("    np.empty((threads, n_buf), dtype=x.dtype),")
+            w(f"    np.zeros((threads, cin_g, WINO_POINTS, M + E_SPAN[{last}]), dtype=x.dtype),  # a block's V")
+            w("    np.empty(threads, dtype=np.int64),  # the block each thread's V holds")
+            w(f"    np.zeros(x.shape[{last + 2}], dtype=x.dtype),  # stands for an input row outside x")
             w("    np.empty((threads, n_rows, CO_BLOCK * S), dtype=y.dtype),")
             w(f"    np.empty(({len(plan.phases)}, WINO_POINTS, WINO_NX, cin_g, y.shape[1]), dtype=y.dtype),  # U")
             w("    block_rows,")
@@ -260,13 +252,13 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
             w("if work is not None:")
             w("    work.clear()")
             w("    work[key] = scratch")
-        w("vs, xb, acc, u, block_rows = scratch")
+        w("vb, tags, zrow, acc, u, block_rows = scratch")
         w("wino_weight(w, u)")
+        w("tags[:] = -1  # no thread holds a block of this call's input yet")
         ts = ", ".join(f"T[{d}]" for d in range(L))
         a = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
-        w(f"wino_input(x, vs, xb, {a}, {ts}, Lx)")
         js = ", ".join(f"jlo[{d}]" for d in dims(plan))
-        w(f"wino_kernel(vs, y, u, bias, acc, groups, rows, block_rows, {ts}, Lx, {js}, {lo})")
+        w(f"wino_kernel(x, vb, tags, zrow, {a}, y, u, bias, acc, groups, rows, block_rows, {ts}, Lx, {js}, {lo})")
 
 
 def _emit_weight(plan: KernelPlan, wg: dict, w: Writer) -> None:
@@ -290,127 +282,32 @@ def _emit_weight(plan: KernelPlan, wg: dict, w: Writer) -> None:
                         w("        dst[ci, co] += src[ci, co]")
 
 
-def _combos(BT, src: str, dst: str, n: str, w: Writer) -> None:
-    """``{dst}k[i] = Σ_j Bᵀ[k, j] {src}j[i]`` for ``i < n`` (one row of outputs per transform point)."""
-    w(f"for i in range({n}):")
-    with w.indent():
-        used = sorted({j for row in BT for j, c in enumerate(row) if c})
-        w("; ".join(f"r{j} = {src}{j}[i]" for j in used))
-        for k, row in enumerate(BT):
-            plus = [f"r{j}" for j, c in enumerate(row) if c > 0]
-            minus = [f"r{j}" for j, c in enumerate(row) if c < 0]
-            w(f"{dst}{k}[i] = " + " + ".join(plus) + "".join(f" - {t}" for t in minus))
+def _emit_block_transform(L: int, n: int, w: Writer) -> None:
+    """Inside the column loop: ``o{k}[i] = (Bᵀ ⊗ … ⊗ Bᵀ s)[k]`` from the ``n^L`` input rows ``s{j}``.
 
-
-def _emit_input(plan: KernelPlan, wg: dict, w: Writer) -> None:
-    m = wg["m"]
-    n = m + 1
-    D = plan.ndim
-    L = D - 1
-    last = D - 1
-    a_args = ", ".join(f"a{d}" for d in dims(plan))
-    t_args = ", ".join(f"T{d}" for d in range(L))
-    w("@numba.njit(parallel=True, cache=True)")
-    w(f"def wino_input(x, vs, xb, {a_args}, {t_args}, Lx):")
-    with w.indent():
-        w('"""vs[b, c, point, (τ…) · Lx + i]: Bᵀ along every leading dimension of x[b, c]\'s bordered planes.')
-        w()
-        w("Plane position ``p`` along ``d`` holds input ``p + a_d``; along a leading dimension the planes")
-        w(f"have ``{m} T_d + 1`` positions (windows ``τ < T_d`` read ``{m}τ … {m}τ + {m}``).  One leading")
-        w("dimension per pass, each pass over contiguous rows; the last pass writes ``vs``.")
-        w('"""')
-        for d in range(L):
-            w(f"L{d} = {m} * T{d} + 1")
-        w(f"n_x = {' * '.join(f'L{d}' for d in range(L))} * Lx")
-        w(f"first = max(0, -a{last})  # plane positions along the last dimension that hold inputs")
-        w(f"stop = max(first, min(Lx, x.shape[{last + 2}] - a{last}))")
-        w("for item in prange(x.shape[0] * x.shape[1]):")
-        with w.indent():
-            w("b = item // x.shape[1]")
-            w("c = item - b * x.shape[1]")
-            w("xc = x[b, c]")
-            w("buf = xb[numba.get_thread_id()]  # this thread's scratch")
-            w("X = buf[:n_x]")
-            w("# X: the zero-bordered planes of the channel")
-            for d in range(L):
-                w(f"for p{d} in range(L{d}):")
-                w.indent()
-            flat = "p0"
-            for d in range(1, L):
-                flat = f"{flat} * L{d} + p{d}" if d == 1 else f"({flat}) * L{d} + p{d}"
-            w(f"row = X[({flat}) * Lx:({flat}) * Lx + Lx]")
-            inside = " and ".join(f"0 <= p{d} + a{d} < x.shape[{d + 2}]" for d in range(L))
-            w(f"if {inside}:")
-            with w.indent():
-                w("src = xc[" + ", ".join(f"p{d} + a{d}" for d in range(L)) + f", first + a{last}:]")
-                w("for i in range(first):")
-                w("    row[i] = 0")
-                w("dst = row[first:]  # slice views first: non-negative indices (the loop vectorises)")
-                w("for i in range(stop - first):")
-                w("    dst[i] = src[i]")
-                w("for i in range(stop, Lx):")
-                w("    row[i] = 0")
-            w("else:")
-            w("    row[:] = 0")
-            for d in range(L):
-                w.dedent()
-            # passes
-            src = "X"
-            offset = "n_x"
-            for d in range(L):
-                post = "".join(f"L{e} * " for e in range(d + 1, L)) + "Lx"
-                pre = " * ".join(f"{n} * T{e}" for e in range(d)) or "1"
-                final = d == L - 1
-                w(f"# pass {d}: Bᵀ along dimension {d}" + (" into vs" if final else ""))
-                w(f"post{d} = {post}")
-                if not final:
-                    size = f"{n} * T{d} * post{d}" if d == 0 else f"{pre} * {n} * T{d} * post{d}"
-                    w(f"A{d} = buf[{offset}:{offset} + {size}]")
-                    if d:
-                        w(f"for pre in range({pre}):")
-                        w.indent()
-                    src_row = (lambda i: f"{m} * t + {i}") if d == 0 else (lambda i: f"pre * L{d} + {m} * t + {i}")
-                    dst_row = (lambda k: f"{k} * T{d} + t") if d == 0 else (lambda k: f"(pre * {n} + {k}) * T{d} + t")
-                    w(f"for t in range(T{d}):")
-                    with w.indent():
-                        for i in range(n):
-                            w(f"s{i} = {src}[({src_row(i)}) * post{d}:({src_row(i)} + 1) * post{d}]")
-                        for k in range(n):
-                            w(f"o{k} = A{d}[({dst_row(k)}) * post{d}:({dst_row(k)} + 1) * post{d}]")
-                        _combos(BT, "s", "o", f"post{d}", w)
-                    if d:
-                        w.dedent()
-                    offset = f"{offset} + {size}"
-                    src = f"A{d}"
-                else:
-                    w("v = vs[b, c]")
-                    # outer (k_e, τ_e) of the earlier leading dimensions
-                    for e in range(d):
-                        w(f"for k{e} in range({n}):")
-                        w.indent()
-                        w(f"for t{e} in range(T{e}):")
-                        w.indent()
-                    pre_expr = "0"
-                    point_expr = "0"
-                    row_expr = "0"
-                    for e in range(d):
-                        pre_expr = f"({pre_expr}) * {n} * T{e} + k{e} * T{e} + t{e}" if e else "k0 * T0 + t0"
-                        point_expr = f"({point_expr}) * {n} + k{e}" if e else "k0"
-                        row_expr = f"({row_expr}) * T{e} + t{e}" if e else "t0"
-                    w(f"pre = {pre_expr}")
-                    paren = (lambda e_: e_ if e_.isidentifier() else f"({e_})")
-                    w(f"point = {paren(point_expr)} * {n}" if d else "point = 0")
-                    w(f"row0 = {paren(row_expr)} * T{d}" if d else "row0 = 0")
-                    w(f"for t in range(T{d}):")
-                    with w.indent():
-                        for i in range(n):
-                            w(f"s{i} = {src}[(pre * L{d} + {m} * t + {i}) * post{d}:]")
-                        for k in range(n):
-                            w(f"o{k} = v[point + {k}, (row0 + t) * post{d}:]")
-                        _combos(BT, "s", "o", f"post{d}", w)
-                    for e in range(d):
-                        w.dedent()
-                        w.dedent()
+    One leading dimension at a time, the last first; a point whose Bᵀ row is a single +1 is a name
+    for its input, not a new value.  Rows and points are named by their indices joined with ``_``.
+    """
+    grid = list(itertools.product(range(n), repeat=L))
+    name = lambda prefix, t: prefix + "_".join(str(v) for v in t)  # noqa: E731
+    w("; ".join(f"{name('r', t)} = {name('s', t)}[i]" for t in grid))
+    values = {t: name("r", t) for t in grid}  # (dims < d raw, dims ≥ d transformed) → expression name
+    for d in range(L - 1, -1, -1):
+        new = {}
+        lines = []
+        for t in grid:
+            terms = [(c, values[t[:d] + (j,) + t[d + 1:]]) for j, c in enumerate(BT[t[d]]) if c]
+            if len(terms) == 1 and terms[0][0] == 1:
+                new[t] = terms[0][1]
+                continue
+            new[t] = name(f"h{d}_", t)
+            plus = [v for c, v in terms if c > 0]
+            minus = [v for c, v in terms if c < 0]
+            lines.append(f"{new[t]} = " + " + ".join(plus) + "".join(f" - {v}" for v in minus))
+        w("; ".join(lines))
+        values = new
+    for k, t in enumerate(grid):
+        w(f"o{k}[i] = {values[t]}")
 
 
 def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
@@ -431,25 +328,34 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
     w(f"WINO_PHASE = np.array({table}, dtype=np.int64)")
     w()
     w()
+    m, n = wg["m"], wg["m"] + 1
+    a_args = ", ".join(f"a{d}" for d in dims(plan))
     w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
-    w(f"def wino_kernel(vs, y, u, bias, acc_all, groups, rows, block_rows, {ts}, Lx, {js}, {lo}):")
+    w(f"def wino_kernel(x, vb_all, tags, zrow, {a_args}, y, u, bias, acc_all, groups, rows, block_rows, {ts}, Lx, {js}, {lo}):")
     with w.indent():
         w('"""One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).')
         w()
-        w("A block is the window rows q0 … q0 + nq − 1 (row = leading windows τ, flattened).  This")
-        w("thread's rows ``acc[p · WINO_OUTS + e, c · S + m]`` hold output e of the windows of column m, for")
-        w("channel c of the block and last-dimension phase p.  Per leading phase f and phase p, they start")
-        w("at the bias, and each point's products (the register tile, over the group's input channels and")
-        w("the phase's last-dimension taps) are added, times ±1, to the outputs the point belongs to (Aᵀ).")
-        w("Then the block's outputs of the leading phase f are written.")
+        w("A block is the window rows q0 … q0 + nq − 1 (row = leading windows τ, flattened).  Its input,")
+        w("transformed by Bᵀ along every leading dimension, is ``vb[ci, point, r · Lx + i]`` in this thread's")
+        w("buffer (window τ reads plane positions ``WINO_M τ … WINO_M τ + WINO_M``; plane position ``p`` along")
+        w("``d`` holds input ``p + a_d``, zero outside ``x``).  It is computed when the thread's previous")
+        w("iteration had another block (``tags``: the thread's block; -1 at the start of a call), so the")
+        w("iterations of a block's output channels on one thread share it.  This thread's rows")
+        w("``acc[p · WINO_OUTS + e, c · S + m]`` hold output e of the windows of column m, for channel c of")
+        w("the block and last-dimension phase p.  Per leading phase f and phase p they start at the bias, and")
+        w("each point's products (the register tile, over the group's input channels and the phase's")
+        w("last-dimension taps) are added to the outputs the point belongs to (Aᵀ); then the block's outputs")
+        w("of the leading phase f are written.")
         w('"""')
         w("batch, c_out = y.shape[0], y.shape[1]")
-        w("cin_g = vs.shape[1] // groups  # input channels per group")
+        w("cin_g = x.shape[1] // groups  # input channels per group")
         w("cout_g = c_out // groups  # output channels per group (a multiple of CO_BLOCK)")
         w("wide = cout_g // CO_BLOCK")
         w("row_blocks = (rows + block_rows - 1) // block_rows")
         w("S = acc_all.shape[2] // CO_BLOCK  # distance of a block's channel rows")
-        w(f"for item in prange(batch * row_blocks * groups * wide):")
+        w(f"first = max(0, -a{last})  # plane positions along the last dimension that hold inputs")
+        w(f"stop = max(first, min(Lx, x.shape[{last + 2}] - a{last}))")
+        w("for item in prange(batch * row_blocks * groups * wide):")
         with w.indent():
             w("b = item // (row_blocks * groups * wide)")
             w("i = item - b * (row_blocks * groups * wide)")
@@ -461,11 +367,48 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
             w("nq = min(block_rows, rows - q0)")
             w("ci0 = g * cin_g")
             w("M = -(-(nq * Lx) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)")
-            w("m0 = q0 * Lx  # first column of the block")
             w("co = g * cout_g + kb * CO_BLOCK")
             w("cw = max(0, co)  # (non-negative: constant offsets cw + c)")
-            w("acc = acc_all[numba.get_thread_id()]  # this thread's rows")
+            w("thread = numba.get_thread_id()")
+            w("acc = acc_all[thread]  # this thread's rows")
+            w("vb = vb_all[thread]  # this thread's transformed block")
             w(f"tile = stack_tile(y, {cb}, {tile})")
+            w("block = (b * row_blocks + rb) * groups + g")
+            w("if tags[thread] != block:  # Bᵀ of the block's windows along every leading dimension")
+            with w.indent():
+                w("tags[thread] = block")
+                w("for ci in range(cin_g):")
+                with w.indent():
+                    w("xc = x[b, ci0 + ci]")
+                    w("for r in range(nq):")
+                    with w.indent():
+                        w("q = q0 + r")
+                        for d in range(L - 1, 0, -1):
+                            w(f"tau{d} = q % T{d}")
+                            w(f"q = q // T{d}")
+                        w("tau0 = q")
+                        for d in range(L):
+                            w(f"p{d} = {m} * tau{d} + a{d}  # the window's first plane position, as an input index")
+                        w("# the window's input rows (zrow outside x)")
+                        for j in itertools.product(range(n), repeat=L):
+                            idx = ", ".join(f"p{d} + {j[d]}" if j[d] else f"p{d}" for d in range(L))
+                            inside = " and ".join(
+                                f"0 <= {f'p{d} + {j[d]}' if j[d] else f'p{d}'} < x.shape[{d + 2}]" for d in range(L))
+                            name = "x" + "_".join(str(v) for v in j)
+                            w(f"{name} = xc[{idx}] if {inside} else zrow")
+                        w("seg = r * Lx")
+                        w("# positions first … stop − 1 of the row; the others hold no input and stay zero (the buffer")
+                        w("# is allocated zero for this geometry and nothing else is written); slice views first:")
+                        w("# non-negative indices (the loop vectorises)")
+                        grid = list(itertools.product(range(n), repeat=L))
+                        for j in grid:
+                            suffix = "_".join(str(v) for v in j)
+                            w(f"s{suffix} = x{suffix}[first + a{last}:]")
+                        for k in range(len(grid)):
+                            w(f"o{k} = vb[ci, {k}, seg + first:]")
+                        w("for i in range(stop - first):")
+                        with w.indent():
+                            _emit_block_transform(L, n, w)
             w(f"for f in range({FL}):  # leading phase components (C order)")
             with w.indent():
                 rest = "f"
@@ -497,10 +440,10 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
                             with w.indent():
                                 for c in range(cb):
                                     w(f"tile[{c}, m] = 0.0")
-                            w("; ".join(f"d{t} = max(0, m0 + mc + sx{t})" for t in range(nx)))
+                            w("; ".join(f"d{t} = max(0, mc + sx{t})" for t in range(nx)))
                             w("for ci in range(cin_g):")
                             with w.indent():
-                                w("vr = vs[b, ci0 + ci, point]")
+                                w("vr = vb[ci, point]")
                                 w("ur = u[k, point]")
                                 for c in range(cb):
                                     w("; ".join(f"w{c}_{t} = ur[{t}, ci, cw + {c}]" for t in range(nx)))
