@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._source import Writer
 
-__all__ = ["TAP_GROUP", "emit_tap_loops", "emit_border_flags", "emit_row_write"]
+__all__ = ["TAP_GROUP", "emit_row_position", "emit_tap_loops", "emit_border_flags", "emit_row_write"]
 
 #: taps per column loop of the micro-kernel.  With all of a phase's taps in one loop, LLVM hoists all
 #: CO_BLOCK × taps weight broadcasts out of it: 32 registers for 8 taps, more than the 16 the tile
@@ -17,6 +17,19 @@ __all__ = ["TAP_GROUP", "emit_tap_loops", "emit_border_flags", "emit_row_write"]
 #: float64 h 44.0 → 39.5 ms and e 19.6 → 15.5 ms.  Groups of 3 and 4 measured within 2 %, of 2 a few
 #: per cent slower, of 1 more than twice as slow.
 TAP_GROUP = 4
+
+
+def emit_row_position(n_lead: int, row: str, w: Writer, index: str = "u", extent: str = "L") -> None:
+    """``{index}0 … {index}{n_lead−1}``: the position along each leading dimension of row ``q0 + row``.
+
+    A block's rows flatten the leading dimensions in C order; ``{extent}{d}`` is the extent of
+    dimension ``d`` (plane positions ``L`` in the direct kernel, windows ``T`` in the Winograd path).
+    """
+    w(f"q = q0 + {row}")
+    for d in range(n_lead - 1, 0, -1):
+        w(f"{index}{d} = q % {extent}{d}")
+        w(f"q = q // {extent}{d}")
+    w(f"{index}0 = q")
 
 
 def emit_tap_loops(T: int, width: int, load, w: Writer) -> None:

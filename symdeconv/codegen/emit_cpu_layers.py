@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 
-from ._layer_source import TAP_GROUP, emit_border_flags, emit_row_write, emit_tap_loops
+from ._layer_source import TAP_GROUP, emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops
 from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text, tuple_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .emit_cpu_wino import emit_wino, wino_geometry
@@ -384,15 +384,6 @@ def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
                 w("a0[m] += " + " + ".join(f"w0_{t} * v{t}" for t in range(T)))
 
 
-def _emit_row_position(D: int, row: str, w: Writer) -> None:
-    """``u0 … u_{D−2}``: the plane position (leading dimensions) of row ``row`` of the block at ``q0``."""
-    w(f"q = q0 + {row}")
-    for d in range(D - 2, 0, -1):
-        w(f"u{d} = q % L{d}")
-        w(f"q = q // L{d}")
-    w("u0 = q")
-
-
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
 
@@ -452,7 +443,7 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                 w("if row_exact:")
                 with w.indent():
                     w("# skip a row without outputs of this phase (its position j is outside the phase's range)")
-                    _emit_row_position(D, "line", w)
+                    emit_row_position(D - 1, "line", w)
                     w(f"kk = k // {plan.P[last]}")
                     w("ok = True")
                     for d in range(D - 2, -1, -1):
@@ -511,7 +502,7 @@ def _emit_write(plan: KernelPlan, w: Writer) -> None:
     else:
         w("for r in range(nq):")
         w.indent()
-        _emit_row_position(D, "r", w)
+        emit_row_position(D - 1, "r", w)
         for d in range(D - 1):
             w(f"j{d} = jlo{d} + u{d}")
         w(f"k0 = jlo{last}")

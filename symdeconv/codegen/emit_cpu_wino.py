@@ -63,7 +63,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from ._layer_source import emit_border_flags, emit_row_write, emit_tap_loops
+from ._layer_source import emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops
 from ._source import Writer, dims, tuple_text
 from .plan import KernelPlan
 
@@ -382,11 +382,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
                     w("xc = x[b, ci0 + ci]")
                     w("for r in range(nq):")
                     with w.indent():
-                        w("q = q0 + r")
-                        for d in range(L - 1, 0, -1):
-                            w(f"tau{d} = q % T{d}")
-                            w(f"q = q // T{d}")
-                        w("tau0 = q")
+                        emit_row_position(L, "r", w, index="tau", extent="T")
                         for d in range(L):
                             w(f"p{d} = {m} * tau{d} + a{d}  # the window's first plane position, as an input index")
                         w("# the window's input rows (zrow outside x)")
@@ -480,11 +476,7 @@ def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
     emit_border_flags(PL, w)
     w("for r in range(nq):")
     with w.indent():
-        w("q = q0 + r")
-        for d in range(L - 1, 0, -1):
-            w(f"tau{d} = q % T{d}")
-            w(f"q = q // T{d}")
-        w("tau0 = q")
+        emit_row_position(L, "r", w, index="tau", extent="T")
         w("seg = r * Lx")
         w("for e in range(WINO_OUTS):")
         with w.indent():
