@@ -15,7 +15,9 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import ROW_TARGET, TAP_GROUP, TILE_SHAPE, VEC, layer_geometry
+from symdeconv.codegen.emit_cpu_layers import (
+    BLOCK_FILL_MAX_NDIM, ROW_TARGET, TAP_GROUP, TILE_SHAPE, VEC, layer_geometry,
+)
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
@@ -246,6 +248,71 @@ def test_accumulator_stride_avoids_4k_aliasing():
                 r = (k * s * itemsize) % 4096
                 assert 256 <= r <= 4096 - 256, (n, itemsize, s, k)
 
+
+
+def _planes(x, Q, a, L):
+    """The definition ``fill`` copies from: plane r (C order over Q) holds x[Q (u + a) + r] at plane position u,
+    zero where that is outside x; the planes flattened in C order (a NumPy restatement, index by index)."""
+    D = len(Q)
+    planes = []
+    for r in np.ndindex(*Q):
+        plane = np.zeros(L, dtype=x.dtype)
+        for u in np.ndindex(*L):
+            s = tuple(Q[d] * (u[d] + a[d]) + r[d] for d in range(D))
+            if all(0 <= s[d] < x.shape[d] for d in range(D)):
+                plane[u] = x[s]
+        planes.append(plane.reshape(-1))
+    return np.stack(planes)
+
+
+# (layer, input spatial shape): 1-D and 2-D (the kernels whose blocks copy their own input, BLOCK_FILL_MAX_NDIM),
+# input phases (Q = 2, de-interleaved rows), the first input position outside x (padding), odd sizes
+FILL_CASES = {
+    "conv1d_s2": (sd.Conv(3, 2, 1, in_channels=3, out_channels=4), (37,)),
+    "convT1d": (sd.ConvTranspose(4, 2, 1, in_channels=3, out_channels=4), (29,)),
+    "conv2d_s2": (sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=4), (9, 13)),
+    "convT2d_op": (sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=4), (7, 6)),
+    "conv2d_s3_dilated": (sd.Conv((2, 3), (3, 2), (0, 2), dilation=(2, 1), in_channels=2, out_channels=4), (11, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILL_CASES))
+def test_fill_copies_the_band_of_a_block(name):
+    """``fill`` writes every position of a block's band: the input planes where they hold inputs, zero
+    elsewhere and past the planes' end — also over a buffer that held another block (it is reused)."""
+    layer, shape = FILL_CASES[name]
+    module = sd.compile(layer, "cpu").module
+    plan = LayerBinding(layer).plan
+    D, Q = plan.ndim, plan.Q
+    assert D <= BLOCK_FILL_MAX_NDIM and not hasattr(module, "pad")
+    lo = [int(a) for a, _ in layer.window(shape)]
+    out = layer.output_shape(shape)
+    jlo = [min(-((p - lo[d]) // plan.P[d]) for p in range(plan.P[d])) for d in range(D)]
+    jhi = [max(-((p - lo[d] - out[d]) // plan.P[d]) for p in range(plan.P[d])) for d in range(D)]
+    L = [jhi[d] - jlo[d] + module.E_SPAN[d] for d in range(D)]
+    a = [jlo[d] + module.E_MIN[d] for d in range(D)]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5) + tuple(shape))
+    for b in range(2):
+        for ci0 in (0, 3):  # the block's group starts at input channel ci0
+            planes = _planes(x[b, ci0], Q, a, L), _planes(x[b, ci0 + 1], Q, a, L)
+            total = planes[0].shape[1]
+            for m0 in sorted({0, L[-1] if D > 1 else 5, (total // L[-1] - 1) * L[-1]}):  # (whole rows in 2-D)
+                for band in (VEC + 3, 2 * total):
+                    xb = np.full((3, module.N_PLANES, band), np.nan)  # (a third channel, not written)
+                    module.fill(x, xb[:2], b, ci0, m0, band, *a, *L)
+                    for ci in range(2):
+                        padded = np.concatenate([planes[ci], np.zeros((len(planes[ci]), m0 + band))], axis=1)
+                        np.testing.assert_array_equal(xb[ci], padded[:, m0:m0 + band], err_msg=f"{m0} {band}")
+                    assert np.isnan(xb[2]).all()
+
+
+def test_3d_kernels_copy_the_whole_input_into_planes():
+    """From 3-D on, ``pad`` copies the whole input into planes before the kernel (no per-block ``fill``)."""
+    for layer in (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=4),
+                  sd.Conv((3, 3, 3, 3), 2, 1, in_channels=2, out_channels=4)):
+        src = sd.emit(layer, "cpu")
+        assert "def pad(" in src and "def fill(" not in src
 
 # (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row
 # blocks of work (more than ROW_TARGET outputs per channel and phase: checked below), accumulator lengths not

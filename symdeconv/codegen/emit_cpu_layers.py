@@ -6,12 +6,16 @@ group, ``y[c', P j + p] = Σ_s w[s, c, c'] · x[c, Q j + off_s]``: per phase, th
 transposed convolution [Shi et al. 2016], the *space-to-depth* form of a strided one.  The emitted
 kernel computes it the way a GEMM micro-kernel would:
 
-1. **pad** (``pad``, parallel over batch × channels): the input is copied into a reusable,
-   zero-bordered scratch buffer ``xs``
-   of *flattened planes*, one plane per input phase ``r = off mod Q`` (a plain zero-padded copy when
-   ``Q = 1``).  Writing ``off = Q e + r``, the tap ``x[Q j + off]`` is ``plane_r[j + e]``: every tap of
-   every phase becomes a *constant-offset, unit-stride* read of a plane, and the offsets are
-   non-negative, so the hot loop has no bounds tests and no negative indices;
+1. **input planes**: the input is copied into reusable scratch buffers of *flattened planes*, one
+   plane per input phase ``r = off mod Q`` (a plain zero-padded copy when ``Q = 1``).  Writing
+   ``off = Q e + r``, the tap ``x[Q j + off]`` is ``plane_r[j + e]``: every tap of every phase becomes
+   a *constant-offset, unit-stride* read of a plane, and the offsets are non-negative, so the hot loop
+   has no bounds tests and no negative indices.  In 1-D and 2-D (``BLOCK_FILL_MAX_NDIM``) each block
+   of work (below) copies the band of the planes it reads into the calling thread's buffer (``fill``),
+   once per block and thread: the block's output-channel blocks that the thread runs one after the
+   other share the copy.  From 3-D on, a parallel pass (``pad``, over batch × channels) copies the
+   whole input into planes first (a 3-D block's taps read rows a whole plane apart, and copying those
+   per block measured slower);
 2. **blocks of work** (``kernel``): one ``prange`` over (batch × row blocks × groups × output-channel
    blocks).  A row block is ``R`` consecutive rows of the flattened planes (``R`` chosen so that a
    block holds about ``ROW_TARGET`` outputs: the accumulators stay in L1/L2).  Per block and phase the
@@ -59,12 +63,21 @@ from .plan import KernelPlan
 
 __all__ = [
     "emit_cpu_layers", "layer_geometry", "emit_tap_loops", "emit_border_flags", "emit_row_write",
-    "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET",
+    "TILE_SHAPE", "TAP_GROUP", "ROW_TARGET", "BLOCK_FILL_MAX_NDIM",
 ]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2,
 #: and few blocks mean little rounding of a block up to whole tiles (2048 beat 1024 and 4096 by 3–7 %).
 ROW_TARGET = 2048
+
+#: up to this many dimensions each block of work copies its own input planes (``fill``, into a per-thread
+#: buffer shared by the block's output-channel blocks on that thread); from 3-D on a parallel pass copies the
+#: whole input into planes first (``pad``).  Measured (2 threads, same-process A/B against the pass):
+#: benchmark case h (stride-2 Conv2d, 64→64, 8 × 128²) 17.0–17.6 → 13.7–13.9 ms, a 64→64 ConvTranspose1d
+#: (8 × 16384) 26.1 → 23.6 ms, cases b and d unchanged; but a 3-D block reads input rows a whole plane apart
+#: along dimension 0 (one band of rows per tap offset there), and copying those per block made 3-D direct
+#: kernels 8–30 % slower (8 → 8 and 16 → 16 ConvTranspose3d at 32³, 64 → 64 at 16³).
+BLOCK_FILL_MAX_NDIM = 2
 
 #: accumulator lengths are rounded up to a multiple of VEC elements: the vectorised loop (vector width ×
 #: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
@@ -139,7 +152,10 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     _emit_tables(plan, geo, w)
     w()
     w()
-    _emit_pad(plan, w)
+    if plan.ndim <= BLOCK_FILL_MAX_NDIM:
+        _emit_fill(plan, w)
+    else:
+        _emit_pad(plan, w)
     w()
     w()
     _emit_acc_stride(w)
@@ -165,7 +181,7 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
     lo = ", ".join(f"lo{d}" for d in dims(plan))
     w(f"def run(x, y, w, bias, groups, {lo}, work=None):")
     with w.indent():
-        w('"""Pad ``x`` into the plane buffer (kept in the dict ``work`` between calls) and run the kernel.')
+        w('"""Run the kernel on ``x`` (its scratch buffers kept in the dict ``work`` between calls).')
         w()
         w("Block ``j`` of dimension ``d`` is needed when some phase's output ``P j + p − lo`` lies in")
         w("``[0, out)``: ``jlo ≤ j < jhi``.  Plane position ``u`` holds input ``Q (u + jlo + E_MIN) + r``, so")
@@ -187,36 +203,72 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
         if wino:
             w("if x.shape[1] // groups >= WINO_MIN_CIN and (y.shape[1] // groups) % CO_BLOCK == 0:")
             w("    return wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work)  # Winograd F(2, 2) path")
-        w("stride = [1] * NDIM  # strides of the flattened planes")
-        w("for d in range(NDIM - 2, -1, -1):")
-        w("    stride[d] = stride[d + 1] * length[d + 1]")
-        w("# reads run past the last row by at most the taps' reach along the later dimensions")
-        w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
-        w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
-        w("key = (x.shape, x.dtype.str, lo, out)")
-        w("xs = work.get(key) if work is not None else None")
-        w("if xs is None:")
-        with w.indent():
-            w("# zeros once: pad() rewrites the same interior every call, the border stays zero")
-            w("xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)")
-            w("if work is not None:")
-            w("    work.clear()")
-            w("    work[key] = xs")
-        ls = ", ".join(f"length[{d}]" for d in dims(plan))
-        offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
-        w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
-        w(f"pad(x, xs, {offsets}, {ls})")
-        if D == 1:
-            w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
-            w("block_rows = ROW_TARGET")
-            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+        if D <= BLOCK_FILL_MAX_NDIM:
+            w("stride = [1] * NDIM  # strides of the flattened planes")
+            w("for d in range(NDIM - 2, -1, -1):")
+            w("    stride[d] = stride[d + 1] * length[d + 1]")
+            if D == 1:
+                w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
+                w("block_rows = ROW_TARGET")
+                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+                w("M = -(-block_rows // VEC) * VEC  # a block's columns, at most")
+            else:
+                inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
+                w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
+                w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+                w(f"M = -(-(block_rows * length[{D - 1}]) // VEC) * VEC  # a block's columns, at most")
+            w("# a block reads its M columns plus the taps' reach: its band of the planes (fill)")
+            w("band = M + sum(E_SPAN[d] * stride[d] for d in range(NDIM))")
+            w("key = (x.shape, x.dtype.str, lo, out, groups)")
+            w("scratch = work.get(key) if work is not None else None")
+            w("if scratch is None:")
+            with w.indent():
+                w("threads = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < threads")
+                w("scratch = (")
+                w("    np.empty((threads, x.shape[1] // groups, N_PLANES, band), dtype=x.dtype),  # block buffers")
+                w("    np.empty(threads, dtype=np.int64),  # the block each thread's buffer holds")
+                w(")")
+                w("if work is not None:")
+                w("    work.clear()")
+                w("    work[key] = scratch")
+            w("xb, tags = scratch")
+            w("tags[:] = -1  # no thread holds a block of this call's input yet")
+            xa = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
+            js = ", ".join(f"jlo[{d}]" for d in dims(plan))
+            ls = ", ".join(f"length[{d}]" for d in dims(plan))
+            w(f"kernel(x, xb, tags, y, w, bias, groups, rows, block_rows, band, {js}, {ls}, {lo}, {xa})")
         else:
-            inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
-            w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
-            w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
-            w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
-        js = ", ".join(f"jlo[{d}]" for d in dims(plan))
-        w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
+            w("stride = [1] * NDIM  # strides of the flattened planes")
+            w("for d in range(NDIM - 2, -1, -1):")
+            w("    stride[d] = stride[d + 1] * length[d + 1]")
+            w("# reads run past the last row by at most the taps' reach along the later dimensions")
+            w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
+            w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
+            w("key = (x.shape, x.dtype.str, lo, out)")
+            w("xs = work.get(key) if work is not None else None")
+            w("if xs is None:")
+            with w.indent():
+                w("# zeros once: pad() rewrites the same interior every call, the border stays zero")
+                w("xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)")
+                w("if work is not None:")
+                w("    work.clear()")
+                w("    work[key] = xs")
+            ls = ", ".join(f"length[{d}]" for d in dims(plan))
+            offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
+            w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
+            w(f"pad(x, xs, {offsets}, {ls})")
+            if D == 1:
+                w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
+                w("block_rows = ROW_TARGET")
+                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+            else:
+                inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
+                w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
+                w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+            js = ", ".join(f"jlo[{d}]" for d in dims(plan))
+            w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
 
 
 # --- phase tables ----------------------------------------------------------------------------------------
@@ -324,6 +376,88 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
                 w.dedent()
 
 
+def _emit_fill(plan: KernelPlan, w: Writer) -> None:
+    """``fill`` (1-D and 2-D): one block's input planes, copied from ``x`` into the calling thread's buffer.
+
+    A block of work (``m0`` its first plane position) reads the plane positions ``m0 + m + Σ_d e_d S_d``
+    (``m < M``, ``e`` a tap's block offset): the ``band`` positions from ``m0``.  Plane ``r`` holds
+    ``x[Q (u + a) + r]`` at plane position ``u``; every position of the band is written, zero where that
+    is outside ``x`` or past the planes (the buffer serves every block).  Along the last dimension an
+    input row is read once and dealt out to its ``Q_last`` planes (de-interleaved) in one loop.
+    """
+    D = plan.ndim
+    last = D - 1
+    QL = plan.Q[last]
+    assert D <= BLOCK_FILL_MAX_NDIM
+    a_args = ", ".join(f"xa{d}" for d in dims(plan))
+    l_args = ", ".join(f"L{d}" for d in dims(plan))
+    w("@numba.njit(cache=True)")
+    w(f"def fill(x, xb, b, ci0, m0, band, {a_args}, {l_args}):")
+    with w.indent():
+        w('"""xb[ci, r, i] = x[b, ci0 + ci, Q (u + a) + r] at the plane position u of flat index m0 + i, i < band')
+        w('(zero outside x and past the planes)."""')
+        w(f"first = max(0, -xa{last})  # row positions holding inputs: first … stop_p − 1 (plane p)")
+        for p_ in range(QL):
+            w(f"stop{p_} = max(first, min(L{last}, -(({p_} - x.shape[{last + 2}]) // {QL}) - xa{last}))")
+        stops = ", ".join(f"stop{p_}" for p_ in range(QL))
+        w(f"stop_all = min({stops})" if QL > 1 else "stop_all = stop0")
+        w("for ci in range(xb.shape[0]):")
+        with w.indent():
+            w("xc = x[b, ci0 + ci]")
+            w(f"for rho in range(m0 // L{last}, -(-(m0 + band) // L{last})):  # rows of the last dimension")
+            with w.indent():
+                w(f"i0 = max(0, m0 - rho * L{last})  # the row's positions i0 … i1 − 1 are in the band")
+                w(f"i1 = min(L{last}, m0 + band - rho * L{last})")
+                w(f"at = rho * L{last} + i0 - m0")
+                if D == 1:
+                    w("inside = rho == 0  # past the line: zero")
+                else:
+                    w("u0 = rho  # (≥ L0: past the planes)")
+                w("r = 0  # the plane of (r_0, …, r_{D−2}, 0)")
+                for d in range(D - 1):
+                    w(f"for r{d} in range(Q[{d}]):")
+                    w.indent()
+                for p_ in range(QL):
+                    w(f"dst{p_} = xb[ci, r + {p_}, at:at + i1 - i0]")
+                if D > 1:
+                    for d in range(D - 1):
+                        w(f"s{d} = Q[{d}] * (u{d} + xa{d}) + r{d}  # the input row's index along {d}")
+                    inside = " and ".join(["u0 < L0"] + [f"0 <= s{d} < x.shape[{d + 2}]" for d in range(D - 1)])
+                    w(f"inside = {inside}")
+                w("if not inside:")
+                with w.indent():
+                    w("for i in range(i1 - i0):")
+                    with w.indent():
+                        for p_ in range(QL):
+                            w(f"dst{p_}[i] = 0.0")
+                w("else:")
+                with w.indent():
+                    src = "xc[" + ", ".join(f"s{d}" for d in range(D - 1)) + "]" if D > 1 else "xc"
+                    w(f"row = {src}")
+                    w("for i in range(i0, min(first, i1)):  # before the input")
+                    with w.indent():
+                        for p_ in range(QL):
+                            w(f"dst{p_}[i - i0] = 0.0")
+                    w("c0 = max(first, i0)")
+                    w("c1 = max(c0, min(stop_all, i1))")
+                    w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
+                    w(f"src = row[{QL} * (c0 + xa{last}):]" if QL > 1 else f"src = row[c0 + xa{last}:]")
+                    for p_ in range(QL):
+                        w(f"out{p_} = dst{p_}[c0 - i0:]")
+                    w("for i in range(c1 - c0):")
+                    with w.indent():
+                        for p_ in range(QL):
+                            w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
+                    w("for i in range(c1, i1):  # the high end: past the input (where not every plane is, one by one)")
+                    with w.indent():
+                        for p_ in range(QL):
+                            val = f"row[{QL} * (i + xa{last}) + {p_}]" if QL > 1 else f"row[i + xa{last}]"
+                            w(f"dst{p_}[i - i0] = {val} if i < stop{p_} else 0.0")
+                w(f"r += {QL}")
+                for d in range(D - 1):
+                    w.dedent()
+
+
 def _emit_acc_stride(w: Writer) -> None:
     w("@numba.njit(cache=True)")
     w("def acc_stride(n, itemsize, rows):")
@@ -354,27 +488,33 @@ def _emit_acc_stride(w: Writer) -> None:
 # --- the kernel ------------------------------------------------------------------------------------------
 
 
+def _tap_offset(plan: KernelPlan, T: int, t: int) -> str:
+    """Source text: tap ``t``'s offset in its plane from the block's first plane position ``m0`` — in the
+    block's band (``fill``, 1-D and 2-D) or in the whole planes (``pad``, from 3-D on: ``m0 +`` …)."""
+    D = plan.ndim
+    shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
+    return shift if D <= BLOCK_FILL_MAX_NDIM else f"m0 + {shift}"
+
+
 def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
     """The fused loop of the phases with ``T`` taps for the one output channel ``co`` (row ``c0`` of acc).
 
-    acc[k, c0, m] += Σ_ci Σ_t w[s_t, ci, co] · xs[b, ci0 + ci, r_t, o_t + m]   (m < M)
+    acc[k, c0, m] += Σ_ci Σ_t w[s_t, ci, co] · plane_{r_t}[ci0 + ci][m0 + o_t + m]   (m < M)
 
     Used for the channels left over when ``C_out/G`` is not a multiple of ``CO_BLOCK``: per input
     channel, the phase's taps are fused into one expression over contiguous slices of the planes.
     """
-    D = plan.ndim
     w(f"for i in range(PHASES_{T}.shape[0]):  # every phase with {T} tap{'s' if T != 1 else ''}")
     with w.indent():
         w(f"k = PHASES_{T}[i]")
         w("a0 = acc[k, c0 + 0]")
         for t in range(T):
-            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-            w(f"o{t} = m0 + {shift}")
+            w(f"o{t} = {_tap_offset(plan, T, t)}")
         w("; ".join(f"s{t} = SLOTS_{T}[i, {t}]" for t in range(T)))
         w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
         w("for ci in range(cin_g):")
         with w.indent():
-            w("xp = xs[b, ci0 + ci]")
+            w("xp = xb[ci]" if plan.ndim <= BLOCK_FILL_MAX_NDIM else "xp = xs[b, ci0 + ci]")
             for t in range(T):
                 w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
             w("; ".join(f"w0_{t} = w[s{t}, ci, co]" for t in range(T)))
@@ -387,7 +527,7 @@ def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
 def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> None:
     """The block_wide micro-kernel of the phases with ``T`` taps: ``width`` output channels from ``co``.
 
-    acc[k, c, m] = bias[co + c] + Σ_ci Σ_t w[s_t, ci, co + c] · xs[b, ci0 + ci, r_t, o_t + m]
+    acc[k, c, m] = bias[co + c] + Σ_ci Σ_t w[s_t, ci, co + c] · plane_{r_t}[ci0 + ci][m0 + o_t + m]
 
     A *register tile*, like a GEMM micro-kernel: the columns are taken ``TILE`` at a time, and for each
     such chunk the ``width × TILE`` accumulators (``width × TILE / 16`` AVX-512 registers for float32)
@@ -422,8 +562,7 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
         w("# tap t reads x at flat position xo_t + m of an input channel's planes, and weight w[s_t, ci, co + c];")
         w("# max(0, ·) tells the compiler these are non-negative (no negative-index wraparound in the loops)")
         for t in range(T):
-            shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-            w(f"xo{t} = max(0, PLANES_{T}[i, {t}] * plane + m0 + {shift})")
+            w(f"xo{t} = max(0, PLANES_{T}[i, {t}] * plane + {_tap_offset(plan, T, t)})")
         w("; ".join(f"s{t} = max(0, SLOTS_{T}[i, {t}])" for t in range(T)))
         if D == 1:
             w("lines = 1  # 1-D: the block's positions are one line of work")
@@ -465,10 +604,12 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                 w("; ".join(f"d{t} = max(0, xo{t} + mc)" for t in range(T)))
                 w("for ci in range(cin_g):")
                 with w.indent():
-                    w("c_in = ci0 + ci")
+                    if D > BLOCK_FILL_MAX_NDIM:
+                        w("c_in = ci0 + ci")
                     for c in range(width):
                         w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
-                    emit_tap_loops(T, width, lambda t: f"xflat[b, c_in, d{t} + m]", w)
+                    read = "xflat[ci, " if D <= BLOCK_FILL_MAX_NDIM else "xflat[b, c_in, "
+                    emit_tap_loops(T, width, lambda t: f"{read}d{t} + m]", w)
                 w("acc[k, :, mc:mc + TILE] = tile")
 
 
@@ -543,16 +684,28 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
     n_ph = len(plan.phases)
     by_taps = _by_taps(plan)
     w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
-    w(f"def kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo}):")
+    fused = D <= BLOCK_FILL_MAX_NDIM
+    xa = ", ".join(f"xa{d}" for d in dims(plan))
+    if fused:
+        w(f"def kernel(x, xb_all, tags, y, w, bias, groups, rows, block_rows, band, {js}, {ls}, {lo}, {xa}):")
+    else:
+        w(f"def kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo}):")
     with w.indent():
         w('"""One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).')
         w()
-        w("A block of work is the rows q0 … q0 + nq − 1 of the planes: for every phase, the accumulators")
-        w("acc[phase, c, m] start at the bias and gather the phase's taps over the group's input channels;")
-        w("then they are written to y.")
+        if fused:
+            w("A block of work is the rows q0 … q0 + nq − 1 of the planes.  Its input planes are copied from x")
+            w("(``fill``) into this thread's block buffer when the thread's previous iteration had another block")
+            w("(``tags``; -1 at the start of a call), so the iterations of a block's output channels on one")
+            w("thread share the copy.  For every phase, the accumulators acc[phase, c, m] start at the bias and")
+            w("gather the phase's taps over the group's input channels; then they are written to y.")
+        else:
+            w("A block of work is the rows q0 … q0 + nq − 1 of the planes (``xs``, from ``pad``): for every phase,")
+            w("the accumulators acc[phase, c, m] start at the bias and gather the phase's taps over the group's")
+            w("input channels; then they are written to y.")
         w('"""')
         w("batch, c_out = y.shape[0], y.shape[1]")
-        w("cin_g = xs.shape[1] // groups  # input channels per group")
+        w(f"cin_g = {'x' if fused else 'xs'}.shape[1] // groups  # input channels per group")
         w("cout_g = c_out // groups  # output channels per group")
         w("wide = cout_g // CO_BLOCK  # blocks of CO_BLOCK channels per group")
         w("rest = cout_g - wide * CO_BLOCK  # remaining channels, one at a time")
@@ -560,8 +713,11 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
         w("row_blocks = (rows + block_rows - 1) // block_rows")
         for d in range(D - 1, -1, -1):
             w(f"S{d} = {'1' if d == last else f'S{d + 1} * L{d + 1}'}  # plane stride of dimension {d}")
-        w("xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat")
-        w("plane = xs.shape[3]  # elements per plane")
+        if fused:
+            w("plane = xb_all.shape[3]  # elements per plane of a block buffer")
+        else:
+            w("xflat = xs.reshape(xs.shape[0], xs.shape[1], xs.shape[2] * xs.shape[3])  # a channel's planes, flat")
+            w("plane = xs.shape[3]  # elements per plane")
         w("for item in prange(batch * row_blocks * groups * per_group):")
         with w.indent():
             w("b = item // (row_blocks * groups * per_group)")
@@ -579,6 +735,15 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
             else:
                 w(f"M = -(-(nq * L{last}) // VEC) * VEC  # nq whole rows (and < VEC columns more, unused)")
                 w(f"m0 = q0 * L{last}  # first plane position of the block")
+            if fused:
+                w("thread = numba.get_thread_id()")
+                w("xb = xb_all[thread]  # this thread's block buffer")
+                w("block = (b * row_blocks + rb) * groups + g")
+                w("if tags[thread] != block:")
+                w("    tags[thread] = block")
+                fa = ", ".join(f"xa{d}" for d in dims(plan))
+                w(f"    fill(x, xb, b, ci0, m0, band, {fa}, {ls})")
+                w("xflat = xb.reshape(cin_g, xb.shape[1] * xb.shape[2])  # the block's planes of an input channel, flat")
             w("if kb < wide:")
             w("    co_first = g * cout_g + kb * CO_BLOCK")
             w("    width = CO_BLOCK")
