@@ -203,20 +203,14 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
         if wino:
             w("if x.shape[1] // groups >= WINO_MIN_CIN and (y.shape[1] // groups) % CO_BLOCK == 0:")
             w("    return wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work)  # Winograd F(2, 2) path")
+        w("stride = [1] * NDIM  # strides of the flattened planes")
+        w("for d in range(NDIM - 2, -1, -1):")
+        w("    stride[d] = stride[d + 1] * length[d + 1]")
         if D <= BLOCK_FILL_MAX_NDIM:
-            w("stride = [1] * NDIM  # strides of the flattened planes")
-            w("for d in range(NDIM - 2, -1, -1):")
-            w("    stride[d] = stride[d + 1] * length[d + 1]")
+            _emit_block_rows(plan, w)
             if D == 1:
-                w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
-                w("block_rows = ROW_TARGET")
-                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
                 w("M = -(-block_rows // VEC) * VEC  # a block's columns, at most")
             else:
-                inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
-                w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
-                w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
-                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
                 w(f"M = -(-(block_rows * length[{D - 1}]) // VEC) * VEC  # a block's columns, at most")
             w("# a block reads its M columns plus the taps' reach: its band of the planes (fill)")
             w("band = M + sum(E_SPAN[d] * stride[d] for d in range(NDIM))")
@@ -239,9 +233,6 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             ls = ", ".join(f"length[{d}]" for d in dims(plan))
             w(f"kernel(x, xb, tags, y, w, bias, groups, rows, block_rows, band, {js}, {ls}, {lo}, {xa})")
         else:
-            w("stride = [1] * NDIM  # strides of the flattened planes")
-            w("for d in range(NDIM - 2, -1, -1):")
-            w("    stride[d] = stride[d + 1] * length[d + 1]")
             w("# reads run past the last row by at most the taps' reach along the later dimensions")
             w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
             w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
@@ -258,17 +249,22 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
             w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
             w(f"pad(x, xs, {offsets}, {ls})")
-            if D == 1:
-                w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
-                w("block_rows = ROW_TARGET")
-                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
-            else:
-                inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
-                w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
-                w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
-                w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
+            _emit_block_rows(plan, w)
             js = ", ".join(f"jlo[{d}]" for d in dims(plan))
             w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
+
+
+def _emit_block_rows(plan: KernelPlan, w: Writer) -> None:
+    """``rows`` (of the flattened planes holding outputs) and ``block_rows`` (per block of work) in ``run``."""
+    D = plan.ndim
+    if D == 1:
+        w("rows = jhi[0] - jlo[0]  # 1-D: a row is one block position")
+        w("block_rows = ROW_TARGET")
+    else:
+        inner = " * ".join(f"length[{d}]" for d in range(1, D - 1))
+        w(f"rows = (jhi[0] - jlo[0]){' * ' + inner if inner else ''}  # rows of the planes holding outputs")
+        w(f"block_rows = max(1, ROW_TARGET // length[{D - 1}])")
+    w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
 
 
 # --- phase tables ----------------------------------------------------------------------------------------
