@@ -306,6 +306,17 @@ def _emit_tables(plan: KernelPlan, geo: dict, w: Writer) -> None:
 
 # --- the kernel ---
 
+def _emit_row_inputs(plan: KernelPlan, a: str, w: Writer) -> None:
+    """``first``, ``stop{p}``, ``stop_all``: the positions ``first … stop_p − 1`` of a row of plane ``p`` (last
+    dimension) that hold inputs, ``Q (i + a_last) + p`` in ``[0, n_last)``; ``stop_all`` the least ``stop_p``."""
+    last = plan.ndim - 1
+    QL = plan.Q[last]
+    w(f"first = max(0, -{a}{last})  # the same for every plane and row")
+    for p_ in range(QL):
+        w(f"stop{p_} = max(first, min(L{last}, -(({p_} - x.shape[{last + 2}]) // {QL}) - {a}{last}))  # {QL} (i + a) + {p_} < n")
+    w(f"stop_all = min({', '.join(f'stop{p_}' for p_ in range(QL))})" if QL > 1 else "stop_all = stop0")
+
+
 def _emit_pad(plan: KernelPlan, w: Writer) -> None:
     """``pad``: copy ``x`` into its zero-bordered input planes, one parallel iteration per (batch, channel).
 
@@ -331,11 +342,7 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
             w("b = item // x.shape[1]")
             w("c = item - b * x.shape[1]")
             w("xc = x[b, c]")
-            w(f"first = max(0, -a{last})  # the same for every plane of the last dimension")
-            for p_ in range(QL):
-                w(f"stop{p_} = min(L{last}, -(({p_} - xc.shape[{last}]) // {QL}) - a{last})  # {QL} (u + a) + {p_} < n")
-            stops = ", ".join(f"stop{p_}" for p_ in range(QL))
-            w(f"stop_all = max(first, min({stops}))" if QL > 1 else "stop_all = max(first, stop0)")
+            _emit_row_inputs(plan, "a", w)
             w("r = 0  # the plane of (r_0, …, r_{D−2}, 0)")
             for d in range(D - 1):
                 w(f"for r{d} in range(Q[{d}]):")
@@ -392,11 +399,7 @@ def _emit_fill(plan: KernelPlan, w: Writer) -> None:
     with w.indent():
         w('"""xb[ci, r, i] = x[b, ci0 + ci, Q (u + a) + r] at the plane position u of flat index m0 + i, i < band')
         w('(zero outside x and past the planes)."""')
-        w(f"first = max(0, -xa{last})  # row positions holding inputs: first … stop_p − 1 (plane p)")
-        for p_ in range(QL):
-            w(f"stop{p_} = max(first, min(L{last}, -(({p_} - x.shape[{last + 2}]) // {QL}) - xa{last}))")
-        stops = ", ".join(f"stop{p_}" for p_ in range(QL))
-        w(f"stop_all = min({stops})" if QL > 1 else "stop_all = stop0")
+        _emit_row_inputs(plan, "xa", w)
         w("for ci in range(xb.shape[0]):")
         with w.indent():
             w("xc = x[b, ci0 + ci]")
