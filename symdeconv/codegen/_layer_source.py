@@ -3,9 +3,11 @@ Winograd path of ``emit_cpu_wino``): the register tile's column loops and the in
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ._source import Writer
 
-__all__ = ["TAP_GROUP", "emit_row_position", "emit_tap_loops", "emit_border_flags", "emit_row_write"]
+__all__ = ["TAP_GROUP", "emit_row_position", "emit_tap_loops", "emit_border_flags", "emit_row_write", "emit_work_cache"]
 
 #: taps per column loop of the micro-kernel.  With all of a phase's taps in one loop, LLVM hoists all
 #: CO_BLOCK × taps weight broadcasts out of it: 32 registers for 8 taps, more than the 16 the tile
@@ -17,6 +19,22 @@ __all__ = ["TAP_GROUP", "emit_row_position", "emit_tap_loops", "emit_border_flag
 #: float64 h 44.0 → 39.5 ms and e 19.6 → 15.5 ms.  Groups of 3 and 4 measured within 2 %, of 2 a few
 #: per cent slower, of 1 more than twice as slow.
 TAP_GROUP = 4
+
+
+@contextmanager
+def emit_work_cache(w: Writer, key: str, var: str):
+    """``{var}``, kept in the ``work`` dict of ``run`` under the key ``key`` (one entry at a time).
+
+    The lines emitted inside the ``with`` block build ``{var}``; they run when the dict does not hold it.
+    """
+    w(f"key = {key}")
+    w(f"{var} = work.get(key) if work is not None else None")
+    w(f"if {var} is None:")
+    with w.indent():
+        yield
+        w("if work is not None:")
+        w("    work.clear()")
+        w(f"    work[key] = {var}")
 
 
 def emit_row_position(n_lead: int, row: str, w: Writer, index: str = "u", extent: str = "L") -> None:

@@ -55,7 +55,9 @@ from __future__ import annotations
 
 import math
 
-from ._layer_source import TAP_GROUP, emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops
+from ._layer_source import (
+    TAP_GROUP, emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops, emit_work_cache,
+)
 from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text, tuple_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .emit_cpu_wino import emit_wino, wino_geometry
@@ -214,18 +216,12 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
                 w(f"M = -(-(block_rows * length[{D - 1}]) // VEC) * VEC  # a block's columns, at most")
             w("# a block reads its M columns plus the taps' reach: its band of the planes (fill)")
             w("band = M + sum(E_SPAN[d] * stride[d] for d in range(NDIM))")
-            w("key = (x.shape, x.dtype.str, lo, out, groups)")
-            w("scratch = work.get(key) if work is not None else None")
-            w("if scratch is None:")
-            with w.indent():
+            with emit_work_cache(w, "(x.shape, x.dtype.str, lo, out, groups)", "scratch"):
                 w("threads = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < threads")
                 w("scratch = (")
                 w("    np.empty((threads, x.shape[1] // groups, N_PLANES, band), dtype=x.dtype),  # block buffers")
                 w("    np.empty(threads, dtype=np.int64),  # the block each thread's buffer holds")
                 w(")")
-                w("if work is not None:")
-                w("    work.clear()")
-                w("    work[key] = scratch")
             w("xb, tags = scratch")
             w("tags[:] = -1  # no thread holds a block of this call's input yet")
             xa = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
@@ -236,15 +232,9 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             w("# reads run past the last row by at most the taps' reach along the later dimensions")
             w("# (plus VEC: a block's accumulator length is rounded up to a multiple of VEC)")
             w("size = length[0] * stride[0] + sum(E_SPAN[d] * stride[d] for d in range(1, NDIM)) + VEC")
-            w("key = (x.shape, x.dtype.str, lo, out)")
-            w("xs = work.get(key) if work is not None else None")
-            w("if xs is None:")
-            with w.indent():
+            with emit_work_cache(w, "(x.shape, x.dtype.str, lo, out)", "xs"):
                 w("# zeros once: pad() rewrites the same interior every call, the border stays zero")
                 w("xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)")
-                w("if work is not None:")
-                w("    work.clear()")
-                w("    work[key] = xs")
             ls = ", ".join(f"length[{d}]" for d in dims(plan))
             offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
             w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
@@ -313,7 +303,8 @@ def _emit_row_inputs(plan: KernelPlan, a: str, w: Writer) -> None:
     QL = plan.Q[last]
     w(f"first = max(0, -{a}{last})  # the same for every plane and row")
     for p_ in range(QL):
-        w(f"stop{p_} = max(first, min(L{last}, -(({p_} - x.shape[{last + 2}]) // {QL}) - {a}{last}))  # {QL} (i + a) + {p_} < n")
+        bound = f"-(({p_} - x.shape[{last + 2}]) // {QL}) - {a}{last}"
+        w(f"stop{p_} = max(first, min(L{last}, {bound}))  # {QL} (i + a) + {p_} < n")
     w(f"stop_all = min({', '.join(f'stop{p_}' for p_ in range(QL))})" if QL > 1 else "stop_all = stop0")
 
 

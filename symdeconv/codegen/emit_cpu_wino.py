@@ -63,7 +63,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from ._layer_source import emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops
+from ._layer_source import emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops, emit_work_cache
 from ._source import Writer, dims, tuple_text
 from .plan import KernelPlan
 
@@ -231,10 +231,7 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
         w("rows = 1")
         w("for t in T:")
         w("    rows *= t")
-        w("key = ('wino', x.shape, x.dtype.str, lo, y.shape, w.shape)")
-        w("scratch = work.get(key) if work is not None else None")
-        w("if scratch is None:")
-        with w.indent():
+        with emit_work_cache(w, "('wino', x.shape, x.dtype.str, lo, y.shape, w.shape)", "scratch"):
             w("threads = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < threads")
             w("block_rows = max(1, WINO_COLS // Lx)")
             w("block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks")
@@ -249,9 +246,6 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
             w(f"    np.empty(({len(plan.phases)}, WINO_POINTS, WINO_NX, cin_g, y.shape[1]), dtype=y.dtype),  # U")
             w("    block_rows,")
             w(")")
-            w("if work is not None:")
-            w("    work.clear()")
-            w("    work[key] = scratch")
         w("vb, tags, zrow, acc, u, block_rows = scratch")
         w("wino_weight(w, u)")
         w("tags[:] = -1  # no thread holds a block of this call's input yet")
