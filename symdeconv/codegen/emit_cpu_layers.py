@@ -308,6 +308,21 @@ def _emit_row_inputs(plan: KernelPlan, a: str, w: Writer) -> None:
     w(f"stop_all = min({', '.join(f'stop{p_}' for p_ in range(QL))})" if QL > 1 else "stop_all = stop0")
 
 
+def _emit_deal_row(plan: KernelPlan, start: str, a: str, at: str, count: str, w: Writer) -> None:
+    """Deal the inputs of row positions ``start … start + count − 1`` of the input ``row`` out to the
+    ``Q_last`` planes' rows ``dst{p}`` (from their position ``at``): plane ``p`` gets ``row[Q (i + a) + p]``."""
+    last = plan.ndim - 1
+    QL = plan.Q[last]
+    w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
+    w(f"src = row[{QL} * ({start} + {a}{last}):]" if QL > 1 else f"src = row[{start} + {a}{last}:]")
+    for p_ in range(QL):
+        w(f"out{p_} = dst{p_}[{at}:]")
+    w(f"for i in range({count}):")
+    with w.indent():
+        for p_ in range(QL):
+            w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
+
+
 def _emit_pad(plan: KernelPlan, w: Writer) -> None:
     """``pad``: copy ``x`` into its zero-bordered input planes, one parallel iteration per (batch, channel).
 
@@ -350,14 +365,7 @@ def _emit_pad(plan: KernelPlan, w: Writer) -> None:
             w(f"at = {row0}")
             for p_ in range(QL):
                 w(f"dst{p_} = xs[b, c, r + {p_}, at:]")
-            w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
-            w(f"src = row[{QL} * (first + a{last}):]")
-            for p_ in range(QL):
-                w(f"out{p_} = dst{p_}[first:]")
-            w("for i in range(stop_all - first):")
-            with w.indent():
-                for p_ in range(QL):
-                    w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
+            _emit_deal_row(plan, "first", "a", "first", "stop_all - first", w)
             if QL > 1:
                 w("# the high end, where not every plane is in range (at most one position per plane)")
                 for p_ in range(QL):
@@ -430,14 +438,7 @@ def _emit_fill(plan: KernelPlan, w: Writer) -> None:
                             w(f"dst{p_}[i - i0] = 0.0")
                     w("c0 = max(first, i0)")
                     w("c1 = max(c0, min(stop_all, i1))")
-                    w("# slice views first: the loop's indices are provably non-negative (it vectorises)")
-                    w(f"src = row[{QL} * (c0 + xa{last}):]" if QL > 1 else f"src = row[c0 + xa{last}:]")
-                    for p_ in range(QL):
-                        w(f"out{p_} = dst{p_}[c0 - i0:]")
-                    w("for i in range(c1 - c0):")
-                    with w.indent():
-                        for p_ in range(QL):
-                            w(f"out{p_}[i] = src[{QL} * i + {p_}]" if QL > 1 else "out0[i] = src[i]")
+                    _emit_deal_row(plan, "c0", "xa", "c0 - i0", "c1 - c0", w)
                     w("for i in range(c1, i1):  # the high end: past the input (where not every plane is, one by one)")
                     with w.indent():
                         for p_ in range(QL):
