@@ -249,7 +249,6 @@ def test_accumulator_stride_avoids_4k_aliasing():
                 assert 256 <= r <= 4096 - 256, (n, itemsize, s, k)
 
 
-
 def _planes(x, Q, a, L):
     """The definition ``fill`` copies from: plane r (C order over Q) holds x[Q (u + a) + r] at plane position u,
     zero where that is outside x; the planes flattened in C order (a NumPy restatement, index by index)."""
@@ -278,8 +277,8 @@ FILL_CASES = {
 
 @pytest.mark.parametrize("name", sorted(FILL_CASES))
 def test_fill_copies_the_band_of_a_block(name):
-    """``fill`` writes every position of a block's band: the input planes where they hold inputs, zero
-    elsewhere and past the planes' end — also over a buffer that held another block (it is reused)."""
+    """``fill`` writes every position of a block's band (the buffer starts as NaN; in use it is reused from
+    block to block): the input planes where they hold inputs, zero elsewhere and past the planes' end."""
     layer, shape = FILL_CASES[name]
     module = sd.compile(layer, "cpu").module
     plan = LayerBinding(layer).plan
@@ -313,6 +312,7 @@ def test_3d_kernels_copy_the_whole_input_into_planes():
                   sd.Conv((3, 3, 3, 3), 2, 1, in_channels=2, out_channels=4)):
         src = sd.emit(layer, "cpu")
         assert "def pad(" in src and "def fill(" not in src
+
 
 # (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row
 # blocks of work (more than ROW_TARGET outputs per channel and phase: checked below), accumulator lengths not
