@@ -1,5 +1,6 @@
 """Emitted-source pieces shared by the CPU layer paths (the direct kernel of ``emit_cpu_layers`` and the
-Winograd path of ``emit_cpu_wino``): the register tile's column loops and the interleaved row write."""
+Winograd path of ``emit_cpu_wino``): the scratch cache of ``run``, the rows' positions, the register tile's
+column loops and the interleaved row write."""
 
 from __future__ import annotations
 

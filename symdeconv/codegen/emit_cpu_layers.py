@@ -81,6 +81,11 @@ ROW_TARGET = 2048
 #: kernels 8–30 % slower (8 → 8 and 16 → 16 ConvTranspose3d at 32³, 64 → 64 at 16³).
 BLOCK_FILL_MAX_NDIM = 2
 
+
+def _fills(plan: KernelPlan) -> bool:
+    """Whether the plan's blocks copy their own input planes (``fill``) rather than read ``pad``'s."""
+    return plan.ndim <= BLOCK_FILL_MAX_NDIM
+
 #: accumulator lengths are rounded up to a multiple of VEC elements: the vectorised loop (vector width ×
 #: unroll ≤ 64 float32) then never ends in a scalar remainder loop.
 VEC = 64
@@ -154,7 +159,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     _emit_tables(plan, geo, w)
     w()
     w()
-    if plan.ndim <= BLOCK_FILL_MAX_NDIM:
+    if _fills(plan):
         _emit_fill(plan, w)
     else:
         _emit_pad(plan, w)
@@ -208,7 +213,7 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
         w("stride = [1] * NDIM  # strides of the flattened planes")
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
-        if D <= BLOCK_FILL_MAX_NDIM:
+        if _fills(plan):
             _emit_block_rows(plan, w)
             if D == 1:
                 w("M = -(-block_rows // VEC) * VEC  # a block's columns, at most")
@@ -390,7 +395,7 @@ def _emit_fill(plan: KernelPlan, w: Writer) -> None:
     D = plan.ndim
     last = D - 1
     QL = plan.Q[last]
-    assert D <= BLOCK_FILL_MAX_NDIM
+    assert _fills(plan)
     a_args = ", ".join(f"xa{d}" for d in dims(plan))
     l_args = ", ".join(f"L{d}" for d in dims(plan))
     w("@numba.njit(cache=True)")
@@ -484,7 +489,7 @@ def _tap_offset(plan: KernelPlan, T: int, t: int) -> str:
     block's band (``fill``, 1-D and 2-D) or in the whole planes (``pad``, from 3-D on: ``m0 +`` …)."""
     D = plan.ndim
     shift = " + ".join([f"SHIFT_{T}[i, {t}, {d}] * S{d}" for d in range(D - 1)] + [f"SHIFT_{T}[i, {t}, {D - 1}]"])
-    return shift if D <= BLOCK_FILL_MAX_NDIM else f"m0 + {shift}"
+    return shift if _fills(plan) else f"m0 + {shift}"
 
 
 def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
@@ -505,7 +510,7 @@ def _emit_accumulate_one(plan: KernelPlan, T: int, w: Writer) -> None:
         w("; ".join(f"r{t} = PLANES_{T}[i, {t}]" for t in range(T)))
         w("for ci in range(cin_g):")
         with w.indent():
-            w("xp = xb[ci]" if plan.ndim <= BLOCK_FILL_MAX_NDIM else "xp = xs[b, ci0 + ci]")
+            w("xp = xb[ci]" if _fills(plan) else "xp = xs[b, ci0 + ci]")
             for t in range(T):
                 w(f"x{t} = xp[r{t}, o{t}:o{t} + M]")
             w("; ".join(f"w0_{t} = w[s{t}, ci, co]" for t in range(T)))
@@ -595,11 +600,11 @@ def _emit_accumulate_wide(plan: KernelPlan, T: int, width: int, w: Writer) -> No
                 w("; ".join(f"d{t} = max(0, xo{t} + mc)" for t in range(T)))
                 w("for ci in range(cin_g):")
                 with w.indent():
-                    if D > BLOCK_FILL_MAX_NDIM:
+                    if not _fills(plan):
                         w("c_in = ci0 + ci")
                     for c in range(width):
                         w("; ".join(f"w{c}_{t} = w[s{t}, ci, cw + {c}]" for t in range(T)))
-                    read = "xflat[ci, " if D <= BLOCK_FILL_MAX_NDIM else "xflat[b, c_in, "
+                    read = "xflat[ci, " if _fills(plan) else "xflat[b, c_in, "
                     emit_tap_loops(T, width, lambda t: f"{read}d{t} + m]", w)
                 w("acc[k, :, mc:mc + TILE] = tile")
 
@@ -675,7 +680,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
     n_ph = len(plan.phases)
     by_taps = _by_taps(plan)
     w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
-    fused = D <= BLOCK_FILL_MAX_NDIM
+    fused = _fills(plan)
     xa = ", ".join(f"xa{d}" for d in dims(plan))
     if fused:
         w(f"def kernel(x, xb_all, tags, y, w, bias, groups, rows, block_rows, band, {js}, {ls}, {lo}, {xa}):")
