@@ -81,3 +81,57 @@ def test_every_generated_kernel_matches_its_symbolic_form():
         results += verify_catalogue(GENERATED, targets=("cuda",), dtypes=(np.float64,))
     assert results and all(r.ok for r in results), report(results)
     assert {r.name for r in results} == {e.name for e in catalogue.entries()}
+
+
+# NumPy calls that Numba turns into a parallel region of their own inside a ``parallel=True`` function
+_PARFOR_CALLS = {"zeros", "ones", "full", "arange", "zeros_like", "ones_like", "full_like", "copy"}
+
+
+def _extra_parallel_regions(source: str) -> list[str]:
+    """What in the ``parallel=True`` functions of ``source`` Numba would launch as a parallel region
+    besides their ``prange`` loop: the NumPy calls above, and array-expression assignments (``a[…] = b``
+    with a slice), outside that loop.  Each is a wake-up of the thread pool on every call (~0.05 ms on
+    2 threads, a tenth of case a's kernel time before emitter 18 filled its row of zeros serially)."""
+    import ast
+
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        if not any("parallel=True" in ast.unparse(d) for d in fn.decorator_list):
+            continue
+        outside = []
+        stack = list(fn.body)
+        while stack:  # the function's statements, without the bodies of its prange loops
+            node = stack.pop()
+            if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and ast.unparse(node.iter.func) == "prange":
+                continue
+            outside.append(node)
+            stack.extend(n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt))
+        for node in outside:
+            for sub in (n for n in ast.iter_child_nodes(node) if not isinstance(n, ast.stmt)):  # its expressions
+                for call in (c for c in ast.walk(sub) if isinstance(c, ast.Call)):
+                    name = ast.unparse(call.func)
+                    if name.startswith("np.") and name[3:] in _PARFOR_CALLS:
+                        found.append(f"{fn.name}: {name}")
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Subscript) and any(isinstance(s, ast.Slice) for s in ast.walk(t.slice))
+                for t in node.targets
+            ):
+                found.append(f"{fn.name}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_checker_of_parallel_regions_finds_them():
+    src = (
+        "@numba.njit(parallel=True)\ndef f(x, y):\n    z = np.zeros(3)\n    y[:, 1:] = 0.0\n"
+        "    for i in prange(4):\n        a = np.zeros(2)\n        y[i, :] = a[0]\n"
+    )
+    assert sorted(_extra_parallel_regions(src)) == ["f: np.zeros", "f: y[:, 1:] = 0.0"]
+
+
+@pytest.mark.parametrize("path", sorted((GENERATED / "cpu").glob("*.py")), ids=lambda p: p.stem)
+def test_parallel_kernels_launch_one_parallel_region(path):
+    """Every ``parallel=True`` function of the CPU catalogue runs its ``prange`` loop and nothing else in
+    parallel (Numba makes a parallel region of ``np.zeros`` or a slice assignment outside it)."""
+    assert _extra_parallel_regions(path.read_text()) == []
