@@ -35,7 +35,7 @@ benchmark case a (emitter 18; 256² at 1 thread, 52 → 41 µs; 1024² at 2 thre
   (~0.05 ms at 2 threads): the row of zeros is filled by a serial loop;
 * the border loop, which runs one or two blocks per row, was vectorised with masked gathers and
   scatters whose set-up cost more than the blocks: a second exit (the window's end) keeps it scalar;
-* Numba counted references to every row view (atomic operations, ~15 % at 256²): ``stencil_rows``
+* Numba counted references to every row view (atomic operations, 7 % of the time at 256²): ``stencil_rows``
   allocates nothing and is compiled without reference counting (``_nrt=False``);
 * the weights of every phase, loaded once per item, stayed live through all the row code (16
   broadcast registers for case a): loaded per output row, only its phases' are (2–5 %, and the
@@ -98,7 +98,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     ns = ", ".join(f"n{d}, out{d}" for d in range(D))
     extra = ", ".join(a for a in (js, ns, names) if a)
     # _nrt=False: no reference counting of the row views this function makes (it allocates nothing);
-    # counting them cost ~15 % of a 1 → 1 layer's time on 256² (numba marks its own hot helpers so too)
+    # counting them cost 7 % of a 1 → 1 layer's time on 256² (numba marks its own hot helpers so too)
     w("@numba.njit(cache=True, fastmath={'contract'}, _nrt=False)")
     w(f"def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, {extra}):")
     with w.indent():
