@@ -32,7 +32,8 @@ What the row code costs besides the interior loop was measured on the 1 → 1 Co
 benchmark case a (emitter 18; 256² at 1 thread, 52 → 41 µs; 1024² at 2 threads, 0.49 → 0.41 ms):
 
 * ``np.zeros`` in the parallel function is a parallel region of its own, launched every call
-  (~0.05 ms at 2 threads): the row of zeros is filled by a serial loop;
+  (~0.05 ms at 2 threads): the row of zeros is filled by a serial loop (and is empty in 1-D, where
+  no row lies outside x: a 1-D layer on a long signal would otherwise fill a row as long as the signal);
 * the border loop, which runs one or two blocks per row, was vectorised with masked gathers and
   scatters whose set-up cost more than the blocks: a second exit (the window's end) keeps it scalar;
 * Numba counted references to every row view (atomic operations, 7 % of the time at 256²): ``stencil_rows``
@@ -179,9 +180,12 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w("block_rows = max(1, STENCIL_TARGET // max(1, row_outputs))")
         w("row_blocks = (rows + block_rows - 1) // block_rows")
         w("per_plane = row_blocks * chunks")
-        w(f"zrow = np.empty(n{last}, dtype=x.dtype)  # stands for an input row outside x")
-        w(f"for i in range(n{last}):  # (a serial loop: np.zeros would be a parallel region of its own, every call)")
-        w("    zrow[i] = 0.0")
+        if D == 1:  # no leading dimensions, no rows outside x
+            w("zrow = np.empty(0, dtype=x.dtype)  # (unused in 1-D)")
+        else:
+            w(f"zrow = np.empty(n{last}, dtype=x.dtype)  # stands for an input row outside x")
+            w(f"for i in range(n{last}):  # (a serial loop: np.zeros would be a parallel region of its own, every call)")
+            w("    zrow[i] = 0.0")
         w("for item in prange(batch * channels * per_plane):")
         with w.indent():
             w("bc = item // per_plane")
