@@ -213,6 +213,8 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
         w("stride = [1] * NDIM  # strides of the flattened planes")
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
+        js = ", ".join(f"jlo[{d}]" for d in dims(plan))
+        ls = ", ".join(f"length[{d}]" for d in dims(plan))
         if _fills(plan):
             _emit_block_rows(plan, w)
             if D == 1:
@@ -230,8 +232,6 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             w("xb, tags = scratch")
             w("tags[:] = -1  # no thread holds a block of this call's input yet")
             xa = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
-            js = ", ".join(f"jlo[{d}]" for d in dims(plan))
-            ls = ", ".join(f"length[{d}]" for d in dims(plan))
             w(f"kernel(x, xb, tags, y, w, bias, groups, rows, block_rows, band, {js}, {ls}, {lo}, {xa})")
         else:
             w("# reads run past the last row by at most the taps' reach along the later dimensions")
@@ -240,12 +240,10 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             with emit_work_cache(w, "(x.shape, x.dtype.str, lo, out)", "xs"):
                 w("# zeros once: pad() rewrites the same interior every call, the border stays zero")
                 w("xs = np.zeros((x.shape[0], x.shape[1], N_PLANES, size), dtype=x.dtype)")
-            ls = ", ".join(f"length[{d}]" for d in dims(plan))
             offsets = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
             w("# pad: plane r holds x[Q (u + a) + r] at u (a = jlo + E_MIN), zero where that is outside x")
             w(f"pad(x, xs, {offsets}, {ls})")
             _emit_block_rows(plan, w)
-            js = ", ".join(f"jlo[{d}]" for d in dims(plan))
             w(f"kernel(xs, y, w, bias, groups, rows, block_rows, {js}, {ls}, {lo})")
 
 
@@ -737,8 +735,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, w: Writer) -> None:
                 w("block = (b * row_blocks + rb) * groups + g")
                 w("if tags[thread] != block:")
                 w("    tags[thread] = block")
-                fa = ", ".join(f"xa{d}" for d in dims(plan))
-                w(f"    fill(x, xb, b, ci0, m0, band, {fa}, {ls})")
+                w(f"    fill(x, xb, b, ci0, m0, band, {xa}, {ls})")
                 w("xflat = xb.reshape(cin_g, xb.shape[1] * xb.shape[2])  # the block's planes of an input channel, flat")
             w("if kb < wide:")
             w("    co_first = g * cout_g + kb * CO_BLOCK")
