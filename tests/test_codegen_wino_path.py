@@ -1,4 +1,4 @@
-"""The Winograd F(2, 2) path of grouped 3-D layers (``emit_cpu_wino``), checked against oracles.
+"""The Winograd F(3, 2) path of grouped 3-D and 4-D layers (``emit_cpu_wino``), checked against oracles.
 
 * the transform tables: ``Aᵀ[(G g) ⊙ (Bᵀ d)]`` is the two-tap correlation, in exact arithmetic;
 * which plans get the path (``wino_geometry``), and when ``run`` takes it (channels per group);
@@ -85,7 +85,7 @@ def _spy_on_wino(module, monkeypatch) -> list:
 
 
 def test_transforms_compute_the_two_tap_correlation_exactly():
-    """Aᵀ [(G g) ⊙ (Bᵀ d)] = (g0 d_e + g1 d_{e+1})_e for symbolic d, g: Winograd's F(2, 2), exactly."""
+    """Aᵀ [(G g) ⊙ (Bᵀ d)] = (g0 d_e + g1 d_{e+1})_e for symbolic d, g: Winograd's F(WINO_M, 2), exactly."""
     m = WINO_M
     bt, g_, at = sp.Matrix(BT), sp.Matrix(G), sp.Matrix(AT)
     assert bt.shape == (m + 1, m + 1) and g_.shape == (m + 1, 2) and at.shape == (m, m + 1)
@@ -94,7 +94,32 @@ def test_transforms_compute_the_two_tap_correlation_exactly():
     got = at * (g_ * g).multiply_elementwise(bt * d)
     want = sp.Matrix([g[0] * d[e] + g[1] * d[e + 1] for e in range(m)])
     assert (got - want).expand().is_zero_matrix is True
-    assert set(bt) <= {0, 1, -1} and set(g_) <= {0, 1} and set(at) <= {0, 1}  # exact additions only
+    # Bᵀ and Aᵀ: exact additions; G: sums of weights scaled by ±1 or ±½ (exact in binary floating point)
+    assert set(bt) <= {0, 1, -1} and set(at) <= {0, 1, -1} and set(g_) <= {0, 1, -1, sp.Rational(1, 2), sp.Rational(-1, 2)}
+
+
+def test_block_rows_give_the_fewest_padded_columns():
+    """``wino_block_rows``: blocks of near-equal row counts (1 to 2 times the fewest blocks that fit
+    WINO_COLS columns), the one with the fewest columns after rounding each block up to VEC, and of
+    those the one with the fullest last block."""
+    module = sd.compile(sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4), "cpu").module
+
+    def padded(rows, per, Lx):  # columns of all blocks of ``per`` rows (the last one shorter), rounded up
+        sizes = [min(per, rows - q) for q in range(0, rows, per)]
+        return sum(-(-(n * Lx) // module.VEC) * module.VEC for n in sizes)
+
+    assert module.wino_block_rows(121, 34) == 11  # case e: 11 blocks of 384 columns, not 10 of 13 rows
+    for rows, Lx in [(121, 34), (289, 34), (1, 10), (7, 200), (1000, 18), (50, 600), (64, 66)]:
+        got = module.wino_block_rows(rows, Lx)
+        most = max(1, WINO_COLS // Lx)
+        fewest = -(-rows // most)
+        assert 1 <= got <= most
+        assert fewest <= -(-rows // got) <= 2 * fewest
+        family = {-(-rows // n) for n in range(fewest, min(rows, 2 * fewest) + 1)}
+        least = min(padded(rows, per, Lx) for per in family)
+        assert padded(rows, got, Lx) == least, (rows, Lx)
+        lacking = lambda per: -(-rows // per) * per - rows  # noqa: E731
+        assert lacking(got) == min(lacking(per) for per in family if padded(rows, per, Lx) == least), (rows, Lx)
 
 
 # --- which plans, which calls ---------------------------------------------------------------------------------
@@ -173,6 +198,9 @@ CASES = {
     "conv_k2s1": (
         lambda: sd.Conv((2, 2, 2), 1, 1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv(x, w, b, 1), (1, 16, 4, 5, 6), np.float32),
+    "convT_4d": (  # three leading dimensions: 64 points per window
+        lambda: sd.ConvTranspose((4, 4, 4, 4), 2, 1, in_channels=16, out_channels=4),
+        lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (1, 16, 3, 2, 4, 5), np.float32),
     "convT_row_blocks_float32": (  # many rows of windows: several blocks of work
         lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (1, 16, 21, 24, 30), np.float32),
@@ -194,7 +222,7 @@ def test_winograd_path_against_the_layer_definition(name, monkeypatch):
     assert got.dtype == dtype
     _close(got, oracle(x, w, b), dtype, layer.in_channels * np.prod(layer.kernel_size))
     if name == "convT_row_blocks_float32":
-        T = [n // 2 + 1 for n in shape[2:4]]  # windows along the leading dimensions
+        T = [n // WINO_M + 1 for n in shape[2:4]]  # windows along the leading dimensions
         assert T[0] * T[1] * (shape[4] + 2) > 2 * WINO_COLS
 
 

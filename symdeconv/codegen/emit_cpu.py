@@ -14,8 +14,8 @@ zero.  Two plan kinds, two specialised emitters, one generator:
   :mod:`symdeconv.codegen.emit_cpu_stencil` instead (chosen at run time): ``x`` read in place,
   interior / border blocks as in the chain kernels, no padding copy; 3-D layers whose phases have two
   consecutive taps along each leading dimension (k4 s2, k6 s3 transposed convolutions, …) also get the
-  Winograd F(2, 2) path of :mod:`symdeconv.codegen.emit_cpu_wino` (taken at run time from 16 input
-  channels per group): 9 products instead of 16 per four outputs of a phase's leading window.
+  Winograd F(3, 2) path of :mod:`symdeconv.codegen.emit_cpu_wino` (taken at run time from 16 input
+  channels per group): 16 products instead of 36 per nine outputs of a phase's leading window.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ reassociation, so results differ from an un-fused evaluation by at most one roun
 Groups with one input and one output channel (1 → 1 and depthwise layers) have no channel reduction
 to block for: ``run`` hands them to the ``stencil`` kernel of :mod:`symdeconv.codegen.emit_cpu_stencil`
 (``x`` read in place, no padding copy), emitted in the same module.  Plans of three or more
-dimensions whose phases pair their taps along every leading dimension also get the Winograd F(2, 2)
+dimensions whose phases pair their taps along every leading dimension also get the Winograd F(3, 2)
 path of :mod:`symdeconv.codegen.emit_cpu_wino` (``wino_run``, taken from ``WINO_MIN_CIN`` input
 channels per group), which reuses this module's micro-kernel column loops and row write (both in
 :mod:`symdeconv.codegen._layer_source`) on transformed planes.
@@ -209,7 +209,7 @@ def _emit_run(plan: KernelPlan, geo: dict, w: Writer, wino: bool = False) -> Non
             w("length.append(jhi[d] - jlo[d] + E_SPAN[d])")
         if wino:
             w("if x.shape[1] // groups >= WINO_MIN_CIN and (y.shape[1] // groups) % CO_BLOCK == 0:")
-            w("    return wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work)  # Winograd F(2, 2) path")
+            w("    return wino_run(x, y, w, bias, groups, jlo, jhi, length, lo, work)  # Winograd F(3, 2) path")
         w("stride = [1] * NDIM  # strides of the flattened planes")
         w("for d in range(NDIM - 2, -1, -1):")
         w("    stride[d] = stride[d + 1] * length[d + 1]")
