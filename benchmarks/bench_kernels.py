@@ -10,7 +10,8 @@ Method (see benchmarks/README.md):
 - after warm-up, the two competitors are timed interleaved (A B A B …), medians of ``--repeats`` runs;
 - useful GFLOP/s counts 2 flops per multiply-add by a real kernel tap (never by an inserted zero);
 - symdeconv's layer kernels write into a preallocated output reused across calls (``out=``), as an
-  inference loop would; torch's ``conv_transpose*d`` / ``conv*d`` have no ``out=`` and allocate their
+  inference loop would: the output of the first call (which symdeconv allocates on a 64-byte line,
+  as torch's allocator does, so that its rows can be written with streaming stores); torch's ``conv_transpose*d`` / ``conv*d`` have no ``out=`` and allocate their
   output every call (whether glibc's ``malloc`` hands it recycled memory or fresh pages is what
   ``--allocator`` below is about);
 - ``--allocator reuse`` runs the same measurement in a process whose glibc ``malloc`` keeps freed
@@ -105,7 +106,7 @@ def conv_transpose_case(ndim: int, n: int, c_in: int, c_out: int, groups: int, s
     kernel = sd.compile(layer, target="cpu")
     fn = getattr(torch.nn.functional, f"conv_transpose{ndim}d")
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-    y = np.empty((n, c_out) + tuple(layer.output_shape((size,) * ndim)), dtype=np.float32)
+    y = kernel(x, w)  # the first call's output (allocated on a 64-byte line), reused as out= below
 
     def ours():
         return kernel(x, w, out=y)  # preallocated output, reused
@@ -129,7 +130,8 @@ def conv_case(n: int, c: int, size: int, quick: bool):
     kernel = sd.compile(layer, target="cpu")
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
     out = (size + 2 * p - k) // s + 1
-    y = np.empty((n, c, out, out), dtype=np.float32)
+    y = kernel(x, w)  # the first call's output (allocated on a 64-byte line), reused as out= below
+    assert y.shape == (n, c, out, out)
 
     def ours():
         return kernel(x, w, out=y)  # preallocated output, reused

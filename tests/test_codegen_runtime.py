@@ -1,4 +1,4 @@
-"""The run-time helpers of emitted CPU kernels (symdeconv.codegen.runtime), against NumPy."""
+"""The run-time helpers of emitted CPU kernels (symdeconv.codegen.runtime, ._alloc), against NumPy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numba
 import numpy as np
 import pytest
 
-from symdeconv.codegen.runtime import GATHER_PARALLEL_MIN, gather_strided, stack_tile
+from symdeconv.codegen._alloc import aligned_empty
+from symdeconv.codegen.runtime import (
+    GATHER_PARALLEL_MIN, LINE_BYTES, gather_strided, line_head, stack_tile, store_fence, stream_line, stream_pair,
+)
 
 
 @numba.njit
@@ -52,3 +55,61 @@ def test_gather_strided_matches_numpy_fancy_indexing(groups, cin_g, cout_g, n_sl
     g = o // cout_g
     expected = flat[base[s] + g * strides[0] + (o - g * cout_g) * strides[1] + c * strides[2]] * scale[s]
     np.testing.assert_array_equal(out, expected)
+
+
+# --- streaming stores of output rows -------------------------------------------------------------------------
+
+
+@numba.njit
+def _stream_rows(a, b, out_line, out_pair):
+    """Every whole line of out_line / out_pair (rows that start on a line) by stream_line / stream_pair."""
+    per = LINE_BYTES // out_line.itemsize
+    for at in range(0, out_line.shape[0], per):
+        stream_line(out_line, at, a, at)
+    for at in range(0, a.shape[0], per // 2):
+        stream_pair(out_pair, 2 * at, a, at, b, at)
+    store_fence()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_line_head_counts_the_elements_before_a_line_boundary(dtype):
+    itemsize = np.dtype(dtype).itemsize
+    base = aligned_empty(64, dtype)
+    assert base.ctypes.data % LINE_BYTES == 0
+    rows = [base[k:] for k in range(LINE_BYTES // itemsize + 2)]  # starts 0, 1, … elements past a line
+    want = [(-k * itemsize) % LINE_BYTES // itemsize for k in range(len(rows))]
+    got = [int(_line_head_of(r)) for r in rows]
+    assert got == want
+    # an address that is not a multiple of the itemsize: no whole elements in its lines
+    raw = aligned_empty(64 * itemsize + 1, np.uint8)
+    odd = raw[1:1 + 8 * itemsize].view(dtype)
+    assert _line_head_of(odd) == -1
+
+
+@numba.njit
+def _line_head_of(row):
+    return line_head(row)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streaming_stores_write_whole_lines(dtype):
+    n = 4 * LINE_BYTES // np.dtype(dtype).itemsize  # four lines of elements per source row
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    a_view, b_view = a[3:], b[1:]  # sources need no alignment
+    out_line = aligned_empty(n - 16, dtype)  # (whole lines: n − 16 elements is a multiple of a line)
+    out_pair = aligned_empty(2 * (n - 16), dtype)
+    out_line[:] = np.nan
+    out_pair[:] = np.nan
+    _stream_rows(a_view[:n - 16], b_view[:n - 16], out_line, out_pair)
+    np.testing.assert_array_equal(out_line, a_view[:n - 16])
+    np.testing.assert_array_equal(out_pair[0::2], a_view[:n - 16])
+    np.testing.assert_array_equal(out_pair[1::2], b_view[:n - 16])
+
+
+@pytest.mark.parametrize("shape", [(3,), (5, 7), (2, 64, 64, 64)])
+def test_aligned_empty_starts_on_a_line(shape):
+    for dtype in (np.float32, np.float64):
+        y = aligned_empty(shape, dtype)
+        assert y.shape == shape and y.dtype == dtype and y.flags.c_contiguous and y.flags.writeable
+        assert y.ctypes.data % LINE_BYTES == 0

@@ -17,6 +17,7 @@ import pytest
 import sympy as sp
 
 import symdeconv as sd
+from symdeconv.codegen._alloc import aligned_empty
 from symdeconv.codegen.api import LayerBinding
 from symdeconv.codegen.emit_cpu_layers import TILE_SHAPE, layer_geometry
 from symdeconv.codegen.emit_cpu_wino import AT, BT, G, MIN_NDIM, WINO_COLS, WINO_M, WINO_MIN_CIN, wino_geometry
@@ -224,6 +225,35 @@ def test_winograd_path_against_the_layer_definition(name, monkeypatch):
     if name == "convT_row_blocks_float32":
         T = [n // WINO_M + 1 for n in shape[2:4]]  # windows along the leading dimensions
         assert T[0] * T[1] * (shape[4] + 2) > 2 * WINO_COLS
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [(np.float32, 0), (np.float32, 16), (np.float32, 4),
+                                               (np.float64, 0), (np.float64, 16), (np.float64, 8)],
+                         ids=["f32-line", "f32-numpy", "f32-odd", "f64-line", "f64-numpy", "f64-odd"])
+def test_streamed_rows_against_the_layer_definition(dtype, offset, monkeypatch):
+    """Rows of whole 64-byte lines written with streaming stores (the threshold lowered to 0), in outputs
+    that start on a line (every row streamed), 16 bytes past one (NumPy's usual start: no row starts a
+    line, the plain loop) or one element past (the rows start at every element offset), and rows
+    that are not whole lines (``convT_k4s2p1_odd``'s), against the naive definition."""
+    layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4)
+    f = sd.compile(layer, "cpu")
+    assert f.module.STREAM_MIN_BYTES > 0
+    monkeypatch.setattr(f.module, "STREAM_MIN_BYTES", 0)
+    calls = _spy_on_wino(f.module, monkeypatch)
+    itemsize = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(offset + itemsize)
+    for shape in [(1, 16, 3, 4, 8), (2, 16, 3, 5, 7)]:  # output rows of 16 elements (whole lines); of 14
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal(layer.weight_shape).astype(dtype)
+        b = rng.standard_normal(layer.out_channels).astype(dtype)
+        y_shape = (shape[0], 4) + tuple(2 * n for n in shape[2:])
+        raw = aligned_empty(int(np.prod(y_shape)) * itemsize + offset, np.uint8)
+        out = raw[offset:offset + int(np.prod(y_shape)) * itemsize].view(dtype).reshape(y_shape)
+        out[...] = np.nan
+        got = f(x, w, b, out=out)
+        assert got is out or np.shares_memory(got, out)
+        _close(out, naive_conv_transpose(x, w, b, 2, 1), dtype, layer.in_channels * 64)
+    assert len(calls) == 2, "run() did not take the Winograd path"
 
 
 @pytest.mark.torch

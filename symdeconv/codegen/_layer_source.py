@@ -84,21 +84,52 @@ def emit_border_flags(PL: int, w: Writer) -> None:
     w("border = " + " or ".join(f"lo_{p} < kA or hi_{p} >= 0" for p in range(PL)))
 
 
-def emit_row_write(PL: int, last: int, yrow: str, src, w: Writer) -> None:
+def emit_row_write(PL: int, last: int, yrow: str, src, w: Writer, streaming: bool = False) -> None:
     """One output row: ``{yrow}, P k + p − lo]`` ← ``{src(p)} + k − k0]`` for the ``PL`` last-dimension phases.
 
     ``yrow`` is the row's index prefix into ``y`` (without the last index), ``src(p)`` that of phase
     ``p``'s results (column ``k − k0`` of the row).  Interleaved over ``[kA, kB)`` in one loop over views
-    made once per row (non-negative indices: the loop vectorises), then the border outputs.
+    made once per row (non-negative indices: the loop vectorises), then the border outputs.  With
+    ``streaming`` (the Winograd path: see ``emit_cpu_wino.STREAM_MIN_BYTES``), one or two phases, the
+    kernel's flag ``stream`` set (a large output) and a row that
+    is whole 64-byte lines (it starts on a line boundary, ``line_head``, and is a multiple of a line long:
+    every row when ``y`` is aligned and its rows are, as in benchmark case e), the row is written with
+    non-temporal stores (``stream_line`` / ``stream_pair`` of :mod:`symdeconv.codegen.runtime`).  Other
+    rows take the plain loop.  Tried and dropped: streaming the whole lines of any row, its partial
+    first and last lines with ordinary stores.  On NumPy's usual 16-byte-aligned outputs that was slower
+    than the plain loop.  Beside the streaming branch LLVM no longer proved the plain loop's indices
+    non-negative, kept Numba's negative-index wraparound and did not vectorise it (case e's kernel took
+    6.5–8.0 instead of 5.3 ms at 2 threads on an unaligned output): the loop indexes with unsigned
+    integers, for which Numba emits no wraparound.
     """
     first = f"{PL} * kA - lo{last}" if PL != 1 else f"kA - lo{last}"
     w(f"yv = {yrow}, {first}:]")
     for p in range(PL):
         w(f"av{p} = {src(p)} + kA - k0:]")
-    w("for i in range(kB - kA):")
-    with w.indent():
-        for p in range(PL):
-            w(f"yv[{PL} * i + {p}] = av{p}[i]" if PL != 1 else "yv[i] = av0[i]")
+
+    if not streaming or PL > 2:
+        w("for i in range(kB - kA):")
+        with w.indent():
+            for p in range(PL):
+                w(f"yv[{PL} * i + {p}] = av{p}[i]")
+    else:
+        half = "" if PL == 1 else " // 2"
+        w(f"per = LINE_BYTES // yv.itemsize{half}  # outputs of {'each phase' if PL == 2 else 'the row'} in a 64-byte line")
+        w("if stream and (kB - kA) % per == 0 and line_head(yv) == 0:  # whole lines: they bypass the caches")
+        w("    for at in range(0, kB - kA, per):")
+        w("        stream_line(yv, at, av0, at)" if PL == 1 else "        stream_pair(yv, 2 * at, av0, at, av1, at)")
+        w("else:")
+        with w.indent():
+            w("# unsigned indices: Numba emits no negative-index wraparound (beside the branch above, LLVM kept")
+            w("# it and did not vectorise the loop)")
+            w("for i in range(kB - kA):")
+            with w.indent():
+                w("iu = np.uint64(i)")
+                if PL == 1:
+                    w("yv[iu] = av0[iu]")
+                else:
+                    w("yv[np.uint64(2 * i)] = av0[iu]")
+                    w("yv[np.uint64(2 * i + 1)] = av1[iu]")
     w("if border:")
     with w.indent():
         w(f"yr = {yrow}]")

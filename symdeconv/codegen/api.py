@@ -30,6 +30,7 @@ from ..algebra.operators import Box, Operator, as_operator, periodic_out_box
 from ..canonical.normalform import NormalForm, canonical
 from ..errors import SymdeconvError, context, in_context
 from . import cache
+from ._alloc import aligned_empty
 from .emit_cpu import emit_cpu
 from .emit_cuda import emit_cuda
 from .plan import KernelPlan, natural_key, plan_chain, plan_grouped
@@ -381,7 +382,8 @@ class _Compiled:
         ``work``: the module's scratch dict (:meth:`_scratch`), when the caller already has it.
         """
         if self.target == "cpu":
-            y = np.empty(y_shape, dtype=x.dtype) if out is None else out.reshape(y_shape)
+            # a new output starts on a 64-byte line: its rows can then be written as whole lines (runtime.py)
+            y = aligned_empty(y_shape, x.dtype) if out is None else out.reshape(y_shape)
             if hasattr(module, "N_SLOTS"):  # grouped layer kernel: keeps its padded planes between calls
                 module.run(x, y, *args, work=self._scratch(module) if work is None else work)
             else:

@@ -60,7 +60,7 @@ from ._layer_source import (
 )
 from ._source import Writer, dims, header, module_docstring, phase_banner, phase_text, tuple_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
-from .emit_cpu_wino import emit_wino, wino_geometry
+from .emit_cpu_wino import emit_wino, wino_geometry, wino_streams
 from .plan import KernelPlan
 
 __all__ = [
@@ -138,7 +138,11 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w("import numpy as np")
     w("from numba import prange")
     w()
-    w("from symdeconv.codegen.runtime import stack_tile")
+    if wg is not None and wino_streams(plan):  # the Winograd path streams the whole lines of large outputs
+        names = ["LINE_BYTES", "line_head", "stack_tile", "store_fence", "stream_line" if plan.P[D - 1] == 1 else "stream_pair"]
+        w(f"from symdeconv.codegen.runtime import {', '.join(names)}")
+    else:
+        w("from symdeconv.codegen.runtime import stack_tile")
     w()
     w(f"NDIM = {D}")
     w(f"P = {tuple_text(plan.P)}  # output period (phases) per dimension")

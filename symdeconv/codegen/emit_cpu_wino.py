@@ -65,9 +65,13 @@ stack and applies ``Aᵀ`` factored, 28 additions per nine outputs, and chooses 
 fewest padded columns (11 blocks of 384 columns for case e, where the previous rule gave 9 of 512):
 same-process A/B against emitter 20, 41 interleaved calls, 9.8–10.1 → 9.0–9.2 ms at 1 thread and
 5.1–5.3 → 5.0–5.2 ms at 2; in the benchmark, case e at 2 threads went from 5.4–5.5 to 5.1–5.25 ms.
-What is left at 2 threads: the products at ~95 % of the FMA peak (~2.6 ms), the write of the 16 MB
-output (~1–1.5 ms, bound by the memory system: prefetching its lines for writing while the products
-run gained nothing), Aᵀ and the input transform (~0.6 ms).
+Emitter 22 writes the rows of large outputs with streaming (non-temporal) stores (``STREAM_MIN_BYTES``;
+the rows that are whole 64-byte lines, see ``_layer_source.emit_row_write``): case e 5.5–5.6 → 4.5–4.7 ms
+at 2 threads, 9.8–10.6 → 8.2–8.4 ms at 1 thread (same process, interleaved with torch calls).  With
+ordinary stores the write of the 16 MB output cost ~1–1.5 ms at 2 threads, though its rows were
+written as vectorised 64-float loops; prefetching its lines for writing while the products ran gained
+nothing, and a 64-byte-aligned output alone changed nothing either.  What is left: the products at
+~95 % of the FMA peak (~2.6 ms at 2 threads), Aᵀ and the input transform (~0.6 ms).
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ from ._layer_source import emit_border_flags, emit_row_position, emit_row_write,
 from ._source import Writer, dims, tuple_text
 from .plan import KernelPlan
 
-__all__ = ["wino_geometry", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "BT", "G", "AT"]
+__all__ = ["wino_geometry", "wino_streams", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "STREAM_MIN_BYTES", "BT", "G", "AT"]
 
 #: fewest dimensions for which the generator emits the path.  With one leading dimension (2-D layers)
 #: F(2, 2) saves a quarter of the products, and the transforms (a pass over the input, the additions
@@ -107,6 +111,22 @@ AT = ((1, 1, 1, 0), (0, 1, -1, 0), (0, 1, 1, 1))
 
 #: outputs of a window per leading dimension (the m of F(m, 2)); a window reads WINO_M + 1 positions.
 WINO_M = len(AT)
+
+#: outputs of at least this many bytes have the rows that are whole 64-byte lines written with
+#: non-temporal stores (plans of one or two last-dimension phases, ``wino_streams``; the stores are in
+#: :mod:`symdeconv.codegen.runtime`): such an output does not stay in L2 for a next layer anyway, and the
+#: stores skip reading each line before it is written and leave the transformed input and the
+#: accumulators in the caches.  Same process, interleaved with torch calls, 2 threads: benchmark case e
+#: (16 → 16 channels at 32³, 16 MB) 5.6 → 4.7 ms; 32 → 32 at 32³ 18.2 → 15.1 ms; 64 → 64 at 16³
+#: 10.8 → 10.4 ms; 32 → 32 at 24³ unchanged.  The direct kernel does not stream: its outputs are a smaller
+#: share of its time, and benchmark cases b and h measured ~10 % slower with streaming.
+STREAM_MIN_BYTES = 4 << 20
+
+
+def wino_streams(plan: KernelPlan) -> bool:
+    """Whether the plan's Winograd path can write rows with streaming stores (one or two phases along the
+    last dimension: ``stream_line`` / ``stream_pair``)."""
+    return plan.P[plan.ndim - 1] <= 2
 
 
 def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
@@ -184,6 +204,8 @@ def _emit_tables(plan: KernelPlan, wg: dict, w: Writer) -> None:
     w(f"# --- Winograd F({m}, 2) path (see wino_run) ---")
     w(f"WINO_MIN_CIN = {WINO_MIN_CIN}  # input channels per group from which run() takes the Winograd path")
     w(f"WINO_COLS = {WINO_COLS}  # columns per block of wino_kernel")
+    if wino_streams(plan):
+        w(f"STREAM_MIN_BYTES = {STREAM_MIN_BYTES}  # outputs this large: rows of whole lines written with non-temporal stores")
     w(f"WINO_M = {m}  # outputs of a window per leading dimension; a window reads WINO_M + 1 plane positions")
     w(f"WINO_POINTS = {wg['points']}  # (WINO_M + 1)^(D−1) transform points of a window")
     w(f"WINO_OUTS = {wg['outs']}  # WINO_M^(D−1) outputs of a window, per phase")
@@ -242,6 +264,10 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
         w("outside ``x``).")
         w('"""')
         w("cin_g = x.shape[1] // groups")
+        if wino_streams(plan):
+            w("stream = y.nbytes >= STREAM_MIN_BYTES  # rows of whole lines bypass the caches")
+        else:
+            w("stream = False  # (rows of three or more interleaved phases: ordinary stores)")
         w("# windows per leading dimension")
         w(f"T = [(jhi[d] - jlo[d] - 1 + WINO_SHIFT_MAX[d]) // WINO_M + 1 for d in range({L})]")
         w(f"Lx = length[{last}]  # plane positions along the last dimension")
@@ -268,7 +294,7 @@ def _emit_run(plan: KernelPlan, wg: dict, w: Writer) -> None:
         ts = ", ".join(f"T[{d}]" for d in range(L))
         a = ", ".join(f"jlo[{d}] + E_MIN[{d}]" for d in dims(plan))
         js = ", ".join(f"jlo[{d}]" for d in dims(plan))
-        w(f"wino_kernel(x, vb, tags, zrow, {a}, y, u, bias, acc, groups, rows, block_rows, {ts}, Lx, {js}, {lo})")
+        w(f"wino_kernel(x, vb, tags, zrow, {a}, y, u, bias, acc, groups, rows, block_rows, {ts}, Lx, {js}, {lo}, stream)")
 
 
 def _emit_block_rows(w: Writer) -> None:
@@ -422,7 +448,7 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
     m, n = wg["m"], wg["m"] + 1
     a_args = ", ".join(f"a{d}" for d in dims(plan))
     w("@numba.njit(parallel=True, cache=True, fastmath={'contract'})")
-    w(f"def wino_kernel(x, vb_all, tags, zrow, {a_args}, y, u, bias, acc_all, groups, rows, block_rows, {ts}, Lx, {js}, {lo}):")
+    w(f"def wino_kernel(x, vb_all, tags, zrow, {a_args}, y, u, bias, acc_all, groups, rows, block_rows, {ts}, Lx, {js}, {lo}, stream):")
     with w.indent():
         w('"""One parallel iteration per (batch, row block, group, block of CO_BLOCK output channels).')
         w()
@@ -537,6 +563,9 @@ def _emit_kernel(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
                                     w(f"prod[{cb} * point + {c}, m] = tile[{c}, m]")
                         _emit_output_transform(L, n, cb, w)
                 _emit_write(plan, wg, w)
+            if wino_streams(plan):
+                w("if stream:")
+                w("    store_fence()  # the item's non-temporal stores, ordered before the region ends")
 
 
 def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
@@ -580,4 +609,4 @@ def _emit_write(plan: KernelPlan, wg: dict, w: Writer) -> None:
             w("for c in range(CO_BLOCK):")
             with w.indent():
                 yrow = "y[b, co + c" + "".join(f", t{d}" for d in range(L))
-                emit_row_write(PL, last, yrow, lambda p: f"acc[{p} * WINO_OUTS + e, c * S + seg", w)
+                emit_row_write(PL, last, yrow, lambda p: f"acc[{p} * WINO_OUTS + e, c * S + seg", w, streaming=True)
