@@ -176,7 +176,7 @@ def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
 
 
 def emit_wino(plan: KernelPlan, geo: dict, wg: dict, w: Writer) -> None:
-    """Tables, ``wino_run``, ``wino_weight`` and ``wino_kernel`` of the module."""
+    """Tables, ``wino_run``, ``wino_block_rows``, ``wino_weight`` and ``wino_kernel`` of the module."""
     _emit_tables(plan, wg, w)
     w()
     w()
@@ -382,9 +382,11 @@ def _emit_output_transform(L: int, n: int, cb: int, w: Writer) -> None:
     dimension 0 writes each output row ``e = e0 · R + j`` in a loop of its own, a single store stream
     (several would need run-time aliasing checks, and LLVM would not vectorise the loop).  Within the
     first loop a row's terms are ordered so that rows share their partial sums (``M1 + M2`` in F(3, 2)),
-    which LLVM computes once.  Measured on benchmark case e, this split was 4–5 % faster than
-    computing every output in the first loop and copying the stack rows out.
+    which LLVM computes once.  Measured on benchmark case e (same process, 41 interleaved calls), this
+    split was 3–5 % faster at 1 thread than computing every output in the first loop and copying the
+    stack rows out.  ``L ≥ 2``: the path is emitted from three dimensions on (``MIN_NDIM``).
     """
+    assert L >= 2, "the Winograd path has at least two leading dimensions"
     mo = len(AT)
     R = mo ** (L - 1)
     grid = list(itertools.product(range(n), repeat=L))
@@ -399,7 +401,7 @@ def _emit_output_transform(L: int, n: int, cb: int, w: Writer) -> None:
     w("# Aᵀ: the window outputs of the column tile, plus the bias")
     w("for c in range(CO_BLOCK):")
     with w.indent():
-        along = {1: "the points along dimension 0", 2: "along dimension 1"}.get(L, f"along dimensions {L - 1} … 1")
+        along = "along dimension 1" if L == 2 else f"along dimensions {L - 1} … 1"
         w(f"for m in range(TILE):  # {along}, into zt[k0 · {R} + j]")
         with w.indent():
             w("; ".join(f"{name('m', t)} = prod[{cb * k} + c, m]" for k, t in enumerate(grid)))
@@ -417,12 +419,11 @@ def _emit_output_transform(L: int, n: int, cb: int, w: Writer) -> None:
             rest = list(itertools.product(range(mo), repeat=L - 1))
             w("; ".join(f"zt[{k0 * R + j}, m] = {values[(k0,) + t]}" for k0 in range(n) for j, t in enumerate(rest)))
         w("bc = bias[cw + c]")
-        w(f"for j in range({R}):  # along dimension 0: output row e0 · {R} + j, one per loop (a single store stream)"
-          if R > 1 else "if True:  # along dimension 0: one output row per loop (a single store stream)")
+        w(f"for j in range({R}):  # along dimension 0: output row e0 · {R} + j, one per loop (a single store stream)")
         with w.indent():
             for e0 in range(mo):
-                w(f"ac = acc[p * WINO_OUTS + {e0 * R} + j, c * S + mc:]" if R > 1 else f"ac = acc[p * WINO_OUTS + {e0}, c * S + mc:]")
-                terms = [(AT[e0][k], f"zt[{k * R} + j, m]" if R > 1 else f"zt[{k}, m]") for k in range(n) if AT[e0][k]]
+                w(f"ac = acc[p * WINO_OUTS + {e0 * R} + j, c * S + mc:]")
+                terms = [(AT[e0][k], f"zt[{k * R} + j, m]") for k in range(n) if AT[e0][k]]
                 w("for m in range(TILE):")
                 w(f"    ac[m] = {combination(terms)} + bc")
 
