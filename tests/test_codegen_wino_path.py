@@ -227,32 +227,43 @@ def test_winograd_path_against_the_layer_definition(name, monkeypatch):
         assert T[0] * T[1] * (shape[4] + 2) > 2 * WINO_COLS
 
 
+# layer, oracle, input shapes: output rows of 16 elements (whole lines in float32 and float64), then not
+STREAMED = {
+    "two-phases": (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4),  # stream_pair
+                   lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), [(1, 16, 3, 4, 8), (2, 16, 3, 5, 7)]),
+    "one-phase": (sd.Conv((2, 2, 2), 1, 1, in_channels=16, out_channels=4),  # stream_line
+                  lambda x, w, b: naive_conv(x, w, b, 1), [(1, 16, 3, 4, 15), (2, 16, 3, 5, 12)]),
+}
+
+
 @pytest.mark.parametrize(("dtype", "offset"), [(np.float32, 0), (np.float32, 16), (np.float32, 4),
                                                (np.float64, 0), (np.float64, 16), (np.float64, 8)],
                          ids=["f32-line", "f32-numpy", "f32-odd", "f64-line", "f64-numpy", "f64-odd"])
-def test_streamed_rows_against_the_layer_definition(dtype, offset, monkeypatch):
+@pytest.mark.parametrize("kind", sorted(STREAMED))
+def test_streamed_rows_against_the_layer_definition(dtype, offset, kind, monkeypatch):
     """Rows of whole 64-byte lines written with streaming stores (the threshold lowered to 0), in outputs
     that start on a line (every row streamed), 16 bytes past one (NumPy's usual start: no row starts a
-    line, the plain loop) or one element past (the rows start at every element offset), and rows
-    that are not whole lines (``convT_k4s2p1_odd``'s), against the naive definition."""
-    layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4)
+    line, the plain loop) or one element past (the rows start at every element offset), and rows that
+    are not whole lines, for two last-dimension phases (``stream_pair``) and one (``stream_line``),
+    against the naive definition."""
+    layer, oracle, shapes = STREAMED[kind]
     f = sd.compile(layer, "cpu")
     assert f.module.STREAM_MIN_BYTES > 0
     monkeypatch.setattr(f.module, "STREAM_MIN_BYTES", 0)
     calls = _spy_on_wino(f.module, monkeypatch)
     itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(offset + itemsize)
-    for shape in [(1, 16, 3, 4, 8), (2, 16, 3, 5, 7)]:  # output rows of 16 elements (whole lines); of 14
+    for shape in shapes:
         x = rng.standard_normal(shape).astype(dtype)
         w = rng.standard_normal(layer.weight_shape).astype(dtype)
         b = rng.standard_normal(layer.out_channels).astype(dtype)
-        y_shape = (shape[0], 4) + tuple(2 * n for n in shape[2:])
-        raw = aligned_empty(int(np.prod(y_shape)) * itemsize + offset, np.uint8)
-        out = raw[offset:offset + int(np.prod(y_shape)) * itemsize].view(dtype).reshape(y_shape)
+        want = oracle(x, w, b)
+        raw = aligned_empty(want.size * itemsize + offset, np.uint8)
+        out = raw[offset:offset + want.size * itemsize].view(dtype).reshape(want.shape)
         out[...] = np.nan
         got = f(x, w, b, out=out)
-        assert got is out or np.shares_memory(got, out)
-        _close(out, naive_conv_transpose(x, w, b, 2, 1), dtype, layer.in_channels * 64)
+        assert np.shares_memory(got, out)
+        _close(out, want, dtype, layer.in_channels * np.prod(layer.kernel_size))
     assert len(calls) == 2, "run() did not take the Winograd path"
 
 
