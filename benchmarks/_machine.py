@@ -6,9 +6,11 @@ shared machines this project runs on differ: on the 2-core AMD EPYC (Zen 4, fami
 emitter 13 was benchmarked, a 512-bit FMA issues once per cycle, and the float32 peak measured here is
 ~230 GFLOP/s on 2 threads, not the ~490 of a core with two full-width FMA pipes.
 
-- ``fma_peak``: 16 independent accumulators of 16 float32 lanes (a 256-element register tile, as in the
-  generated micro-kernels), each updated by a fused multiply-add per step: no memory traffic, enough
-  independent chains to hide the FMA latency.  2 flops per lane and FMA.
+- ``fma_peak``: independent accumulators of the ISA's float32 vectors, each updated by a fused
+  multiply-add per step: no memory traffic, enough independent chains to hide the FMA latency of every
+  FMA pipe.  The number of accumulators is read from the machine (:mod:`symdeconv.codegen.machine`):
+  all vector registers but four, so that none spills — 28 × 16 lanes with AVX-512, 12 × 8 with AVX2
+  (a loop of 16 AVX2 accumulators spills and measures ~40 % of the real peak).  2 flops per lane and FMA.
 - ``fill_bandwidth`` / ``copy_bandwidth``: a parallel fill of, and copy between, 64 MB arrays (larger
   than the last-level cache).  Bytes counted are the array bytes written (fill) or read plus written
   (copy); a write that misses the cache also reads its line first, which is not counted.
@@ -22,24 +24,28 @@ import numba
 import numpy as np
 from numba import prange
 
+from symdeconv.codegen.machine import host_machine
 from symdeconv.codegen.runtime import stack_tile
 
 _STEPS = 100_000  # FMA steps per work item
 _BYTES = 64 << 20  # bandwidth arrays
+_MACHINE = host_machine()
+#: float32 accumulators of the peak loop: every vector register but four, in whole vectors
+_ACC = (_MACHINE.registers - 4) * _MACHINE.lanes(4)
 
 
 @numba.njit(parallel=True, cache=True, fastmath={"contract"})
 def _fma_loop(scale, out, steps):
     for item in prange(out.shape[0]):
-        tile = stack_tile(out, 1, 256)  # 16 vectors of 16 float32 lanes, kept in registers
-        for m in range(256):
+        tile = stack_tile(out, 1, _ACC)  # accumulators kept in vector registers
+        for m in range(_ACC):
             tile[0, m] = 0.0
         a = scale[item, 0]
         b = scale[item, 1]
         for _ in range(steps):
-            for m in range(256):
+            for m in range(_ACC):
                 tile[0, m] = tile[0, m] * a + b
-        for m in range(256):
+        for m in range(_ACC):
             out[item, m] = tile[0, m]
 
 
@@ -86,14 +92,15 @@ def cpu_model() -> str:
 def measure_machine(threads: int, repeats: int = 5, quick: bool = False) -> dict[str, float]:
     """``{"fma_peak_gflops", "fill_gbs", "copy_gbs"}`` at ``threads`` Numba threads (best of ``repeats``).
 
-    ``quick``: small sizes and one repeat (a smoke run of the code, not a measurement).
+    ``quick``: small sizes and one repeat (a smoke run of the code, not a measurement).  The machine's
+    ISA (``isa``, ``vector_bits``) is returned with the figures.
     """
     steps, size = (_STEPS, _BYTES) if not quick else (_STEPS // 100, _BYTES // 64)
     repeats = repeats if not quick else 1
     numba.set_num_threads(threads)
     items = 4 * threads
     scale = np.full((items, 2), (0.5, 0.25), dtype=np.float32)  # x ← 0.5 x + 0.25 tends to 0.5: no overflow
-    out = np.empty((items, 256), dtype=np.float32)
+    out = np.empty((items, _ACC), dtype=np.float32)
     t_fma = _best(lambda: _fma_loop(scale, out, steps), repeats)
     n = size // 4
     dst = np.empty(n, dtype=np.float32)
@@ -101,7 +108,8 @@ def measure_machine(threads: int, repeats: int = 5, quick: bool = False) -> dict
     t_fill = _best(lambda: _fill(dst, 1.0), repeats)
     t_copy = _best(lambda: _copy(dst, src), repeats)
     return {
-        "fma_peak_gflops": items * steps * 256 * 2 / t_fma / 1e9,
+        "fma_peak_gflops": items * steps * _ACC * 2 / t_fma / 1e9,
         "fill_gbs": size / t_fill / 1e9,
         "copy_gbs": 2 * size / t_copy / 1e9,
+        "isa": _MACHINE.isa, "vector_bits": _MACHINE.vector_bits, "cpu": _MACHINE.cpu,
     }

@@ -69,7 +69,7 @@ class Case:
     competitor: str
     target_2t: float  # required ratio competitor / symdeconv at 2 threads
     target_1t: float | None
-    build: Callable[[bool], tuple]  # quick -> (ours, theirs, useful_macs)
+    build: Callable[[bool], tuple]  # quick -> (ours, theirs, useful_macs, ours allocating its output)
 
 
 @dataclass
@@ -83,6 +83,8 @@ class Row:
     ratio: float
     ours_gflops: float
     theirs_gflops: float
+    alloc_ms: float  # symdeconv called as users call it: f(x, w), a new output every call
+    peak_fraction: float  # ours_gflops / the machine's FMA peak at these threads
     target: float | None
     met: bool | None
     max_rel_err: float
@@ -115,7 +117,7 @@ def conv_transpose_case(ndim: int, n: int, c_in: int, c_out: int, groups: int, s
         return fn(tx, tw, stride=s, padding=p, groups=groups).numpy()
 
     macs = n * c_in * (c_out // groups) * k**ndim * size**ndim
-    return ours, theirs, macs
+    return ours, theirs, macs, lambda: kernel(x, w)
 
 
 def conv_case(n: int, c: int, size: int, quick: bool):
@@ -139,7 +141,7 @@ def conv_case(n: int, c: int, size: int, quick: bool):
     def theirs():
         return torch.nn.functional.conv2d(tx, tw, stride=s, padding=p).numpy()
 
-    return ours, theirs, n * c * c * k * k * out * out
+    return ours, theirs, n * c * c * k * k * out * out, lambda: kernel(x, w)
 
 
 def resampler_case(up: int, down: int, taps: int, length: int, quick: bool):
@@ -160,7 +162,7 @@ def resampler_case(up: int, down: int, taps: int, length: int, quick: bool):
     def theirs():
         return signal.upfirdn(h, x, up, down)
 
-    return ours, theirs, n_out * taps / up
+    return ours, theirs, n_out * taps / up, ours
 
 
 CASES = [
@@ -199,9 +201,9 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure(case: Case, threads: int, repeats: int, quick: bool) -> Row:
+def measure(case: Case, threads: int, repeats: int, quick: bool, peak: float) -> Row:
     _set_threads(threads)
-    ours, theirs, macs = case.build(quick)
+    ours, theirs, macs, alloc = case.build(quick)
     a, b = ours(), theirs()  # warm-up (and compile) + correctness check before timing
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
@@ -213,16 +215,18 @@ def measure(case: Case, threads: int, repeats: int, quick: bool) -> Row:
         raise SystemExit(f"case {case.key}: output differs from the competitor's (max rel err {err:.2e})")
     for _ in range(2):
         ours(), theirs()
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):  # interleaved: A B A B ...
+    t_ours, t_theirs, t_alloc = [], [], []
+    for _ in range(repeats):  # interleaved: A B C A B C ...
         t_ours.append(_time(ours))
         t_theirs.append(_time(theirs))
+        t_alloc.append(_time(alloc))
     mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
     target = case.target_2t if threads == 2 else case.target_1t
     ratio = mt / mo
     return Row(
         case.key, case.title, case.competitor, threads, mo * 1e3, mt * 1e3, ratio,
-        2 * macs / mo / 1e9, 2 * macs / mt / 1e9, target, None if target is None else ratio >= target, err,
+        2 * macs / mo / 1e9, 2 * macs / mt / 1e9, statistics.median(t_alloc) * 1e3, 2 * macs / mo / 1e9 / peak,
+        target, None if target is None else ratio >= target, err,
     )
 
 
@@ -252,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         torch_version = _torch().__version__
     except ImportError:
         torch_version = "not installed"
+    from symdeconv.codegen.machine import host_machine
+
+    isa = host_machine()
+    machine += f"; ISA compiled for: {isa.isa} ({isa.vector_bits}-bit vectors, {isa.registers} registers, cpu {isa.cpu})"
     print(f"machine: {machine}; python {platform.python_version()}; torch {torch_version}; numpy {np.__version__}")
     thread_counts = [int(t) for t in args.threads.split(",")]
     limits = {t: measure_machine(t, quick=args.quick) for t in thread_counts}
@@ -262,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     print("symdeconv layers write into a preallocated, reused output (out=); torch conv*d has no out= and allocates\n")
 
     rows: list[Row] = []
-    header = f"{'case':4} {'thr':>3} {'symdeconv ms':>13} {'competitor ms':>14} {'ratio':>7} {'GF/s ours':>10} {'GF/s them':>10} {'target':>7}  title"
+    header = (f"{'case':4} {'thr':>3} {'symdeconv ms':>13} {'competitor ms':>14} {'ratio':>7} {'f(x,w) ms':>10} "
+              f"{'GF/s ours':>10} {'% peak':>7} {'GF/s them':>10} {'target':>7}  title")
     print(header)
     print("-" * len(header))
     for case in CASES:
@@ -270,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for threads in thread_counts:
             try:
-                row = measure(case, threads, args.repeats, args.quick)
+                row = measure(case, threads, args.repeats, args.quick, limits[threads]["fma_peak_gflops"])
             except ImportError as err:
                 print(f"{case.key:4} skipped: {err}")
                 break
@@ -278,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             target = "" if row.target is None else f"≥{row.target:g}" + (" ✓" if row.met else " ✗")
             print(
                 f"{row.case:4} {row.threads:>3} {row.ours_ms:13.3f} {row.theirs_ms:14.3f} {row.ratio:7.2f} "
-                f"{row.ours_gflops:10.1f} {row.theirs_gflops:10.1f} {target:>7}  {row.title} vs {row.competitor}",
+                f"{row.alloc_ms:10.3f} {row.ours_gflops:10.1f} {100 * row.peak_fraction:6.0f}% {row.theirs_gflops:10.1f} "
+                f"{target:>7}  {row.title} vs {row.competitor}",
                 flush=True,
             )
     out = Path(args.out)

@@ -522,7 +522,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     dtypes = (np.float64, np.float32) if args.dtype == "all" else (np.dtype(args.dtype).type,)
     if "cuda" in targets:
         print("CUDA kernels run " + ("in Numba's CUDA simulator (use --gpu on a machine with a GPU)" if sim else "on the GPU"))
-    results = verify_catalogue(root, targets, dtypes, names=args.only)
+    results = verify_catalogue(root, targets, dtypes, names=args.only, progress=lambda line: print("  " + line, flush=True))
     print(report(results))
     return 0 if all(r.ok for r in results) else 1
 

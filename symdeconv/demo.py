@@ -115,7 +115,7 @@ def kernels() -> bool:
     _section("Every generated kernel against its symbolic matrix (symdeconv verify)")
     sim = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     print("CUDA kernels run " + ("in Numba's CUDA simulator" if sim else "on the GPU"))
-    results = verify_catalogue()
+    results = verify_catalogue(progress=lambda line: print("  " + line, flush=True))
     print(report(results))
     return all(r.ok for r in results)
 

@@ -15,12 +15,13 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import (
-    BLOCK_FILL_MAX_NDIM, ROW_TARGET, TAP_GROUP, TILE_SHAPE, VEC, layer_geometry,
-)
+from symdeconv.codegen.layer_plan import LayerPlan
+from symdeconv.codegen.machine import CO_BLOCK, host_machine, machine_from, tile_columns
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
+from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
+from symdeconv.codegen.rt_layers import ROW_TARGET  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -47,20 +48,20 @@ def test_stand_in_plan_equals_full_normal_form_plan(layer):
     )
 
 
-def test_wide_register_tile_takes_the_taps_in_groups():
-    """One (CO_BLOCK, TILE) tile for any number of taps; the taps in column loops of ≤ TAP_GROUP."""
-    assert VEC % TILE_SHAPE[1] == 0  # whole tiles fill a block
-    for layer, taps in [(sd.ConvTranspose((4, 4), 2, 1), 4), (sd.Conv((3, 3), 2, 1), 9),
-                        (sd.ConvTranspose((4, 4, 4), 2, 1), 8)]:
-        plan = LayerBinding(layer).plan
-        geo = layer_geometry(plan)
-        assert (geo["co_block"], geo["tile"]) == TILE_SHAPE and geo["max_taps"] == taps
-        src = sd.emit(layer, "cpu")
-        body = src[src.index("tile = stack_tile("):src.index("acc[k, :, mc:mc + TILE] = tile")]
-        loops = body.split("for ci in range(cin_g):")[1].count("for m in range(TILE):")
-        assert loops == -(-taps // TAP_GROUP), (layer, loops)
-        for t in range(taps):  # every tap exactly once, each onto the tile of every output channel
-            assert body.count(f" * v{t}") == TILE_SHAPE[0], (layer, t)
+def test_register_tile_is_sized_from_the_machine():
+    """The micro-kernel's CO_BLOCK × TILE accumulators fit half the vector registers of the ISA (the other
+    half holds loaded inputs and broadcast weights), in whole vectors, for both dtypes and every ISA."""
+    isas = {"avx512": machine_from("znver4", {"avx512f", "avx2", "fma"}, "x86_64"),
+            "avx2": machine_from("haswell", {"avx2", "fma"}, "x86_64"),
+            "sse": machine_from("nehalem", set(), "x86_64"),
+            "neon": machine_from("neoverse-n1", set(), "aarch64")}
+    assert (tile_columns(isas["avx512"], 4), tile_columns(isas["avx2"], 4)) == (64, 16)
+    for m in isas.values():
+        for itemsize in (4, 8):
+            cols = tile_columns(m, itemsize)
+            lanes = m.vector_bits // (8 * itemsize)
+            assert cols % lanes == 0 and CO_BLOCK * cols // lanes <= m.registers // 2, (m, itemsize)
+    assert rt_layers.tile_shape(4) == (CO_BLOCK, tile_columns(host_machine(), 4))
 
 
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
@@ -237,12 +238,10 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale():
 
 def test_accumulator_stride_avoids_4k_aliasing():
     """acc_stride: ≥ n, whole 64-byte lines, and no two of the block's rows a multiple of 4 KiB apart."""
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=8)
-    module = sd.compile(layer, "cpu").module
-    rows = module.CO_BLOCK
+    rows = CO_BLOCK
     for itemsize in (4, 8):
         for n in list(range(1, 700, 7)) + [510, 512, 1020, 1024, 2048, 4096]:
-            s = module.acc_stride(n, itemsize, rows)
+            s = rt_layers.acc_stride(n, itemsize, rows)
             assert s >= n and s % 16 == 0 and s < n + 16 + 256 * 16
             for k in range(1, rows):
                 r = (k * s * itemsize) % 4096
@@ -264,54 +263,49 @@ def _planes(x, Q, a, L):
     return np.stack(planes)
 
 
-# (layer, input spatial shape): 1-D and 2-D (the kernels whose blocks copy their own input, BLOCK_FILL_MAX_NDIM),
-# input phases (Q = 2, de-interleaved rows), the first input position outside x (padding), odd sizes
+# (layer, input spatial shape): 1-D to 3-D, input phases (Q = 2, de-interleaved rows), the first input position
+# outside x (padding), odd sizes
 FILL_CASES = {
     "conv1d_s2": (sd.Conv(3, 2, 1, in_channels=3, out_channels=4), (37,)),
     "convT1d": (sd.ConvTranspose(4, 2, 1, in_channels=3, out_channels=4), (29,)),
     "conv2d_s2": (sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=4), (9, 13)),
     "convT2d_op": (sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=4), (7, 6)),
     "conv2d_s3_dilated": (sd.Conv((2, 3), (3, 2), (0, 2), dilation=(2, 1), in_channels=2, out_channels=4), (11, 8)),
+    "conv3d_s2": (sd.Conv((3, 3, 3), 2, 1, in_channels=2, out_channels=4), (5, 4, 7)),
+    "convT3d": (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=4), (3, 5, 4)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(FILL_CASES))
 def test_fill_copies_the_band_of_a_block(name):
-    """``fill`` writes every position of a block's band (the buffer starts as NaN; in use it is reused from
-    block to block): the input planes where they hold inputs, zero elsewhere and past the planes' end."""
+    """``fill_planes`` writes every position of a block's band (the buffer starts as NaN; in use it is reused
+    from block to block): the input planes where they hold inputs, zero elsewhere and past the planes' end."""
     layer, shape = FILL_CASES[name]
-    module = sd.compile(layer, "cpu").module
-    plan = LayerBinding(layer).plan
+    plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
     D, Q = plan.ndim, plan.Q
-    assert D <= BLOCK_FILL_MAX_NDIM and not hasattr(module, "pad")
-    lo = [int(a) for a, _ in layer.window(shape)]
-    out = layer.output_shape(shape)
-    jlo = [min(-((p - lo[d]) // plan.P[d]) for p in range(plan.P[d])) for d in range(D)]
-    jhi = [max(-((p - lo[d] - out[d]) // plan.P[d]) for p in range(plan.P[d])) for d in range(D)]
-    L = [jhi[d] - jlo[d] + module.E_SPAN[d] for d in range(D)]
-    a = [jlo[d] + module.E_MIN[d] for d in range(D)]
+    lo = tuple(int(a) for a, _ in layer.window(shape))
+    out = tuple(layer.output_shape(shape))
+    jlo, jhi, L = plan.blocks(out, lo)
+    a = [jlo[d] + plan.e_min[d] for d in range(D)]
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 5) + tuple(shape))
-    for b in range(2):
-        for ci0 in (0, 3):  # the block's group starts at input channel ci0
-            planes = _planes(x[b, ci0], Q, a, L), _planes(x[b, ci0 + 1], Q, a, L)
-            total = planes[0].shape[1]
-            for m0 in sorted({0, L[-1] if D > 1 else 5, (total // L[-1] - 1) * L[-1]}):  # (whole rows in 2-D)
-                for band in (VEC + 3, 2 * total):
-                    xb = np.full((3, module.N_PLANES, band), np.nan)  # (a third channel, not written)
-                    module.fill(x, xb[:2], b, ci0, m0, band, *a, *L)
+    x3 = x.reshape(2, 5, -1)
+    for tile in (16, 64):  # the band's length follows the tile width
+        g = rt_layers._geometry(plan, x.shape, (2, 4) + out, 1, lo, tile)[0]
+        band = int(g[rt_layers.G_FIELDS["band"]])
+        S0 = int(g[rt_layers.G_FIELDS["S0"]])
+        for b in range(2):
+            for ci0 in (0, 3):  # the block's group starts at input channel ci0
+                planes = _planes(x[b, ci0], Q, a, L), _planes(x[b, ci0 + 1], Q, a, L)
+                total = planes[0].shape[1]
+                for m0 in sorted({0, S0 if D > 1 else 5, (total // S0 - 1) * S0}):
+                    xb = np.full((3, plan.n_planes * band), np.nan)  # (a third channel, not written)
+                    rt_layers.fill_planes(x3, xb[:2], b, ci0, m0, g)
                     for ci in range(2):
                         padded = np.concatenate([planes[ci], np.zeros((len(planes[ci]), m0 + band))], axis=1)
-                        np.testing.assert_array_equal(xb[ci], padded[:, m0:m0 + band], err_msg=f"{m0} {band}")
+                        np.testing.assert_array_equal(xb[ci].reshape(plan.n_planes, band), padded[:, m0:m0 + band],
+                                                      err_msg=f"{m0} {band}")
                     assert np.isnan(xb[2]).all()
-
-
-def test_3d_kernels_copy_the_whole_input_into_planes():
-    """From 3-D on, ``pad`` copies the whole input into planes before the kernel (no per-block ``fill``)."""
-    for layer in (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=4),
-                  sd.Conv((3, 3, 3, 3), 2, 1, in_channels=2, out_channels=4)):
-        src = sd.emit(layer, "cpu")
-        assert "def pad(" in src and "def fill(" not in src
 
 
 # (torch function, layer, input shape, dtype — the dtype other tests compile the same kernel for): several row
@@ -350,30 +344,33 @@ def test_row_blocks_against_torch(name):
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * terms * (1 + np.abs(expected).max()))
 
 
-def _tile_modes(layer, shape) -> set[str]:
+def _tile_modes(layer, shape, tile=None) -> set[str]:
     """Which column tiling (``flat`` / ``row``) the wide micro-kernel picks, over the blocks and phases.
 
-    Restates the emitted ``run``'s block geometry and the kernel's rule: row-exact when a phase's output
-    columns in a row span ≥ TILE and give fewer tiles than the block's flat columns.
+    Restates the runtime's block geometry and its rule: from 2-D on, row by row when a phase's output columns
+    in a row span ≥ TILE and give fewer tiles than the block's flat columns.
     """
-    plan = LayerBinding(layer).plan
-    geo = layer_geometry(plan)
+    plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
+    tile = tile or rt_layers.tile_shape(4)[1]
     lo = [int(a) for a, _ in layer.window(shape)]  # first operator output position per dimension
     out = layer.output_shape(shape)
     first = [[-((p - lo[d]) // plan.P[d]) for p in range(plan.P[d])] for d in range(plan.ndim)]
     stop = [[-((p - lo[d] - out[d]) // plan.P[d]) for p in range(plan.P[d])] for d in range(plan.ndim)]
-    length = [max(stop[d]) - min(first[d]) + geo["e_span"][d] for d in range(plan.ndim)]
-    rows = (max(stop[0]) - min(first[0])) * int(np.prod(length[1:-1]))
-    block_rows = max(1, ROW_TARGET // length[-1])
+    length = [max(stop[d]) - min(first[d]) + plan.e_span[d] for d in range(plan.ndim)]
+    rows = max(stop[0]) - min(first[0])  # blocks of work split the leading dimension
+    s0 = int(np.prod(length[1:]))
+    block_rows = max(1, ROW_TARGET // s0)
     block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))
-    tile, modes = geo["tile"], set()
+    modes = set()
     for q0 in range(0, rows, block_rows):
-        nq = min(block_rows, rows - q0)
-        M = -(-(nq * length[-1]) // VEC) * VEC
+        cols = min(block_rows, rows - q0) * s0
+        M = -(-cols // tile) * tile
         for p in range(plan.P[-1]):
             cf = max(0, first[-1][p] - min(first[-1]))
-            cs = min(length[-1], stop[-1][p] - min(first[-1]))
-            modes.add("row" if cs - cf >= tile and nq * -(-(cs - cf) // tile) < M // tile else "flat")
+            cs = min(length[-1] - plan.e_span[-1], stop[-1][p] - min(first[-1]))
+            n_rows = cols // length[-1]
+            row = plan.ndim > 1 and cs - cf >= tile and n_rows * -(-(cs - cf) // tile) < M // tile
+            modes.add("row" if row else "flat")
     return modes
 
 
@@ -397,17 +394,17 @@ TILE_MODE_CASES = {
                             (5, 127)),
     "conv2d_s2_rows_of_33": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (12, 66)),
     "conv2d_s2_rows_of_64": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (6, 128)),
+    "convT2d_rows_of_6": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=3, out_channels=5),
+                          (40, 6)),
 }
 
 
 def test_tile_mode_cases_take_both_modes():
-    modes = {name: _tile_modes(build(), shape) for name, (_, build, shape) in TILE_MODE_CASES.items()}
-    assert set().union(*modes.values()) == {"row", "flat"}, modes
-    for name in ("convT3d_rows_of_64", "convT3d_rows_of_127", "convT2d_rows_of_64", "convT2d_rows_of_127",
-                 "conv2d_s2_rows_of_64"):
-        assert modes[name] == {"row"}, modes
-    for name in ("convT3d_rows_of_32", "convT3d_rows_of_45", "convT2d_rows_of_70", "conv2d_s2_rows_of_33"):
-        assert modes[name] == {"flat"}, modes
+    """With this machine's tile and with both ISAs' float32 tiles, the cases run both column tilings."""
+    for tile in (None, 16, 64):
+        modes = {name: _tile_modes(build(), shape, tile) for name, (_, build, shape) in TILE_MODE_CASES.items()}
+        assert set().union(*modes.values()) == {"row", "flat"}, (tile, modes)
+        assert modes["convT2d_rows_of_6"] == {"flat"} and modes["convT2d_rows_of_127"] == {"row"}, modes
 
 
 @pytest.mark.torch

@@ -77,14 +77,17 @@ def test_unbatched_input_and_bias():
     np.testing.assert_allclose(f(x, w, b).reshape(-1), M @ x.reshape(-1) + np.repeat(b, 10), atol=1e-12)
 
 
-def test_emitted_layer_source_names_its_normal_form():
+def test_emitted_layer_module_holds_its_normal_form_as_data():
+    """The module's PLAN lists, per output phase, exactly the tap offsets of the layer's normal form
+    (read from the normal form itself, not from the emitter); channels and groups are runtime values."""
     layer = sd.ConvTranspose((4, 4), 2, 1)
-    src = sd.emit(layer, "cpu")
-    assert "DO NOT EDIT" in src and "rate 2/1, 2/1, period 2, 2" in src
-    # per phase, the 4 taps fused into one multiply-add expression per output channel
-    assert "for ci in range(cin_g):" in src and "PHASES_4 = np.array([0, 1, 2, 3]" in src
-    assert "a0[m] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3" in src
-    assert src == sd.emit(sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=8, groups=4), "cpu")
+    f = sd.compile(layer, "cpu")
+    assert "DO NOT EDIT" in f.source and "rate 2/1, 2/1, period 2, 2" in f.source
+    nf = sd.canonical(layer.operator)
+    expected = {p: sorted(off for (_, off) in row) for (p, _), row in nf.taps.items()}
+    got = {ph.phase: sorted(ph.offsets) for ph in f.module.PLAN.phases}
+    assert got == expected and f.module.PLAN.n_slots == f.module.N_SLOTS == 16
+    assert f.source == sd.emit(sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=8, groups=4), "cpu")
 
 
 @pytest.fixture(scope="module")

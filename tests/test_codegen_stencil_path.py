@@ -18,9 +18,11 @@ import pytest
 
 import symdeconv as sd
 from symdeconv.codegen.emit_cpu_stencil import STENCIL_CHUNK, STENCIL_MAX_TAPS, STENCIL_TARGET, has_stencil
+from symdeconv.codegen.layer_plan import choose_strategy
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
+from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
 
 
 def _refuse(*args, **kwargs):
@@ -30,11 +32,12 @@ def _refuse(*args, **kwargs):
 def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2)
     f = sd.compile(layer, "cpu")
-    assert "def stencil(" in f.source and has_stencil(f.plan)
+    assert "stencil" in f.module.PLAN.paths and has_stencil(f.plan)
+    assert choose_strategy(f.module.PLAN, 1, 1).path == "stencil"
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal(layer.weight_shape).astype(np.float32)
     expected = f(x, w)
-    monkeypatch.setattr(f.module, "kernel", _refuse)  # the GEMM-like kernel is not called
+    monkeypatch.setattr(rt_layers, "run_layer", _refuse)  # the GEMM-like runtime kernel is not called
     np.testing.assert_array_equal(f(x, w), expected)
     monkeypatch.undo()
     wide = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group
@@ -135,11 +138,16 @@ def test_stencil_work_items_chunks_and_row_blocks():
 
 
 def test_too_many_taps_carry_no_stencil():
-    """Above STENCIL_MAX_TAPS taps no stencil is emitted and ``run`` has no dispatch: every channel
-    configuration takes the GEMM-like kernel (whose one-channel pass is checked in
-    test_codegen_layer_paths.py).  Source only: a kernel of that many taps is slow to compile."""
+    """Above STENCIL_MAX_TAPS taps no stencil is emitted: a one-channel call takes the GEMM-like runtime
+    kernel (its one-channel pass), checked against NumPy's correlation."""
     many = sd.Conv(STENCIL_MAX_TAPS + 1, 1, 0)
-    source = sd.emit(many, "cpu")
-    assert "def stencil(" not in source and "stencil(x, y" not in source
-    few = sd.emit(sd.Conv(STENCIL_MAX_TAPS, 1, 0), "cpu")
-    assert "def stencil(" in few and "return stencil(x, y, w, bias, lo0)" in few
+    f = sd.compile(many, "cpu")
+    assert f.module.PLAN.paths == ("gemm",) and "def stencil(" not in f.source
+    assert choose_strategy(f.module.PLAN, 1, 1).path == "gemm"
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 1, STENCIL_MAX_TAPS + 40))
+    w = rng.standard_normal(many.weight_shape)
+    expected = np.correlate(x[0, 0], w[0, 0], "valid") + 0.5
+    np.testing.assert_allclose(f(x, w, np.array([0.5]))[0, 0], expected, rtol=1e-12, atol=1e-12)
+    few = sd.compile(sd.Conv(STENCIL_MAX_TAPS, 1, 0), "cpu")
+    assert few.module.PLAN.paths == ("gemm", "stencil")

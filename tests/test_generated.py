@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import symdeconv as sd
 from symdeconv.codegen import catalogue
 from symdeconv.codegen.cache import load_module
 
@@ -80,7 +81,14 @@ def test_every_generated_kernel_matches_its_symbolic_form():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         results += verify_catalogue(GENERATED, targets=("cuda",), dtypes=(np.float64,))
     assert results and all(r.ok for r in results), report(results)
-    assert {r.name for r in results} == {e.name for e in catalogue.entries()}
+    assert {r.name.split(" [")[0] for r in results} == {e.name for e in catalogue.entries()}
+    # every path a CPU layer module carries was run (the variants' channel counts choose it)
+    for entry in catalogue.entries():
+        module = sd.compile(entry.obj(), "cpu", name=entry.name, path=GENERATED / "cpu" / f"{entry.name}.py").module
+        if hasattr(module, "PLAN"):
+            ran = {r.name.split(" [")[1].rstrip("]") for r in results
+                   if r.target == "cpu" and r.name.split(" [")[0] == entry.name}
+            assert ran == set(module.PLAN.paths), (entry.name, ran, module.PLAN.paths)
 
 
 # NumPy calls that Numba turns into a parallel region of their own inside a ``parallel=True`` function

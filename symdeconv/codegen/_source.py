@@ -171,7 +171,7 @@ def module_docstring(plan: KernelPlan, target: str) -> list[str]:
         args = [
             f"x      : (batch, C_in, {sp}) C-contiguous float32/float64 input, positions 0..n-1",
             f"y      : (batch, C_out, {so}) output, written completely",
-            f"w      : ({plan.n_slots}, C_out, C_in // groups) weight of each slot (see the phase comments)",
+            f"w      : ({plan.n_slots}, C_in // groups, C_out) weight of each slot, w[s, c, c'] (see PLAN)",
             "bias   : (C_out,) added to every output of a channel",
             "groups : channel groups; output channel c' reads input channels of group c' // (C_out // groups)",
             f"{lo} : the first operator output position of the window, per dimension",

@@ -29,15 +29,25 @@ __all__ = ["Entry", "entries", "render", "write", "stale", "default_root"]
 
 @dataclass(frozen=True)
 class Entry:
-    """One catalogue kernel: ``build()`` gives the operator or layer; ``sizes`` are verification inputs."""
+    """One catalogue kernel: ``build()`` gives the operator or layer; ``sizes`` are verification inputs.
+
+    ``variants`` (layers only): further channel configurations of the same structure — the same module —
+    that ``verify`` also runs, so that every path the module carries (GEMM-like, stencil, Winograd: the
+    channels per group choose it) is checked against the symbolic matrix; each with its own sizes.
+    """
 
     name: str
     title: str
     build: Callable[[], Any]
     sizes: tuple
+    variants: tuple[tuple[Callable[[], Any], tuple], ...] = ()
 
     def obj(self) -> Any:
         return self.build()
+
+    def checks(self) -> list[tuple[Any, tuple]]:
+        """``(object, sizes)`` of every configuration ``verify`` runs: the entry's own, then its variants."""
+        return [(self.build(), self.sizes)] + [(build(), sizes) for build, sizes in self.variants]
 
 
 def _fcn_bilinear_2d():
@@ -83,28 +93,42 @@ def _layers() -> list[Entry]:
         Entry(
             "conv_transpose1d_k4_s2_p1", "ConvTranspose1d(kernel_size=4, stride=2, padding=1): exact ×2 upsampling",
             lambda: ConvTranspose(4, 2, 1, in_channels=2, out_channels=3), (1, 3, 6),
+            variants=((lambda: ConvTranspose(4, 2, 1), (1, 3, 6)),),  # 1 → 1: the stencil path
         ),
         Entry(
             "conv_transpose2d_k4_s2_p1", "ConvTranspose2d(kernel_size=4, stride=2, padding=1) (DCGAN / U-Net decoder)",
             lambda: ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2), ((1, 1), (2, 3)),
+            variants=(  # depthwise: the stencil path
+                (lambda: ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2), ((1, 1), (3, 4))),
+            ),
         ),
         Entry(
             "conv_transpose3d_k4_s2_p1", "ConvTranspose3d(kernel_size=4, stride=2, padding=1)",
             lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=1, out_channels=2), ((1, 1, 1), (2, 1, 2)),
+            variants=(  # 16 input channels per group: the Winograd path; 1 → 1: the stencil path
+                (lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4), ((1, 1, 1), (2, 1, 2))),
+                (lambda: ConvTranspose((4, 4, 4), 2, 1), ((1, 1, 1), (2, 3, 2))),
+            ),
         ),
         Entry(
             "conv_transpose2d_k3_s2_p1_op1",
             "ConvTranspose2d(kernel_size=3, stride=2, padding=1, output_padding=1): exact ×2 with a 3×3 kernel",
             lambda: ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=2, groups=2),
             ((1, 2), (3, 2)),
+            variants=(  # two output channels per group: the GEMM-like path
+                (lambda: ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=4, groups=2),
+                 ((1, 2), (3, 2))),
+            ),
         ),
         Entry(
             "conv2d_k3_s2_p1", "Conv2d(kernel_size=3, stride=2, padding=1): strided convolution (downsampling)",
             lambda: Conv((3, 3), 2, 1, in_channels=2, out_channels=3), ((1, 1), (4, 5)),
+            variants=((lambda: Conv((3, 3), 2, 1, in_channels=2, out_channels=2, groups=2), ((1, 1), (4, 5))),),
         ),
         Entry(
             "conv2d_k3_d2_p2", "Conv2d(kernel_size=3, dilation=2, padding=2): dilated (atrous) convolution",
             lambda: Conv((3, 3), 1, 2, dilation=2, in_channels=2, out_channels=2), ((2, 2), (4, 5)),
+            variants=((lambda: Conv((3, 3), 1, 2, dilation=2), ((2, 2), (4, 5))),),  # 1 → 1: the stencil path
         ),
     ]
 

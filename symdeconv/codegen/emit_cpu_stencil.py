@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 
 from ._source import Writer, phase_text, plus, times
+from .layer_plan import STENCIL_MAX_TAPS
 from .plan import KernelPlan
 
 __all__ = ["emit_cpu_stencil", "has_stencil", "STENCIL_CHUNK", "STENCIL_TARGET", "STENCIL_MAX_TAPS"]
@@ -62,8 +63,6 @@ STENCIL_CHUNK = 4096
 #: outputs a work item aims at: rows of blocks are grouped until an item holds about this many
 STENCIL_TARGET = 16384
 
-#: above this many taps (all phases together) the stencil path is not emitted
-STENCIL_MAX_TAPS = 256
 
 
 def has_stencil(plan: KernelPlan) -> bool:

@@ -82,6 +82,7 @@ from fractions import Fraction
 
 from ._layer_source import emit_border_flags, emit_row_position, emit_row_write, emit_tap_loops, emit_work_cache
 from ._source import Writer, dims, tuple_text
+from .layer_plan import WINO_MIN_CIN
 from .plan import KernelPlan
 
 __all__ = ["wino_geometry", "wino_streams", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "STREAM_MIN_BYTES", "BT", "G", "AT"]
@@ -92,9 +93,6 @@ __all__ = ["wino_geometry", "wino_streams", "emit_wino", "MIN_NDIM", "WINO_MIN_C
 #: b and d measured the same either way.  With two (3-D) it saves 44 %.
 MIN_NDIM = 3
 
-#: smallest number of input channels per group for which ``run`` takes the Winograd path (8 → 8
-#: channels measured ~30 % slower than the direct kernel, 16 → 16 12–20 % faster: see the docstring).
-WINO_MIN_CIN = 16
 
 #: columns (windows along the last dimension × rows) per block of work of ``wino_kernel``: the
 #: block's output accumulators (phases of the last dimension × 2^(D−1) × CO_BLOCK rows) stay in L2.

@@ -50,10 +50,15 @@ def stack_tile(typingctx, like, rows, cols):
     if n_rows <= 0 or n_cols <= 0:
         return None
     tile_type = types.Array(like.dtype, 2, "C")
-    sig = tile_type(like, rows, cols)
+    return tile_type(like, rows, cols), tile_codegen(like.dtype, n_rows, n_cols)
+
+
+def tile_codegen(dtype, n_rows: int, n_cols: int):
+    """The code generator of an intrinsic returning a ``(n_rows, n_cols)`` C array of ``dtype`` on the stack."""
+    tile_type = types.Array(dtype, 2, "C")
 
     def codegen(context, builder, signature, args):
-        element = context.get_value_type(like.dtype)
+        element = context.get_value_type(dtype)
         itemsize = context.get_abi_sizeof(element)
         # alloca_once places the allocation in the function's entry block: one slot per frame,
         # whatever loop the statement is in (LLVM's SROA / LICM only reason about such allocas)
@@ -66,7 +71,7 @@ def stack_tile(typingctx, like, rows, cols):
         )
         return tile._getvalue()
 
-    return sig, codegen
+    return codegen
 
 
 # --- streaming (non-temporal) stores of output rows ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -16,12 +17,13 @@ __all__ = ["verify_catalogue", "table"]
 
 def verify_catalogue(
     root: Path | None = None, targets: Iterable[str] = TARGETS, dtypes=(np.float64, np.float32),
-    names: Iterable[str] | None = None,
+    names: Iterable[str] | None = None, progress=None,
 ) -> list[CheckResult]:
     """Load each generated file and check it on its entry's sizes (every basis vector + random inputs).
 
     A file that is missing, or differs from what its entry emits today, is reported as a failure
-    (``symdeconv generate`` rewrites it).
+    (``symdeconv generate`` rewrites it).  ``progress`` (optional) is called with a line per kernel check
+    once it has run (name and path, target, dtype, status, seconds — compilation included).
     """
     root = Path(root) if root is not None else catalogue.default_root()
     wanted = set(names) if names is not None else None
@@ -30,7 +32,6 @@ def verify_catalogue(
     for entry in catalogue.entries():
         if wanted is not None and entry.name not in wanted:
             continue
-        obj = entry.obj()
         for target in targets:
             rel = f"{target}/{entry.name}.py"
             path = root / rel
@@ -42,9 +43,28 @@ def verify_catalogue(
                 if path.read_text() != fresh[rel]:
                     results.append(CheckResult(name, target, np.dtype(dtype).name, detail="stale (run symdeconv generate)"))
                     continue
-                f = compile(obj, target, name=entry.name, path=path)
-                results.append(check(f, obj, entry.sizes, dtype, rng=np.random.default_rng(1234), name=name))
+                # CPU layer modules carry several paths: every configuration of the entry (one per path);
+                # a CUDA module has one kernel, checked on the entry's own configuration
+                checks = entry.checks() if target == "cpu" else entry.checks()[:1]
+                for obj, sizes in checks:
+                    f = compile(obj, target, name=entry.name, path=path)
+                    label = name + (f" [{path_of(f, obj)}]" if target == "cpu" and hasattr(f, "binding") else "")
+                    start = time.perf_counter()
+                    result = check(f, obj, sizes, dtype, rng=np.random.default_rng(1234), name=label)
+                    results.append(result)
+                    if progress is not None:
+                        status = "ok" if result.ok else "FAILED"
+                        progress(f"{label:40s} {target:4s} {np.dtype(dtype).name:7s} {status:6s} "
+                                 f"{time.perf_counter() - start:6.2f} s")
     return results
+
+
+def path_of(f, layer) -> str:
+    """The path (``gemm`` / ``stencil`` / ``winograd``) a compiled CPU layer takes for ``layer``'s channels."""
+    from ..codegen.layer_plan import choose_strategy
+
+    groups = int(layer.groups)
+    return choose_strategy(f.module.PLAN, int(layer.in_channels) // groups, int(layer.out_channels) // groups).path
 
 
 def report(results: list[CheckResult]) -> str:

@@ -1,0 +1,124 @@
+"""The target machine of the CPU kernels: vector width and register count, read at run time.
+
+Register tiles of the layer kernels are derived from these two numbers, not measured constants of one
+machine: an AVX-512 core has 32 vector registers of 512 bits, an AVX2 core 16 of 256.  The machine is
+read from Numba's view of the CPU, because that is what the compiled code targets:
+
+* ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set (``NUMBA_CPU_NAME=haswell`` makes Numba emit
+  AVX2 code on an AVX-512 CPU, and the tiles follow);
+* otherwise ``llvmlite.binding.get_host_cpu_name()`` and ``get_host_cpu_features()``.
+
+Importing this module does not import Numba (llvmlite only, on first use).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import dataclass
+
+__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "CO_BLOCK"]
+
+#: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
+#: input vector; 4 divides the channel counts of nearly every real layer, so few channels take the
+#: one-channel pass.
+CO_BLOCK = 4
+
+# CPU names (LLVM's) whose every member has AVX-512F; used only when NUMBA_CPU_NAME names the CPU and
+# NUMBA_CPU_FEATURES does not list the features
+_AVX512_NAMES = (
+    "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+    "tigerlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d", "rocketlake",
+    "znver4", "znver5", "x86-64-v4", "knl", "knm", "diamondrapids",
+)
+_AVX2_NAMES = (
+    "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake", "arrowlake-s",
+    "lunarlake", "gracemont", "znver1", "znver2", "znver3", "x86-64-v3", "bdver4", "sierraforest",
+    "grandridge", "clearwaterforest", "pantherlake",
+)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the register tiles are derived from.
+
+    ``vector_bits``: width of a SIMD register the compiled code uses (512, 256 or 128);
+    ``registers``: vector registers the ISA names (32 with AVX-512, 16 with AVX / SSE on x86-64, 32 on
+    AArch64); ``isa``: a short name for headers and cache keys; ``cpu``: the CPU name Numba compiles for.
+    """
+
+    cpu: str
+    isa: str
+    vector_bits: int
+    registers: int
+    fma: bool
+
+    def lanes(self, itemsize: int) -> int:
+        """Elements of ``itemsize`` bytes in one vector register."""
+        return max(1, self.vector_bits // (8 * itemsize))
+
+    @property
+    def key(self) -> str:
+        """The part of a kernel's cache key that depends on the machine."""
+        return f"{self.isa}-{self.vector_bits}x{self.registers}"
+
+
+def tile_columns(machine: Machine, itemsize: int) -> int:
+    """Columns of the micro-kernel's ``CO_BLOCK × columns`` register tile for one dtype.
+
+    Per tap and input channel the micro-kernel loads ``columns / lanes`` input vectors and broadcasts
+    ``CO_BLOCK`` weights, then does ``CO_BLOCK · columns / lanes`` fused multiply-adds into the
+    accumulators.  The accumulators take at most half the registers (at most 16): the rest hold the
+    loaded input vectors and broadcast weights, so nothing spills.  16 of 32 AVX-512 registers: a
+    4 × 64 float32 tile; 12 of 16 AVX2 registers would leave too few for loads and broadcasts, so 8: 4 × 16.
+    """
+    lanes = machine.lanes(itemsize)
+    acc_vectors = min(16, machine.registers // 2)
+    return max(1, acc_vectors // CO_BLOCK) * lanes
+
+
+def _flag_features(flat: str) -> set[str]:
+    return {f[1:] for f in flat.split(",") if f.startswith("+")}
+
+
+def machine_from(cpu: str, features: set[str], arch: str | None = None) -> Machine:
+    """The :class:`Machine` of a CPU name and its feature set (``{"avx2", "fma", "avx512f", …}``)."""
+    arch = (arch or platform.machine()).lower()
+    if arch in ("aarch64", "arm64"):
+        return Machine(cpu, "neon", 128, 32, True)
+    if arch not in ("x86_64", "amd64"):
+        return Machine(cpu, "generic", 128, 16, False)
+    fma = "fma" in features
+    if "avx512f" in features:
+        return Machine(cpu, "avx512", 512, 32, True)
+    if "avx2" in features:
+        return Machine(cpu, "avx2", 256, 16, fma)
+    if "avx" in features:
+        return Machine(cpu, "avx", 256, 16, fma)
+    return Machine(cpu, "sse", 128, 16, False)
+
+
+def _named_features(cpu: str) -> set[str]:
+    if cpu in _AVX512_NAMES:
+        return {"avx512f", "avx2", "avx", "fma"}
+    if cpu in _AVX2_NAMES:
+        return {"avx2", "avx", "fma"}
+    return set()
+
+
+@functools.lru_cache(maxsize=None)
+def _machine(cpu_env: str, features_env: str) -> Machine:
+    import llvmlite.binding as llvm
+
+    if cpu_env and cpu_env != "host":
+        features = _flag_features(features_env) if features_env else _named_features(cpu_env)
+        return machine_from(cpu_env, features)
+    cpu = llvm.get_host_cpu_name()
+    features = _flag_features(features_env) if features_env else _flag_features(llvm.get_host_cpu_features().flatten())
+    return machine_from(cpu, features)
+
+
+def host_machine() -> Machine:
+    """The machine Numba compiles for in this process (honours ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``)."""
+    return _machine(os.environ.get("NUMBA_CPU_NAME", ""), os.environ.get("NUMBA_CPU_FEATURES", ""))

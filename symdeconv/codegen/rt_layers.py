@@ -1,0 +1,543 @@
+"""Once-compiled runtime of the CPU layer kernels: every grouped plan runs on these functions.
+
+A generated layer module (``generated/cpu/conv*.py``) holds its plan's tables — per phase, the weight
+slots of its taps, the input plane and block shift of each — and a small driver; the loops live here,
+compiled by Numba once per machine and dtype (``cache=True``) and shared by every layer.  Nothing below
+depends on a layer: tap counts, offsets, periods and dimensions are runtime arrays.  What must be known
+at compile time — the register tile's shape — depends only on the machine (:mod:`.machine`) and the dtype.
+
+The computation (see :mod:`symdeconv.codegen.layer_plan` for the geometry): the input is copied, per
+block of work, into zero-padded *flattened planes* (one per input phase ``r = offset mod Q``), so that
+every tap of every phase is a unit-stride read at a constant, non-negative offset; a register tile of
+``CO_BLOCK × TILE`` accumulators gathers a phase's taps over the group's input channels (a GEMM
+micro-kernel whose K loop — input channels × taps — runs over runtime tables); the phases of the last
+dimension are then written interleaved into the output rows.
+
+Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
+so one compiled function serves 1-D to 4-D layers.  The geometry of a call is one int64 vector ``g``
+(:data:`G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
+(``prange``) or ``run_serial`` (calls too small to wake threads for).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.extending import intrinsic
+
+from .machine import CO_BLOCK, host_machine, tile_columns
+from .runtime import tile_codegen
+
+__all__ = ["G_FIELDS", "run_parallel", "run_serial", "acc_stride", "fill_planes", "tile_shape", "MAX_NDIM"]
+
+#: dimensions the flattened geometry vector has room for
+MAX_NDIM = 4
+
+#: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
+_SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
+            "groups", "wide", "per_group", "Lrow", "S0", "M", "tile")
+_VECTORS = ("P", "Q", "L", "S", "J", "jlo", "xa", "n", "ns", "out", "os", "lo")
+G_FIELDS = {name: i for i, name in enumerate(_SCALARS)}
+for _k, _name in enumerate(_VECTORS):
+    G_FIELDS[_name] = len(_SCALARS) + _k * MAX_NDIM
+G_SIZE = len(_SCALARS) + len(_VECTORS) * MAX_NDIM
+(_NDIM, _NPLANES, _NPHASES, _PL, _ROWS, _BLOCK_ROWS, _ROW_BLOCKS, _BAND, _CIN_G, _COUT_G, _GROUPS, _WIDE,
+ _PER_GROUP, _LROW, _S0, _M, _TILE) = range(len(_SCALARS))
+_P, _Q, _L, _S, _J, _JLO, _XA, _N, _NS, _OUT, _OS, _LO = (G_FIELDS[v] for v in _VECTORS)
+
+
+def tile_shape(itemsize: int) -> tuple[int, int]:
+    """The register tile (output channels, columns) of this machine for a dtype of ``itemsize`` bytes."""
+    return CO_BLOCK, tile_columns(host_machine(), itemsize)
+
+
+_TILE_F32 = tile_shape(4)[1]
+_TILE_F64 = tile_shape(8)[1]
+
+
+@intrinsic
+def _machine_tile(typingctx, like):
+    """A ``(CO_BLOCK, TILE)`` array of ``like.dtype`` on the caller's stack (see ``runtime.stack_tile``),
+    ``TILE`` the machine's tile columns for that dtype: LLVM keeps it in vector registers over the K loop."""
+    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+        return None
+    n_cols = _TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64
+    return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, n_cols)
+
+
+@numba.njit(cache=True)
+def acc_stride(n, itemsize, rows):
+    """Distance (elements) between accumulator rows: ``n`` rounded up to 16, then stepped past 4 KiB aliasing.
+
+    Rows a multiple of 4 KiB apart make the CPU see false dependencies between the stores to one
+    accumulator row and the loads of another ("4K aliasing"), which slowed the micro-kernel by ~30 %.
+    """
+    stride = ((n + 15) // 16) * 16
+    for _ in range(256):
+        ok = True
+        for k in range(1, rows):
+            r = (k * stride * itemsize) % 4096
+            if r < 256 or r > 4096 - 256:
+                ok = False
+        if ok:
+            return stride
+        stride += 16
+    return ((n + 15) // 16) * 16
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def fill_planes(x3, xb, b, ci0, m0, g):
+    """``xb[ci, r·band + i]`` = input of channel ``ci0 + ci`` at plane ``r``'s flat position ``m0 + i``.
+
+    Plane position ``u`` (per dimension) of plane ``r`` holds ``x[Q (u + xa) + r]``, zero outside the
+    input or past the planes' extent ``L``; ``i < band``.
+    """
+    D = g[_NDIM]
+    last = D - 1
+    band = g[_BAND]
+    Lrow = g[_LROW]
+    Ql = g[_Q + last]
+    xal = g[_XA + last]
+    nl = g[_N + last]
+    # positions i of a plane row (last dimension) that hold inputs: 0 ≤ Q (i + xa) + r < n
+    for ci in range(xb.shape[0]):
+        xc = x3[b, ci0 + ci]
+        for r in range(g[_NPLANES]):
+            rl = r % Ql
+            first = max(0, -xal)
+            stop = min(Lrow, max(first, (nl - rl + Ql - 1) // Ql - xal))
+            dst = xb[ci, r * band:(r + 1) * band]
+            for rho in range(m0 // Lrow, -(-(m0 + band) // Lrow)):
+                i0 = max(0, m0 - rho * Lrow)
+                i1 = min(Lrow, m0 + band - rho * Lrow)
+                at = rho * Lrow + i0 - m0
+                # the leading dimensions' positions of this row, and its input row (if inside x)
+                inside = True
+                src = 0
+                rem = rho
+                rr = r // Ql
+                for d in range(last - 1, -1, -1):
+                    Ld = g[_L + d]
+                    u = rem % Ld
+                    rem //= Ld
+                    Qd = g[_Q + d]
+                    rd = rr % Qd
+                    rr //= Qd
+                    s = Qd * (u + g[_XA + d]) + rd
+                    if s < 0 or s >= g[_N + d]:
+                        inside = False
+                    src += s * g[_NS + d]
+                if rem > 0:  # past the planes (the band's tail)
+                    inside = False
+                out = dst[at:at + i1 - i0]
+                if not inside:
+                    for i in range(i1 - i0):
+                        out[i] = 0.0
+                    continue
+                c0 = min(max(first, i0), i1)
+                c1 = max(c0, min(stop, i1))
+                for i in range(c0 - i0):
+                    out[i] = 0.0
+                for i in range(c1 - i0, i1 - i0):
+                    out[i] = 0.0
+                o = out[c0 - i0:]
+                if Ql == 1:
+                    row = xc[max(0, src + c0 + xal + rl):]
+                    for i in range(c1 - c0):
+                        o[i] = row[i]
+                else:
+                    row = xc[max(0, src + Ql * (c0 + xal) + rl):]
+                    for i in range(c1 - c0):
+                        o[i] = row[Ql * i]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
+def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
+    """``acc[c, m]`` = bias + Σ over the group's input channels and the phase's taps ``t0 … t0 + nt − 1``
+    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < CO_BLOCK`` and ``base ≤ m < base + span``.
+
+    ``TILE`` columns at a time in a register tile (``_machine_tile``): per input channel and tap, TILE
+    input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  ``span ≥ TILE``; the
+    last tile ends at ``base + span`` (it may overlap the one before).
+    """
+    tile = _machine_tile(acc)
+    T = tile.shape[1]
+    co = max(0, co)
+    b0 = bias[co]
+    b1 = bias[co + 1]
+    b2 = bias[co + 2]
+    b3 = bias[co + 3]
+    # the phase's taps as views from 0: their indices below are provably non-negative (no wraparound code)
+    wk = w[max(0, t0):]
+    ok = offs[max(0, t0):]
+    for tc in range(-(-span // T)):
+        mc = base + min(tc * T, span - T)
+        for m in range(T):
+            tile[0, m] = b0
+            tile[1, m] = b1
+            tile[2, m] = b2
+            tile[3, m] = b3
+        # taps four, then two, then one at a time: a group's loads and multiply-adds are one straight
+        # block per input channel, as a hand-written micro-kernel would have them
+        t = 0
+        while t + 4 <= nt:
+            d0 = max(0, ok[t] + mc)
+            d1 = max(0, ok[t + 1] + mc)
+            d2 = max(0, ok[t + 2] + mc)
+            d3 = max(0, ok[t + 3] + mc)
+            wa = wk[t]
+            wb = wk[t + 1]
+            wc = wk[t + 2]
+            wd = wk[t + 3]
+            for ci in range(cin_g):
+                ra = wa[ci]
+                rb = wb[ci]
+                rc = wc[ci]
+                rd = wd[ci]
+                a0 = ra[co]
+                a1 = ra[co + 1]
+                a2 = ra[co + 2]
+                a3 = ra[co + 3]
+                b0_ = rb[co]
+                b1_ = rb[co + 1]
+                b2_ = rb[co + 2]
+                b3_ = rb[co + 3]
+                c0 = rc[co]
+                c1 = rc[co + 1]
+                c2 = rc[co + 2]
+                c3 = rc[co + 3]
+                e0 = rd[co]
+                e1 = rd[co + 1]
+                e2 = rd[co + 2]
+                e3 = rd[co + 3]
+                for m in range(T):
+                    va = xflat[ci, d0 + m]
+                    vb = xflat[ci, d1 + m]
+                    vc = xflat[ci, d2 + m]
+                    vd = xflat[ci, d3 + m]
+                    tile[0, m] = tile[0, m] + a0 * va + b0_ * vb + c0 * vc + e0 * vd
+                    tile[1, m] = tile[1, m] + a1 * va + b1_ * vb + c1 * vc + e1 * vd
+                    tile[2, m] = tile[2, m] + a2 * va + b2_ * vb + c2 * vc + e2 * vd
+                    tile[3, m] = tile[3, m] + a3 * va + b3_ * vb + c3 * vc + e3 * vd
+            t += 4
+        if t + 2 <= nt:
+            d0 = max(0, ok[t] + mc)
+            d1 = max(0, ok[t + 1] + mc)
+            wa = wk[t]
+            wb = wk[t + 1]
+            for ci in range(cin_g):
+                ra = wa[ci]
+                rb = wb[ci]
+                a0 = ra[co]
+                a1 = ra[co + 1]
+                a2 = ra[co + 2]
+                a3 = ra[co + 3]
+                b0_ = rb[co]
+                b1_ = rb[co + 1]
+                b2_ = rb[co + 2]
+                b3_ = rb[co + 3]
+                for m in range(T):
+                    va = xflat[ci, d0 + m]
+                    vb = xflat[ci, d1 + m]
+                    tile[0, m] = tile[0, m] + a0 * va + b0_ * vb
+                    tile[1, m] = tile[1, m] + a1 * va + b1_ * vb
+                    tile[2, m] = tile[2, m] + a2 * va + b2_ * vb
+                    tile[3, m] = tile[3, m] + a3 * va + b3_ * vb
+            t += 2
+        if t < nt:
+            d0 = max(0, ok[t] + mc)
+            wa = wk[t]
+            for ci in range(cin_g):
+                ra = wa[ci]
+                a0 = ra[co]
+                a1 = ra[co + 1]
+                a2 = ra[co + 2]
+                a3 = ra[co + 3]
+                for m in range(T):
+                    va = xflat[ci, d0 + m]
+                    tile[0, m] += a0 * va
+                    tile[1, m] += a1 * va
+                    tile[2, m] += a2 * va
+                    tile[3, m] += a3 * va
+        for c in range(CO_BLOCK):
+            row = acc[c, mc:]
+            for m in range(T):
+                row[m] = tile[c, m]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
+def _phase_one(acc, xflat, w, bias, offs, t0, nt, co, cin_g, M):
+    """The one-output-channel form of ``_phase_wide`` (``acc[0, m]``): channels left over from whole
+    tiles, and groups with one output channel (depthwise layers)."""
+    a = acc[0]
+    bv = bias[co]
+    for m in range(M):
+        a[m] = bv
+    for ci in range(cin_g):
+        for t in range(t0, t0 + nt):
+            d = max(0, offs[t])
+            wv = w[t, ci, co]
+            xv = xflat[ci, d:d + M]
+            for m in range(M):
+                a[m] += wv * xv[m]
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _row_base(rho, lead, g):
+    """Flat output index of plane row ``rho``'s output row for leading phase ``lead``; −1 when that row
+    is outside the output (or holds no block of the output: past ``J``, or past the planes)."""
+    last = g[_NDIM] - 1
+    ybase = 0
+    rem = rho
+    ph = lead
+    for d in range(last - 1, -1, -1):
+        Ld = g[_L + d]
+        u = rem % Ld
+        rem //= Ld
+        Pd = g[_P + d]
+        pd = ph % Pd
+        ph //= Pd
+        if u >= g[_J + d]:
+            return -1
+        t = Pd * (u + g[_JLO + d]) + pd - g[_LO + d]
+        if t < 0 or t >= g[_OUT + d]:
+            return -1
+        ybase += t * g[_OS + d]
+    if rem > 0:
+        return -1
+    return ybase
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _write_rows(y3, acc, b, co_first, width, m0, cols, g, pl_first, pl_stop):
+    """Write the block's accumulators (flat plane positions ``m0 … m0 + cols − 1``) to the output.
+
+    Phases ``k = lead · PL + pl`` (C order: the last dimension's phase ``pl`` varies fastest); per
+    leading phase and plane row, the ``PL`` phases of the last dimension are written interleaved:
+    ``y[…, P (i + jlo) + pl − lo]`` for the row's columns ``i``.  ``pl_first[pl] ≤ i < pl_stop[pl]``
+    are the columns of phase ``pl`` inside the output.
+    """
+    D = g[_NDIM]
+    last = D - 1
+    PL = g[_PL]
+    Lrow = g[_LROW]
+    Pl = g[_P + last]
+    jlol = g[_JLO + last]
+    lol = g[_LO + last]
+    # columns where every last-dimension phase is inside the output: one interleaved loop
+    kA = 0
+    kB = Lrow
+    for pl in range(PL):
+        kA = max(kA, pl_first[pl])
+        kB = min(kB, pl_stop[pl])
+    # plane row by plane row, all its leading phases: the output rows of one plane row are neighbours
+    # (rows P u + p), so the stores run in long sequential streams
+    for rho in range(m0 // Lrow, -(-(m0 + cols) // Lrow)):
+        i0 = max(0, m0 - rho * Lrow)
+        i1 = min(Lrow, m0 + cols - rho * Lrow)
+        seg = rho * Lrow - m0  # acc column of the row's position 0
+        a = max(i0, kA)
+        e = max(a, min(i1, kB))
+        for lead in range(g[_NPHASES] // PL):
+            ybase = _row_base(rho, lead, g)
+            if ybase < 0:
+                continue
+            k0 = lead * PL
+            for c in range(width):
+                yrow = y3[b, co_first + c]
+                if e > a:
+                    start = max(0, ybase + Pl * (a + jlol) - lol)
+                    yv = yrow[start:]
+                    if PL == 1:
+                        av = acc[k0, c, max(0, seg + a):]
+                        for i in range(e - a):
+                            yv[i] = av[i]
+                    elif PL == 2:
+                        av0 = acc[k0, c, max(0, seg + a):]
+                        av1 = acc[k0 + 1, c, max(0, seg + a):]
+                        for i in range(e - a):
+                            yv[2 * i] = av0[i]
+                            yv[2 * i + 1] = av1[i]
+                    elif PL == 3:
+                        av0 = acc[k0, c, max(0, seg + a):]
+                        av1 = acc[k0 + 1, c, max(0, seg + a):]
+                        av2 = acc[k0 + 2, c, max(0, seg + a):]
+                        for i in range(e - a):
+                            yv[3 * i] = av0[i]
+                            yv[3 * i + 1] = av1[i]
+                            yv[3 * i + 2] = av2[i]
+                    else:
+                        for pl in range(PL):
+                            av = acc[k0 + pl, c, max(0, seg + a):]
+                            yp = yv[pl:]
+                            for i in range(e - a):
+                                yp[PL * i] = av[i]
+                # border columns where only some phases are inside the output
+                for pl in range(PL):
+                    lo_i = max(i0, pl_first[pl])
+                    hi_i = min(i1, pl_stop[pl])
+                    for i in range(lo_i, min(hi_i, a)):
+                        yrow[ybase + Pl * (i + jlol) + pl - lol] = acc[k0 + pl, c, seg + i]
+                    for i in range(max(lo_i, e), hi_i):
+                        yrow[ybase + Pl * (i + jlol) + pl - lol] = acc[k0 + pl, c, seg + i]
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+    """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
+    (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
+    only, since the symbol exists once the threading layer has started)."""
+    row_blocks = g[_ROW_BLOCKS]
+    groups = g[_GROUPS]
+    per_group = g[_PER_GROUP]
+    cin_g = g[_CIN_G]
+    cout_g = g[_COUT_G]
+    wide = g[_WIDE]
+    b = item // (row_blocks * groups * per_group)
+    i = item - b * (row_blocks * groups * per_group)
+    rb = i // (groups * per_group)
+    i -= rb * (groups * per_group)
+    grp = i // per_group
+    kb = i - grp * per_group
+    q0 = rb * g[_BLOCK_ROWS]
+    nq = min(g[_BLOCK_ROWS], g[_ROWS] - q0)
+    S0 = g[_S0]
+    m0 = q0 * S0
+    cols = nq * S0
+    xb = xb_all[thread]
+    block = (b * row_blocks + rb) * groups + grp
+    if tags[thread] != block:  # this thread's buffer holds another block's planes: copy this one's
+        tags[thread] = block
+        fill_planes(x3, xb, b, grp * cin_g, m0, g)
+    acc = acc_all[thread]
+    M = -(-cols // g[_TILE]) * g[_TILE]  # whole tiles
+    n_phases = g[_NPHASES]
+    if kb < wide:
+        co = grp * cout_g + kb * CO_BLOCK
+        width = CO_BLOCK
+        T = g[_TILE]
+        Lrow = g[_LROW]
+        PL = g[_PL]
+        n_rows = cols // Lrow  # whole plane rows (from 2-D on; in 1-D a block is part of the one row)
+        for k in range(n_phases):
+            t0 = phase_taps[k]
+            nt = phase_taps[k + 1] - t0
+            pl = k % PL
+            cf = pl_first[pl]
+            span = pl_stop[pl] - cf
+            # row by row, the phase's output columns only, when that takes fewer tiles than the flat block
+            if g[_NDIM] > 1 and span >= T and n_rows * (-(-span // T)) < M // T:
+                rho0 = m0 // Lrow
+                for r in range(n_rows):
+                    if _row_base(rho0 + r, k // PL, g) >= 0:
+                        _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span)
+            else:
+                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, 0, M)
+    else:
+        co = grp * cout_g + wide * CO_BLOCK
+        width = cout_g - wide * CO_BLOCK
+        for c in range(width):
+            for k in range(n_phases):
+                _phase_one(acc[k, c:], xb, w, bias, offs, phase_taps[k], phase_taps[k + 1] - phase_taps[k],
+                           co + c, cin_g, M)
+    _write_rows(y3, acc, b, co, width, m0, cols, g, pl_first, pl_stop)
+
+
+@numba.njit(parallel=True, cache=True)
+def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+    for item in prange(n_items):
+        work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop)
+
+
+@numba.njit(cache=True)
+def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+    for item in range(n_items):
+        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop)
+
+
+# ==================================================================================================
+# The driver: a call's geometry from the plan's tables and the shapes (plain Python, cached per shape)
+# ==================================================================================================
+
+#: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
+ROW_TARGET = 2048
+
+#: multiply-adds below which a call runs on the calling thread (waking the pool costs tens of µs)
+SERIAL_MAX_MACS = 1 << 18
+
+
+def _geometry(t, x_shape, y_shape, groups, lo, tile):
+    """Everything a call needs that depends only on the shapes: the geometry vector and the tables."""
+    D = t.ndim
+    n, out = x_shape[2:], y_shape[2:]
+    cin, cout = x_shape[1], y_shape[1]
+    jlo, jhi, L = t.blocks(out, lo)
+    J = [jhi[d] - jlo[d] for d in range(D)]
+    S = [1] * D
+    for d in range(D - 2, -1, -1):
+        S[d] = S[d + 1] * L[d + 1]
+    ns, os_ = [1] * D, [1] * D
+    for d in range(D - 2, -1, -1):
+        ns[d] = ns[d + 1] * n[d + 1]
+        os_[d] = os_[d + 1] * out[d + 1]
+    rows = J[0]
+    block_rows = max(1, ROW_TARGET // S[0])
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
+    row_blocks = -(-rows // block_rows)
+    m_max = -(-(block_rows * S[0]) // tile) * tile
+    plane_reach = sum(t.e_span[d] * S[d] for d in range(D))
+    band = m_max + plane_reach
+    cin_g, cout_g = cin // groups, cout // groups
+    wide = cout_g // CO_BLOCK
+    per_group = wide + (1 if cout_g % CO_BLOCK else 0)
+    g = np.zeros(G_SIZE, dtype=np.int64)
+    scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
+                row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
+                per_group=per_group, Lrow=L[-1], S0=S[0], M=m_max, tile=tile)
+    for k, v in scal.items():
+        g[G_FIELDS[k]] = v
+    vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,
+                out=out, os=os_, lo=lo)
+    for k, v in vecs.items():
+        g[G_FIELDS[k]:G_FIELDS[k] + D] = v
+    phase_taps, slot_plane, slot_shift = t.tables()
+    offs = slot_plane * band + (slot_shift * np.asarray(S, dtype=np.int64)).sum(axis=1)
+    Pl, jl, ll, ol = t.P[-1], jlo[-1], lo[-1], out[-1]
+    pl_first = np.array([max(0, -((pl - ll) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
+    pl_stop = np.array([min(J[-1], -((pl - ll - ol) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
+    n_items = x_shape[0] * row_blocks * groups * per_group
+    macs = x_shape[0] * cout * cin_g * int(np.prod(J)) * t.n_slots
+    return g, offs.astype(np.int64), pl_first, pl_stop, n_items, macs, (cin_g, t.n_planes * band), m_max
+
+
+def run_layer(plan, x, y, w, bias, groups, lo, work=None):
+    """``y`` = the layer of ``plan`` (a :class:`~symdeconv.codegen.layer_plan.LayerPlan`) on ``x``.
+
+    ``x (N, C_in, *n)`` and ``y (N, C_out, *out)`` are C-contiguous, channels first; ``w[slot, ci, co]``
+    the gathered weight, ``bias (C_out,)``; ``lo`` the window's first operator output position per
+    dimension.  ``work`` (a dict, kept by the caller between calls) holds the geometry and scratch
+    buffers of the last shapes seen.
+    """
+    t = plan
+    key = (x.shape, x.dtype.char, tuple(lo), y.shape, groups)
+    state = work.get(key) if work is not None else None
+    if state is None:
+        threads = numba.config.NUMBA_NUM_THREADS
+        g, offs, pl_first, pl_stop, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo,
+                                                                              tile_shape(x.itemsize)[1])
+        serial = macs < SERIAL_MAX_MACS or n_items == 1
+        nbuf = 1 if serial else threads
+        xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
+        acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
+        tags = np.empty(nbuf, dtype=np.int64)
+        state = (serial, n_items, g, offs, pl_first, pl_stop, xb, acc, tags)
+        if work is not None:
+            work.clear()
+            work[key] = state
+    serial, n_items, g, offs, pl_first, pl_stop, xb, acc, tags = state
+    tags[:] = -1
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    y3 = y.reshape(y.shape[0], y.shape[1], -1)
+    run = run_serial if serial else run_parallel
+    run(n_items, x3, xb, acc, tags, y3, w, bias, g, t.tables()[0], offs, pl_first, pl_stop)

@@ -1,0 +1,155 @@
+"""The once-compiled layer runtime (``symdeconv.codegen.rt_layers``) and the typed plan that drives it.
+
+* ``LayerPlan``: the plan as data — its tables against a restatement of the normal form's taps, and its
+  validation;
+* ``choose_strategy``: the rules that pick a path, with their reasons;
+* serial and parallel drivers give the same result as the naive NumPy definition of the layer, for 1-D to 4-D
+  layers (4-D: no framework has one, so the oracle is the definition itself);
+* compiled code loaded from Numba's disk cache in a new process runs (the runtime's functions are shared by
+  every layer, so a process usually loads rather than compiles them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+from symdeconv.codegen.api import LayerBinding
+from symdeconv.codegen.layer_plan import WINO_MIN_CIN, LayerPlan, Phase, choose_strategy
+from symdeconv.codegen.machine import machine_from
+
+pytest.importorskip("numba")
+from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _naive(layer, x, w, b):
+    """The layer by its definition: y[c', P j + p − lo] = Σ over its normal form's taps (from the
+    symbolic operator of a one-channel stand-in, channel pairs from the weight layout), in float64."""
+    binding = LayerBinding(layer, from_normal_form=True)
+    plan = binding.plan
+    lo = [int(a) for a, _ in layer.window(x.shape[2:])]
+    out = layer.output_shape(x.shape[2:])
+    full = binding.gather(w.astype(np.float64), np.dtype(np.float64))  # w[slot, ci, co]: the normal form's weights
+    cin_g, cout_g = layer.in_channels // layer.groups, layer.out_channels // layer.groups
+    y = np.zeros((x.shape[0], layer.out_channels) + tuple(out))
+    y += b.reshape((1, -1) + (1,) * len(out))
+    for t in np.ndindex(*out):
+        pos = [t[d] + lo[d] for d in range(len(out))]  # operator output position
+        p = tuple(pos[d] % plan.P[d] for d in range(len(out)))
+        j = [pos[d] // plan.P[d] for d in range(len(out))]
+        ph = next(ph for ph in plan.phases if ph.phase == p)
+        for s, off in ph.slots:
+            src = tuple(plan.Q[d] * j[d] + off[d] for d in range(len(out)))
+            if not all(0 <= src[d] < x.shape[2 + d] for d in range(len(out))):
+                continue
+            for co in range(layer.out_channels):
+                g = co // cout_g
+                xs = x[(slice(None), slice(g * cin_g, (g + 1) * cin_g)) + src]
+                y[(slice(None), co) + t] += xs @ full[s, :, co]
+    return y
+
+
+CASES = {  # layer, input shape (N, C, *spatial)
+    "convT1d_groups": (lambda: sd.ConvTranspose(5, 3, 2, groups=2, in_channels=4, out_channels=6), (2, 4, 23)),
+    "conv1d_s2_planes": (lambda: sd.Conv(4, 2, 1, in_channels=3, out_channels=9), (1, 3, 40)),
+    "convT2d_k3_op1": (lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=5, out_channels=6),
+                       (2, 5, 7, 9)),
+    "conv2d_s3_dilated": (lambda: sd.Conv((3, 2), (3, 2), (2, 0), dilation=(2, 1), in_channels=3, out_channels=5),
+                          (1, 3, 13, 8)),
+    "convT3d_k2": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=3, out_channels=5), (1, 3, 3, 4, 5)),
+    "conv4d_s2": (lambda: sd.Conv((3, 2, 2, 3), 2, 1, in_channels=2, out_channels=5), (1, 2, 4, 3, 5, 6)),
+    "convT4d": (lambda: sd.ConvTranspose((2, 3, 2, 2), (2, 1, 2, 1), 0, in_channels=2, out_channels=4),
+                (1, 2, 3, 2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("serial", [True, False], ids=["serial", "parallel"])
+def test_runtime_equals_the_naive_definition(name, serial, monkeypatch):
+    build, shape = CASES[name]
+    layer = build()
+    monkeypatch.setattr(rt_layers, "SERIAL_MAX_MACS", 1 << 62 if serial else 0)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(layer.weight_shape)
+    b = rng.standard_normal(layer.out_channels)
+    f = sd.compile(layer, "cpu")
+    got = f(x, w, b)
+    np.testing.assert_allclose(got, _naive(layer, x, w, b), rtol=1e-12, atol=1e-12)
+    got32 = f(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32))
+    np.testing.assert_allclose(got32, got, rtol=1e-4, atol=1e-4 * (1 + np.abs(got).max()))
+
+
+def test_layer_plan_tables_restate_the_offsets():
+    """slot_plane / slot_shift: off = Q (shift + e_min) + r with r the plane's C-order index over Q."""
+    layer = sd.Conv((3, 4), (2, 3), (1, 2), dilation=(2, 1), in_channels=2, out_channels=2)
+    plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
+    taps, planes, shifts = plan.tables()
+    offsets = [off for ph in plan.phases for off in ph.offsets]
+    assert list(taps) == list(np.cumsum([0] + [len(ph.offsets) for ph in plan.phases]))
+    for s, off in enumerate(offsets):
+        r = np.unravel_index(planes[s], plan.Q)
+        for d in range(plan.ndim):
+            assert off[d] == plan.Q[d] * (shifts[s, d] + plan.e_min[d]) + r[d]
+            assert 0 <= shifts[s, d] <= plan.e_span[d]
+
+
+def test_layer_plan_refuses_malformed_data():
+    good = dict(P=(2,), Q=(1,), phases=(Phase((0,), ((0,),)), Phase((1,), ((0,), (1,)))))
+    LayerPlan(**good)
+    with pytest.raises(ValueError, match="every output phase once"):
+        LayerPlan(P=(2,), Q=(1,), phases=(Phase((0,), ((0,),)),))
+    with pytest.raises(ValueError, match="one entry per spatial dimension"):
+        LayerPlan(P=(2,), Q=(1,), phases=(Phase((0,), ((0, 1),)), Phase((1,), ())))
+    with pytest.raises(ValueError, match="paths"):
+        LayerPlan(**good, paths=("stencil",))
+    assert hash(LayerPlan(**good)) == hash(LayerPlan(**good)) and LayerPlan(**good) == LayerPlan(**good)
+
+
+def test_choose_strategy_rules_and_reasons():
+    phases = tuple(Phase(p, tuple(itertools.product((0, 1), repeat=3))) for p in itertools.product((0, 1), repeat=3))
+    full = LayerPlan((2, 2, 2), (1, 1, 1), phases, ("gemm", "stencil", "winograd"))
+    avx2 = machine_from("haswell", {"avx2", "fma"}, "x86_64")
+    assert choose_strategy(full, 1, 1, avx2).path == "stencil"
+    s = choose_strategy(full, WINO_MIN_CIN, 4, avx2)
+    assert s.path == "winograd" and any("amortise" in r for r in s.reasons)
+    s = choose_strategy(full, WINO_MIN_CIN - 1, 4, avx2)
+    assert s.path == "gemm" and "Winograd path not taken" in str(s) and "avx2" in str(s)
+    assert choose_strategy(full, 32, 6, avx2).path == "gemm"  # not whole 4-channel tiles
+    gemm_only = LayerPlan((2, 2, 2), (1, 1, 1), phases)
+    assert choose_strategy(gemm_only, 1, 1, avx2).path == "gemm"
+    assert choose_strategy(gemm_only, 64, 64, avx2).path == "gemm"
+
+
+def test_compiled_runtime_loads_from_the_disk_cache_in_a_new_process(tmp_path):
+    """Two processes with one fresh Numba cache: the first compiles the runtime, the second loads it (and its
+    serial and parallel drivers run correctly from there; a cached function that names a symbol of the
+    threading layer before any parallel region started once crashed here)."""
+    code = (
+        "import numpy as np, symdeconv as sd\n"
+        "from symdeconv.codegen import rt_layers\n"
+        "layer = sd.ConvTranspose((3, 3), 2, 1, in_channels=3, out_channels=5)\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.standard_normal((1, 3, 4, 5)); w = rng.standard_normal(layer.weight_shape)\n"
+        "M = np.array(layer.matrix((4, 5), weight=w).tolist(), float)\n"
+        "f = sd.compile(layer)\n"
+        "for limit in (1 << 62, 0):  # serial, then parallel\n"
+        "    rt_layers.SERIAL_MAX_MACS = limit\n"
+        "    assert np.allclose(f(x, w).reshape(-1), M @ x.reshape(-1)), limit\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
+                              timeout=600)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # the second process had an index to load from
