@@ -226,11 +226,11 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale():
         expected = oracle(same, np.moveaxis(xs, -1, 1), ws)
         np.testing.assert_allclose(np.moveaxis(g(xs, ws), -1, 1).reshape(expected.shape), expected, atol=1e-12)
     # a weight above the threshold is gathered every call
-    big = sd.ConvTranspose((4, 4), 2, 1, in_channels=24, out_channels=16)
+    big = sd.ConvTranspose((4, 4), 2, 1, in_channels=64, out_channels=72)
     wb = rng.standard_normal(big.weight_shape)
     assert wb.size > WEIGHT_MEMO_MAX
     h = sd.compile(big, "cpu")
-    xb = rng.standard_normal((1, 24, 2, 2))
+    xb = rng.standard_normal((1, 64, 2, 2))
     first = h(xb, wb)
     wb *= 2.0
     np.testing.assert_allclose(h(xb, wb), 2.0 * first, rtol=1e-12, atol=1e-12)

@@ -32,7 +32,7 @@ def test_stack_tile_is_a_writable_array_of_the_dtype(dtype):
 
 
 # the last case is gathered in parallel (at least GATHER_PARALLEL_MIN entries), the others on one thread
-GATHER_CASES = [(1, 5, 7, 4), (3, 2, 4, 9), (4, 1, 1, 3), (2, 48, 24, 16)]
+GATHER_CASES = [(1, 5, 7, 4), (3, 2, 4, 9), (4, 1, 1, 3), (2, 64, 64, 32)]
 
 
 def test_gather_cases_take_both_paths():

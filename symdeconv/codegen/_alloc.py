@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["LINE_BYTES", "aligned_empty"]
+__all__ = ["LINE_BYTES", "SMALL_BYTES", "aligned_empty", "output_empty"]
 
 #: cache line size (bytes): a streaming store of the emitted row writes covers one whole, aligned line
 #: (:mod:`symdeconv.codegen.runtime`)
 LINE_BYTES = 64
+
+#: outputs smaller than this are allocated by plain ``np.empty``: only outputs of several MiB are written
+#: with streaming stores, and for a small call the alignment bookkeeping costs more than it could save
+SMALL_BYTES = 1 << 20
 
 
 def aligned_empty(shape, dtype) -> np.ndarray:
@@ -21,5 +27,13 @@ def aligned_empty(shape, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
     raw = np.empty(count * dtype.itemsize + LINE_BYTES, dtype=np.uint8)
-    start = (-raw.ctypes.data) % LINE_BYTES
+    start = (-raw.__array_interface__["data"][0]) % LINE_BYTES
     return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def output_empty(shape, dtype) -> np.ndarray:
+    """A kernel's new output: on a line when it is large enough to be streamed, else plain ``np.empty``."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < SMALL_BYTES:
+        return np.empty(shape, dtype)
+    return aligned_empty(shape, dtype)

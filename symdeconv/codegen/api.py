@@ -30,7 +30,7 @@ from ..algebra.operators import Box, Operator, as_operator, periodic_out_box
 from ..canonical.normalform import NormalForm, canonical
 from ..errors import SymdeconvError, context, in_context
 from . import cache
-from ._alloc import aligned_empty
+from ._alloc import output_empty
 from .emit_cpu import emit_cpu
 from .emit_cuda import emit_cuda
 from .plan import KernelPlan, natural_key, plan_chain, plan_grouped
@@ -39,8 +39,9 @@ __all__ = ["emit", "compile", "plan", "CompiledChain", "CompiledLayer", "TARGETS
 
 TARGETS = ("cpu", "cuda")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: weights of at most this many entries are remembered by their bytes (see CompiledLayer._gathered)
-WEIGHT_MEMO_MAX = 4096
+#: weights of at most this many entries are remembered by their bytes (see CompiledLayer._gathered): comparing
+#: 256 KiB of bytes takes ~20 µs, gathering them into the kernels' layout several times that
+WEIGHT_MEMO_MAX = 1 << 16
 _EMITTERS = {"cpu": emit_cpu, "cuda": emit_cuda}
 
 
@@ -382,8 +383,8 @@ class _Compiled:
         ``work``: the module's scratch dict (:meth:`_scratch`), when the caller already has it.
         """
         if self.target == "cpu":
-            # a new output starts on a 64-byte line: its rows can then be written as whole lines (runtime.py)
-            y = aligned_empty(y_shape, x.dtype) if out is None else out.reshape(y_shape)
+            # a large new output starts on a 64-byte line: its rows can then be written as whole lines (runtime.py)
+            y = output_empty(y_shape, x.dtype) if out is None else out.reshape(y_shape)
             if hasattr(module, "N_SLOTS"):  # grouped layer kernel: keeps its padded planes between calls
                 module.run(x, y, *args, work=self._scratch(module) if work is None else work)
             else:
@@ -402,9 +403,17 @@ class _Compiled:
 
     def _scratch(self, module: Any) -> dict:
         """A per-thread, per-module dict in which a kernel keeps its scratch buffers between calls."""
-        local = self.__dict__.setdefault("_local", threading.local())
-        store = local.__dict__.setdefault("work", {})
-        return store.setdefault(id(module), {})
+        local = self.__dict__.get("_local")
+        if local is None:
+            local = self.__dict__.setdefault("_local", threading.local())
+        try:
+            store = local.work
+        except AttributeError:
+            store = local.work = {}
+        work = store.get(id(module))
+        if work is None:
+            work = store[id(module)] = {}
+        return work
 
     def __repr__(self) -> str:
         return f"<symdeconv compiled {self.plan.kind} kernel {self.plan.name!r} ({self.target}) at {self.path}>"
@@ -617,10 +626,9 @@ class CompiledLayer(_Compiled):
     def _gathered(self, binding: LayerBinding, weight: np.ndarray, scratch: dict | None) -> np.ndarray:
         """The kernel's weight array for ``weight``: gathered into the buffer kept in ``scratch`` (if any).
 
-        A small weight (at most ``WEIGHT_MEMO_MAX`` entries, e.g. a depthwise or one-channel layer's) is
-        remembered by its bytes: a call whose weight has the same bytes, dtype and binding as the last one
-        reuses the gathered array (the gather is a function of exactly those), which skips a Numba call
-        that costs ~75 µs when the caches are cold — a tenth of a 1→1-channel layer's time on 1024².
+        A weight of at most ``WEIGHT_MEMO_MAX`` entries is remembered by its bytes: a call whose weight has
+        the same bytes, dtype and binding as the last one reuses the gathered array (the gather is a
+        function of exactly those) — for small calls, where the gather costs as much as the layer.
         """
         if scratch is None:
             return binding.gather(weight, weight.dtype)

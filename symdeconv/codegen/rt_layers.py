@@ -36,14 +36,14 @@ MAX_NDIM = 4
 
 #: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
 _SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
-            "groups", "wide", "per_group", "Lrow", "S0", "M", "tile")
+            "groups", "wide", "per_group", "Lrow", "S0", "M", "tile", "at_taps", "at_offs", "at_first", "at_stop")
 _VECTORS = ("P", "Q", "L", "S", "J", "jlo", "xa", "n", "ns", "out", "os", "lo")
 G_FIELDS = {name: i for i, name in enumerate(_SCALARS)}
 for _k, _name in enumerate(_VECTORS):
     G_FIELDS[_name] = len(_SCALARS) + _k * MAX_NDIM
 G_SIZE = len(_SCALARS) + len(_VECTORS) * MAX_NDIM
 (_NDIM, _NPLANES, _NPHASES, _PL, _ROWS, _BLOCK_ROWS, _ROW_BLOCKS, _BAND, _CIN_G, _COUT_G, _GROUPS, _WIDE,
- _PER_GROUP, _LROW, _S0, _M, _TILE) = range(len(_SCALARS))
+ _PER_GROUP, _LROW, _S0, _M, _TILE, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
 _P, _Q, _L, _S, _J, _JLO, _XA, _N, _NS, _OUT, _OS, _LO = (G_FIELDS[v] for v in _VECTORS)
 
 
@@ -384,10 +384,15 @@ def _write_rows(y3, acc, b, co_first, width, m0, cols, g, pl_first, pl_stop):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
     (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
     only, since the symbol exists once the threading layer has started)."""
+    # the plan's tables follow the geometry in g (one array: fewer arguments to type-check per call)
+    phase_taps = g[g[_AT_TAPS]:g[_AT_OFFS]]
+    offs = g[g[_AT_OFFS]:g[_AT_FIRST]]
+    pl_first = g[g[_AT_FIRST]:g[_AT_STOP]]
+    pl_stop = g[g[_AT_STOP]:]
     row_blocks = g[_ROW_BLOCKS]
     groups = g[_GROUPS]
     per_group = g[_PER_GROUP]
@@ -445,15 +450,18 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_tap
 
 
 @numba.njit(parallel=True, cache=True)
-def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
+    for i in range(tags.size):  # no thread's buffer holds a block of this call's input yet
+        tags[i] = -1
     for item in prange(n_items):
-        work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop)
+        work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
 @numba.njit(cache=True)
-def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop):
+def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
+    tags[0] = -1
     for item in range(n_items):
-        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, bias, g, phase_taps, offs, pl_first, pl_stop)
+        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
 # ==================================================================================================
@@ -508,7 +516,13 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile):
     pl_stop = np.array([min(J[-1], -((pl - ll - ol) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
     n_items = x_shape[0] * row_blocks * groups * per_group
     macs = x_shape[0] * cout * cin_g * int(np.prod(J)) * t.n_slots
-    return g, offs.astype(np.int64), pl_first, pl_stop, n_items, macs, (cin_g, t.n_planes * band), m_max
+    tables = [phase_taps, offs.astype(np.int64), pl_first, pl_stop]
+    at = G_SIZE
+    for name, table in zip(("at_taps", "at_offs", "at_first", "at_stop"), tables):
+        g[G_FIELDS[name]] = at
+        at += len(table)
+    g = np.concatenate([g] + tables)
+    return g, n_items, macs, (cin_g, t.n_planes * band), m_max
 
 
 def run_layer(plan, x, y, w, bias, groups, lo, work=None):
@@ -524,20 +538,15 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
     state = work.get(key) if work is not None else None
     if state is None:
         threads = numba.config.NUMBA_NUM_THREADS
-        g, offs, pl_first, pl_stop, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo,
-                                                                              tile_shape(x.itemsize)[1])
+        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile_shape(x.itemsize)[1])
         serial = macs < SERIAL_MAX_MACS or n_items == 1
         nbuf = 1 if serial else threads
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
         acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
         tags = np.empty(nbuf, dtype=np.int64)
-        state = (serial, n_items, g, offs, pl_first, pl_stop, xb, acc, tags)
+        state = (run_serial if serial else run_parallel, n_items, g, xb, acc, tags)
         if work is not None:
             work.clear()
             work[key] = state
-    serial, n_items, g, offs, pl_first, pl_stop, xb, acc, tags = state
-    tags[:] = -1
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)
-    y3 = y.reshape(y.shape[0], y.shape[1], -1)
-    run = run_serial if serial else run_parallel
-    run(n_items, x3, xb, acc, tags, y3, w, bias, g, t.tables()[0], offs, pl_first, pl_stop)
+    run, n_items, g, xb, acc, tags = state
+    run(n_items, x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g)

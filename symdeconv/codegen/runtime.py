@@ -199,7 +199,7 @@ def store_fence(typingctx):
 # below this many gathered entries the weight gather runs on one thread: a parallel region wakes the
 # pool's sleeping threads (tens of µs with OMP_WAIT_POLICY=PASSIVE), more than a 1→1-channel layer's
 # 16-entry gather costs, and the kernel's own parallel region then pays the wake-up again
-GATHER_PARALLEL_MIN = 1 << 15
+GATHER_PARALLEL_MIN = 1 << 18
 
 
 def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
