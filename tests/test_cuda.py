@@ -134,3 +134,42 @@ def test_every_emitter_path_compiles_to_ptx(tmp_path):
 def test_catalogue_has_cuda_files_for_every_entry():
     names = {e.name for e in catalogue.entries()}
     assert names <= {p.stem for p in (REPO / "generated" / "cuda").glob("*.py")}
+
+
+@needs_cuda
+def test_device_arrays_in_give_device_arrays_out():
+    """x already on the device (anything with __cuda_array_interface__): the result is a device array (no
+    copy back to the host), equal to the host path's; weights and bias may be host or device arrays; out=
+    takes a device array; bad device input gets a SymdeconvError."""
+    from numba import cuda
+
+    from symdeconv.codegen.api import is_device_array
+
+    rng = np.random.default_rng(4)
+    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3)
+    f = sd.compile(layer, "cuda")
+    x = rng.standard_normal((1, 2, 3, 2)).astype(np.float32)
+    w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    M = np.array(layer.matrix((3, 2), weight=w).tolist(), float)
+    expected = (M @ x.reshape(-1)).reshape(1, 3, 6, 4) + b.reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(f(x, w, b), expected, rtol=1e-5, atol=1e-5)
+    y = f(cuda.to_device(x), w, b)
+    assert not isinstance(y, np.ndarray) and is_device_array(y)
+    np.testing.assert_allclose(y.copy_to_host(), expected, rtol=1e-5, atol=1e-5)
+    d_out = cuda.device_array((1, 3, 6, 4), dtype=np.float32)
+    got = f(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), out=d_out)
+    assert is_device_array(got)
+    np.testing.assert_allclose(d_out.copy_to_host(), expected, rtol=1e-5, atol=1e-5)
+    unbatched = f(cuda.to_device(x[0]), w, b)
+    np.testing.assert_allclose(unbatched.copy_to_host(), expected[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(sd.SymdeconvError, match="out must be a device array"):
+        f(cuda.to_device(x), w, b, out=np.empty((1, 3, 6, 4), np.float32))
+    with pytest.raises(sd.SymdeconvError, match="dtype float32 or float64"):
+        f(cuda.to_device(x.astype(np.int32)), w, b)
+    chain = sd.compile(sd.conv((1.0, 2.0, 1.0)) @ sd.up(2), "cuda")
+    xs = rng.standard_normal(5)
+    ys = chain(cuda.to_device(xs))
+    assert is_device_array(ys)
+    np.testing.assert_allclose(ys.copy_to_host(), np.convolve(np.stack([xs, np.zeros(5)], 1).reshape(-1),
+                                                              [1.0, 2.0, 1.0]), rtol=1e-12)

@@ -333,6 +333,29 @@ def _check_x(x: Any, where: str = "x") -> np.ndarray:
     return x
 
 
+def is_device_array(a: Any) -> bool:
+    """An array in GPU memory: a Numba device array (also the simulator's), or anything with
+    ``__cuda_array_interface__`` (CuPy, torch CUDA tensors) that is not a NumPy array."""
+    return not isinstance(a, np.ndarray) and (
+        getattr(a, "__cuda_ndarray__", False) or hasattr(a, "__cuda_array_interface__")
+    )
+
+
+def _device_view(a: Any, where: str):
+    """``a`` as a Numba device array (no copy), checked like ``_check_x`` checks host arrays."""
+    from numba import cuda
+
+    try:
+        d = a if getattr(a, "__cuda_ndarray__", False) else cuda.as_cuda_array(a)
+    except Exception as err:  # noqa: BLE001 - any failure to view the memory is the caller's array
+        raise SymdeconvError(f"{where}: cannot use this device array ({type(a).__name__}): {err}") from err
+    if np.dtype(d.dtype) not in DTYPES:
+        raise SymdeconvError(f"{where} must have dtype float32 or float64, got {d.dtype}")
+    if not d.is_c_contiguous():
+        raise SymdeconvError(f"{where} must be C-contiguous (got a strided device view)")
+    return d
+
+
 def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
     """Validate a preallocated output buffer: exactly ``shape`` and ``dtype``, C-contiguous, writeable,
     and not overlapping an input (the kernel reads its inputs while writing the output)."""
@@ -361,6 +384,23 @@ def _load(p: KernelPlan, target: str, path: Any = None):
     source = emit_plan(p, target)
     path = cache.store(source, p.name, p.key(target), target)
     return source, path, cache.load_module(path)
+
+
+def _host_copy(a: Any, where: str) -> Any:
+    """A device array's contents on the host (weights and biases are gathered there); others unchanged."""
+    return _device_view(a, where).copy_to_host() if is_device_array(a) else a
+
+
+def _check_device_out(out: Any, shape: tuple[int, ...], dtype: np.dtype):
+    """``out`` for a device input: a C-contiguous device array of exactly ``shape`` and ``dtype``."""
+    if not is_device_array(out):
+        raise SymdeconvError(f"out must be a device array when x is one, got {type(out).__name__}")
+    d = _device_view(out, "out")
+    if tuple(d.shape) != tuple(shape):
+        raise SymdeconvError(f"out must have shape {tuple(shape)} (the output's), got {tuple(d.shape)}")
+    if np.dtype(d.dtype) != dtype:
+        raise SymdeconvError(f"out has dtype {d.dtype} but the output is {dtype}; they must match")
+    return d
 
 
 class _Compiled:
@@ -393,6 +433,10 @@ class _Compiled:
         from numba import cuda
 
         device_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        if is_device_array(x):  # the caller's data is on the device: so is the result, with no host copy
+            d_y = out.reshape(y_shape) if out is not None else cuda.device_array(y_shape, dtype=x.dtype)
+            module.launch(x, d_y, *device_args)
+            return d_y
         d_y = cuda.device_array(y_shape, dtype=x.dtype)
         module.launch(cuda.to_device(x), d_y, *device_args)
         if out is None:
@@ -472,7 +516,8 @@ class CompiledChain(_Compiled):
         """Apply the chain; ``out`` (optional): a preallocated array of the output's shape and dtype,
         C-contiguous, written and returned (reuse it across calls to skip allocating the output)."""
         with context("compiled kernel"):
-            x = _check_x(x)
+            device = self.target == "cuda" and is_device_array(x)
+            x = _device_view(x, "x") if device else _check_x(x)
             D = self.form.ndim
             need = D + (1 if self.multichannel else 0)
             if x.ndim < need:
@@ -498,7 +543,7 @@ class CompiledChain(_Compiled):
             size = tuple(hi - lo for lo, hi in box)
             shape = lead + ((self.form.c_out,) if self.multichannel else ()) + size
             if out is not None:
-                out = _check_out(out, shape, x.dtype, (x,))
+                out = _check_device_out(out, shape, x.dtype) if device else _check_out(out, shape, x.dtype, (x,))
             y = self._launch(x3, (batch, self.form.c_out) + size, c, *(lo for lo, _ in box), out=out)
             return out if out is not None else y.reshape(shape)
 
@@ -590,7 +635,16 @@ class CompiledLayer(_Compiled):
             raise in_context(err, "compiled layer")
 
     def _apply(self, x: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
-        x = _check_x(x)
+        device = self.target == "cuda" and is_device_array(x)
+        if device:  # x on the device: the weights are gathered on the host (small), the result stays there
+            x = _device_view(x, "x")
+            weight = _host_copy(weight, "weight")
+            bias = None if bias is None else _host_copy(bias, "bias")
+            if getattr(self.layer, "data_layout", "channels_first") == "channels_last":
+                raise SymdeconvError("x: a channels-last layer takes host arrays (NumPy); device arrays must be "
+                                     "channels first")
+        else:
+            x = _check_x(x)
         weight = _check_x(weight, "weight")
         b = None if bias is None else _check_x(bias, "bias")
         # after _check_x every dtype is native float32 or float64, told apart by its one-letter code
@@ -604,8 +658,9 @@ class CompiledLayer(_Compiled):
         if b is None:
             b = recipe.zero_bias
         if out is not None:
-            out = _check_out(out, recipe.shape, x.dtype, (x, weight) + (() if bias is None else (b,)))
-        xb = x[None] if recipe.unbatched else x
+            out = (_check_device_out(out, recipe.shape, x.dtype) if device
+                   else _check_out(out, recipe.shape, x.dtype, (x, weight) + (() if bias is None else (b,))))
+        xb = x.reshape((1,) + tuple(x.shape)) if recipe.unbatched else x
         xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if recipe.last else xb
         binding, module = recipe.binding, recipe.module
         scratch = self._scratch(module) if self.target == "cpu" else None  # (CUDA kernels keep no scratch)
