@@ -66,6 +66,9 @@ CASES = {  # layer, input shape (N, C, *spatial)
     "conv2d_s3_dilated": (lambda: sd.Conv((3, 2), (3, 2), (2, 0), dilation=(2, 1), in_channels=3, out_channels=5),
                           (1, 3, 13, 8)),
     "convT3d_k2": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=3, out_channels=5), (1, 3, 3, 4, 5)),
+    # one input channel per group, 4 + 1 output channels: large blocks, the one-channel pass over several
+    # column chunks (NARROW_CHUNK)
+    "convT1d_1to5_long": (lambda: sd.ConvTranspose(4, 2, 1, in_channels=1, out_channels=5), (1, 1, 3000)),
     "conv4d_s2": (lambda: sd.Conv((3, 2, 2, 3), 2, 1, in_channels=2, out_channels=5), (1, 2, 4, 3, 5, 6)),
     "convT4d": (lambda: sd.ConvTranspose((2, 3, 2, 2), (2, 1, 2, 1), 0, in_channels=2, out_channels=4),
                 (1, 2, 3, 2, 3, 4)),
@@ -78,6 +81,8 @@ def test_runtime_equals_the_naive_definition(name, serial, monkeypatch):
     build, shape = CASES[name]
     layer = build()
     monkeypatch.setattr(rt_layers, "SERIAL_MAX_MACS", 1 << 62 if serial else 0)
+    if name == "convT1d_1to5_long":
+        assert 2 * shape[-1] > 2 * rt_layers.NARROW_CHUNK  # more than two chunks of the block's columns
     rng = np.random.default_rng(17)
     x = rng.standard_normal(shape)
     w = rng.standard_normal(layer.weight_shape)

@@ -267,20 +267,48 @@ def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
-def _phase_one(acc, xflat, w, bias, offs, t0, nt, co, cin_g, M):
+def _phase_one(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, M):
     """The one-output-channel form of ``_phase_wide`` (``acc[0, m]``): channels left over from whole
-    tiles, and groups with one output channel (depthwise layers)."""
-    a = acc[0]
+    tiles, and groups with one output channel (depthwise and 1 → 1 layers).
+
+    Taps four at a time in one pass over the row (then two, then one), so the accumulator row is read and
+    written once per four taps rather than once per tap.  Columns ``base … base + M − 1``.
+    """
+    a = acc[0, max(0, base):]
     bv = bias[co]
     for m in range(M):
         a[m] = bv
+    co = max(0, co)
+    wk = w[max(0, t0):]
+    ok = offs[max(0, t0):]
     for ci in range(cin_g):
-        for t in range(t0, t0 + nt):
-            d = max(0, offs[t])
-            wv = w[t, ci, co]
-            xv = xflat[ci, d:d + M]
+        xr = xflat[ci]
+        t = 0
+        while t + 4 <= nt:
+            w0 = wk[t, ci, co]
+            w1 = wk[t + 1, ci, co]
+            w2 = wk[t + 2, ci, co]
+            w3 = wk[t + 3, ci, co]
+            x0 = xr[max(0, ok[t] + base):]
+            x1 = xr[max(0, ok[t + 1] + base):]
+            x2 = xr[max(0, ok[t + 2] + base):]
+            x3 = xr[max(0, ok[t + 3] + base):]
             for m in range(M):
-                a[m] += wv * xv[m]
+                a[m] = a[m] + w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m]
+            t += 4
+        if t + 2 <= nt:
+            w0 = wk[t, ci, co]
+            w1 = wk[t + 1, ci, co]
+            x0 = xr[max(0, ok[t] + base):]
+            x1 = xr[max(0, ok[t + 1] + base):]
+            for m in range(M):
+                a[m] = a[m] + w0 * x0[m] + w1 * x1[m]
+            t += 2
+        if t < nt:
+            w0 = wk[t, ci, co]
+            x0 = xr[max(0, ok[t] + base):]
+            for m in range(M):
+                a[m] += w0 * x0[m]
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -442,10 +470,13 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     else:
         co = grp * cout_g + wide * CO_BLOCK
         width = cout_g - wide * CO_BLOCK
-        for c in range(width):
-            for k in range(n_phases):
-                _phase_one(acc[k, c:], xb, w, bias, offs, phase_taps[k], phase_taps[k + 1] - phase_taps[k],
-                           co + c, cin_g, M)
+        # column chunks that keep the planes' rows they read in L1 across all phases
+        for c0 in range(0, M, NARROW_CHUNK):
+            n = min(NARROW_CHUNK, M - c0)
+            for c in range(width):
+                for k in range(n_phases):
+                    _phase_one(acc[k, c:], xb, w, bias, offs, phase_taps[k], phase_taps[k + 1] - phase_taps[k],
+                               co + c, cin_g, c0, n)
     _write_rows(y3, acc, b, co, width, m0, cols, g, pl_first, pl_stop)
 
 
@@ -471,6 +502,12 @@ def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
 ROW_TARGET = 2048
 
+#: columns per chunk of the one-channel pass (all phases of a chunk run before the next chunk)
+NARROW_CHUNK = 2048
+
+#: blocks of groups with one input channel aim at this many times ROW_TARGET outputs per phase
+NARROW_SCALE = 8
+
 #: multiply-adds below which a call runs on the calling thread (waking the pool costs tens of µs)
 SERIAL_MAX_MACS = 1 << 18
 
@@ -490,7 +527,9 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile):
         ns[d] = ns[d + 1] * n[d + 1]
         os_[d] = os_[d + 1] * out[d + 1]
     rows = J[0]
-    block_rows = max(1, ROW_TARGET // S[0])
+    # one input channel per group: little work per output, so larger blocks (fewer, cheaper work items)
+    target = ROW_TARGET * (NARROW_SCALE if cin // groups == 1 else 1)
+    block_rows = max(1, target // S[0])
     block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     row_blocks = -(-rows // block_rows)
     m_max = -(-(block_rows * S[0]) // tile) * tile
