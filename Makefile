@@ -31,6 +31,7 @@ bench: venv
 	$(PY) benchmarks/bench_normal_form.py
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_kernels.py --allocator reuse
+	$(PY) benchmarks/bench_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .cache

@@ -48,30 +48,12 @@ The emitted functions (in the layer's module, beside the direct ``kernel``):
    the phases of the last dimension are written interleaved, as in the direct kernel.
 
 ``run`` takes this path when a group has at least ``WINO_MIN_CIN`` input channels and a multiple of
-``CO_BLOCK`` output channels; otherwise it takes the direct kernel.  Scratch buffers are kept in
+``CO_BLOCK`` output channels (``layer_plan.choose_strategy``); otherwise the runtime's GEMM-like kernel runs.  Scratch buffers are kept in
 ``run``'s ``work`` dict, and the per-thread ones are indexed by ``numba.get_thread_id()`` (no
 allocation in the parallel loop).
 
-History, measured on the project's 2-core machine (``benchmarks/``), ConvTranspose3d k4 s2 p1 at 32³.
-Emitters 11–20 used F(2, 2) (three products for two outputs, windows of two), its products' tiles
-added into the outputs they belong to: 16 → 16 channels 11.2–11.8 against 13.0–13.2 ms for the direct
-kernel at 1 thread, 6.1–6.2 against 6.9–7.8 ms at 2 threads; 64 → 64 channels at 16³ 8–14 % faster;
-8 → 8 channels ~30 % *slower* (the transforms are a fixed cost per input and output element, the saving
-is per channel pair), hence ``WINO_MIN_CIN``.  Emitter 14 transformed each block's input where it is
-used, into an L2-sized per-thread buffer (before: a separate pass over the whole input), 5–8 % faster.
-F(3, 2) was tried then with the same additions into the outputs: a window's tiles are added 64 times
-instead of 16, which ate the saving.  Emitter 21 keeps a column tile's products of all points on the
-stack and applies ``Aᵀ`` factored, 28 additions per nine outputs, and chooses the block rows for the
-fewest padded columns (11 blocks of 384 columns for case e, where the previous rule gave 9 of 512):
-same-process A/B against emitter 20, 41 interleaved calls, 9.8–10.1 → 9.0–9.2 ms at 1 thread and
-5.1–5.3 → 5.0–5.2 ms at 2; in the benchmark, case e at 2 threads went from 5.4–5.5 to 5.1–5.25 ms.
-Emitter 22 writes the rows of large outputs with streaming (non-temporal) stores (``STREAM_MIN_BYTES``;
-the rows that are whole 64-byte lines, see ``_layer_source.emit_row_write``): case e 5.5–5.6 → 4.5–4.7 ms
-at 2 threads, 9.8–10.6 → 8.2–8.4 ms at 1 thread (same process, interleaved with torch calls).  With
-ordinary stores the write of the 16 MB output cost ~1–1.5 ms at 2 threads, though its rows were
-written as vectorised 64-float loops; prefetching its lines for writing while the products ran gained
-nothing, and a 64-byte-aligned output alone changed nothing either.  What is left: the products at
-~95 % of the FMA peak (~2.6 ms at 2 threads), Aᵀ and the input transform (~0.6 ms).
+Why each design choice was made (F(3, 2) rather than F(2, 2), the factored ``Aᵀ``, per-block input
+transforms, streaming stores) is measured in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
