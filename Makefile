@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# PyTorch is an optional oracle: the CPU build 2.13.0 installs from a local file on these machines;
 	# when it cannot be had, the torch tests skip and everything else still runs.
 	$(PIP) install -q "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; torch oracle tests will skip"
+	# TensorFlow and JAX (CPU) are optional oracles too: their tests skip where they cannot be installed
+	$(PIP) install -q "tensorflow-cpu>=2.16" "jax>=0.10" || echo "note: tensorflow-cpu / jax not installable here; their oracle tests will skip"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -25,7 +27,7 @@ demo: venv
 	$(PY) -m symdeconv.demo
 
 test: venv
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -n 2 tests
+	NUMBA_ENABLE_CUDASIM=1 TF_CPP_MIN_LOG_LEVEL=3 JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 tests
 
 bench: venv
 	$(PY) benchmarks/bench_normal_form.py

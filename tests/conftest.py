@@ -7,6 +7,8 @@ Compiled kernels of the whole session share one on-disk cache folder, so each ke
 import os
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the TensorFlow and JAX oracles: quiet, CPU only
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault(
     "SYMDECONV_CACHE_DIR",
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "symdeconv-test"),

@@ -143,11 +143,15 @@ def test_jax_conv_transpose_same_equals_tf_keras_default():
             assert j.matrix(i, weight=w) == t.matrix(i, weight=w), (k, s, mode, i)
 
 
-def test_jax_same_uses_the_undilated_input_size():
-    layer = sd.Conv(3, 2, "SAME", convention="jax", lhs_dilation=2)
-    # padtype_to_pads(in_shape=lhs.shape): i = 4 -> out 2, total max((2-1)*2 + 3 - 4, 0) = 1 -> (0, 1)
+def test_jax_string_padding_with_lhs_dilation_is_refused_as_jax_refuses_it():
+    """jax.lax.conv_general_dilated raises for a padding string with lhs_dilation > 1 (JAX 0.10); so does
+    symdeconv.  Without input dilation, SAME pads by padtype_to_pads on the input size."""
+    with pytest.raises(sd.SymdeconvError, match="String padding is not implemented"):
+        sd.Conv(3, 2, "SAME", convention="jax", lhs_dilation=2)
+    layer = sd.Conv(3, 2, "SAME", convention="jax")
+    # padtype_to_pads: i = 4 -> out 2, total max((2-1)*2 + 3 - 4, 0) = 1 -> (0, 1)
     assert layer.bind(4).padding == ((0, 1),)
-    assert layer.output_shape(4) == (shapes.general_output_size(4, 3, 2, 0, 1, 1, 2),)
+    assert layer.output_shape(4) == (shapes.general_output_size(4, 3, 2, 0, 1, 1, 1),)
     lower = sd.Conv(3, 2, "SAME_LOWER", convention="jax")
     assert lower.bind(4).padding == ((1, 0),)
 

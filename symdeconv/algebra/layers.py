@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -89,6 +90,11 @@ def _fmt(t: tuple) -> str:
         return str(t[0])
     return str(tuple(t))
 
+
+
+# set while ``Layer.bind`` builds its internal same-convention layer with the explicit pairs that a
+# size-dependent "SAME" resolves to (the framework itself never sees those pairs)
+_BINDING = threading.local()
 
 class Layer:
     """Common machinery of :class:`Conv` and :class:`ConvTranspose` (see the module docstring).
@@ -213,8 +219,24 @@ class Layer:
                     f"padding={padding!r} is a string without its convention: {hint}; TensorFlow's / JAX's "
                     "'SAME' / 'VALID' need convention='tf' or convention='jax'"
                 )
+            if conv == "tf":  # TensorFlow's padding attribute is case-sensitive
+                if padding not in ("SAME", "VALID"):
+                    raise SymdeconvError(
+                        f"padding={padding!r}: TensorFlow accepts 'SAME' or 'VALID' (upper case: tf.nn.conv* "
+                        f"reject {padding!r}) or explicit (lo, hi) pairs"
+                    )
+                return padding
+            if self.transposed:
+                # jax.lax.conv_transpose: 'SAME' / 'VALID' are its transposed-convolution rules; any other
+                # padding string goes to conv_general_dilated as the *forward* convolution's padding
+                if padding in ("SAME", "VALID") or padding.upper() in ("SAME", "SAME_LOWER", "VALID"):
+                    return padding
+                raise SymdeconvError(
+                    f"padding={padding!r}: jax.lax.conv_transpose accepts 'SAME' / 'VALID' (transposed rules), "
+                    "'same' / 'valid' / 'SAME_LOWER' (the forward convolution's, stride 1 only) or (lo, hi) pairs"
+                )
             mode = padding.upper()
-            allowed = ("SAME", "VALID") if conv == "tf" or self.transposed else ("SAME", "SAME_LOWER", "VALID")
+            allowed = ("SAME", "SAME_LOWER", "VALID")
             if mode not in allowed:
                 raise SymdeconvError(f"padding={padding!r}: convention={conv!r} accepts {allowed} or (lo, hi) pairs")
             return mode
@@ -336,22 +358,34 @@ class Layer:
                         f"(stride={s}, dilation={d}; PyTorch's rule)"
                     )
         if conv == "tf":
-            if any(s > 1 for s in self.stride) and any(d > 1 for d in self.dilation):
+            n = self.ndim
+            fn = f"tf.nn.conv{n}d{'_transpose' if self.transposed else ''}" if n <= 3 else "tf.nn.convolution"
+            if n > 3 and any(s > 1 for s in self.stride) and any(d > 1 for d in self.dilation):
                 raise SymdeconvError(
-                    f"dilation={_fmt(self.dilation)} with stride={_fmt(self.stride)}: TensorFlow does not combine "
-                    "dilations > 1 with strides > 1 (tf.nn.convolution / Keras rule)"
+                    f"dilation={_fmt(self.dilation)} with stride={_fmt(self.stride)}: {fn} does not combine "
+                    "dilations > 1 with strides > 1 (TensorFlow's rule; tf.nn.conv1d/2d/3d do)"
                 )
             if self.transposed and self.groups != 1:
                 raise SymdeconvError("groups must be 1 with convention='tf': tf.nn.conv_transpose has no groups")
-            if self.transposed and _is_seq(self.padding):
+            if _is_seq(self.padding) and n != 2 and not getattr(_BINDING, "active", False):
                 raise SymdeconvError(
-                    "tf.nn.conv_transpose takes padding 'SAME' or 'VALID' (with output_shape=), not explicit pairs"
+                    f"padding={self.padding!r}: {fn} takes padding 'SAME' or 'VALID' only (TensorFlow's rule: "
+                    "explicit padding lists are accepted by tf.nn.conv2d and tf.nn.conv2d_transpose alone)"
                 )
         if conv == "jax" and self.transposed and self.groups != 1:
             raise SymdeconvError(
                 "groups must be 1 with sd.ConvTranspose(convention='jax'): jax.lax.conv_transpose has no "
                 "feature_group_count (use sd.Conv(convention='jax', lhs_dilation=stride, groups=...))"
             )
+        if conv == "jax" and isinstance(self.padding, str) and any(v > 1 for v in self._l):
+            forward = not self.transposed or self.padding not in ("SAME", "VALID")
+            if forward:
+                call = "lax.conv_transpose with strides > 1" if self.transposed else "lhs_dilation > 1"
+                raise SymdeconvError(
+                    f"padding={self.padding!r} with {call}: JAX raises 'String padding is not implemented for "
+                    "transposed convolution using this op' (its rule): give explicit (lo, hi) pairs"
+                    + (", or 'SAME' / 'VALID' (upper case: the transposed rules)" if self.transposed else "")
+                )
 
     # --- the general form -------------------------------------------------------------------------
     @property
@@ -538,7 +572,8 @@ class Layer:
             if self._static_lo() is not None:
                 return self
             pads = self._pads(shape)
-            return self._replace(padding=tuple((lo, hi) for lo, hi in pads))
+            # the bound layer is internal: its explicit pairs stand for SAME at this size
+            return self._replace(padding=tuple((lo, hi) for lo, hi in pads), _bound=True)
 
     def matrix(self, input_shape: Any, weight: Any = None, bias: Any = None) -> sp.Matrix:
         """The layer's SymPy matrix from the flattened input ``(C_in, *spatial)`` to ``(C_out, *out_spatial)``.
@@ -589,9 +624,18 @@ class Layer:
         return out
 
     def _replace(self, **changes: Any) -> "Layer":
+        bound = bool(changes.pop("_bound", False)) or getattr(self, "_bound", False)
         params = self._params()
         params.update(changes)
-        return type(self)(**params)
+        if not bound:
+            return type(self)(**params)
+        _BINDING.active = True  # (a bound layer and what is derived from it skip the framework's padding rule)
+        try:
+            layer = type(self)(**params)
+        finally:
+            _BINDING.active = False
+        layer._bound = True
+        return layer
 
     @property
     def T(self) -> "Layer":
@@ -671,9 +715,17 @@ class Layer:
         base = {1: "conv1d", 2: "conv2d", 3: "conv3d"}.get(n, "convolution")
         fmt = ("N" + _SPATIAL.get(n, "...") + "C") if self.data_layout == "channels_last" else ("NC" + _SPATIAL.get(n, "..."))
         pad = self.padding if isinstance(self.padding, str) else [[0, 0]] + [list(p) for p in self.padding] + [[0, 0]]
-        args = [f"strides={_fmt(self.stride)}", f"padding={pad!r}", f"data_format={fmt!r}"]
+        # tf.nn.conv1d names its stride argument `stride`; every other tf.nn.conv* `strides`; tf.nn.conv3d
+        # takes strides and dilations as lists of 5 (1 for the batch and channel axes)
+        key = "stride" if n == 1 and not self.transposed else "strides"
+        if n == 3 and not self.transposed:
+            full = (lambda v: [1, 1, *v]) if self.data_layout == "channels_first" else (lambda v: [1, *v, 1])
+            stride, dilation = full(self.stride), full(self.dilation)
+        else:
+            stride, dilation = _fmt(self.stride), _fmt(self.dilation)
+        args = [f"{key}={stride}", f"padding={pad!r}", f"data_format={fmt!r}"]
         if any(d != 1 for d in self.dilation):
-            args.append(f"dilations={_fmt(self.dilation)}")
+            args.append(f"dilations={dilation}")
         if self.transposed:
             if self.output_shape_arg is not None:
                 o = self.output_shape_arg
@@ -696,8 +748,13 @@ class Layer:
             k_eff = (k - 1) * d + 1
             if self.padding == "SAME":
                 rule = f"{s}*{name}" if s != 1 else name
-            elif self.padding == "VALID":
-                rule = f"{s}*({name} - 1) + {k_eff}" if s != 1 else f"{name} + {k_eff - 1}"
+            elif self.padding == "VALID":  # Keras: s·i + max(k_eff − s, 0)
+                if s == 1:
+                    rule = f"{name} + {k_eff - 1}"
+                elif k_eff >= s:
+                    rule = f"{s}*({name} - 1) + {k_eff}"
+                else:
+                    rule = f"{s}*{name}"
             else:
                 return "layer.output_shape(input_shape)"
             parts.append(rule + (f" + {op}" if op else ""))
@@ -866,8 +923,13 @@ class ConvTranspose(Layer):
             return tuple((shapes.transposed_padding(lo, ke), shapes.transposed_padding(hi, ke) + a)
                          for (lo, hi), ke, a in zip(pairs, self._ke, self.output_padding))
         if self.convention == "jax":
-            if isinstance(pad, str):
+            if pad in ("SAME", "VALID"):
                 return tuple(shapes.jax_conv_transpose_padding(ke, s, pad) for ke, s in zip(self._ke, self.stride))
+            if isinstance(pad, str):  # the forward convolution's padding, at stride 1 (padtype_to_pads)
+                mode = pad.upper()
+                if mode == "VALID":
+                    return ((0, 0),) * n
+                return tuple(shapes.same_padding(1, ke, 1, 1, mode == "SAME_LOWER")[1:] for ke in self._ke)
             return pad
         # TensorFlow: the gradient of conv from output_shape
         o, crop, expected = self._tf_geometry(input_shape)

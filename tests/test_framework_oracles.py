@@ -1,0 +1,281 @@
+"""TensorFlow and JAX dialects against the real frameworks (optional extras: skipped where not installed).
+
+For seeded random configurations of each family — ``tf.nn.conv{1,2,3}d``, ``tf.nn.conv{1,2,3}d_transpose``,
+``jax.lax.conv_general_dilated``, ``jax.lax.conv_transpose`` — over strides, dilations, groups and padding
+strings or pairs, with the frameworks' default layouts:
+
+1. acceptance: the framework call (written here, independently of symdeconv's printing) and the symdeconv
+   layer either both accept the configuration or both refuse it (symdeconv with a ``SymdeconvError``);
+2. values: where both accept, the compiled symdeconv layer equals the framework's output;
+3. the printed call: ``layer.framework_call(...)``, executed as a user would paste it, gives the same output.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+
+pytest.importorskip("numba")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+N_CONFIGS = 60  # per family
+
+
+def _tf():
+    return pytest.importorskip("tensorflow", reason="tensorflow-cpu is an optional test extra (not installed)")
+
+
+def _jax():
+    pytest.importorskip("jax", reason="jax is an optional test extra (not installed)")
+    import jax
+
+    jax.config.update("jax_enable_x64", False)
+    return jax
+
+
+def _run(fn):
+    """``(result, None)`` or ``(None, exception)``."""
+    try:
+        return np.asarray(fn()), None
+    except Exception as err:  # noqa: BLE001 - any refusal by the framework is a refusal
+        return None, err
+
+
+def _sd(build):
+    try:
+        return build(), None
+    except sd.SymdeconvError as err:
+        return None, err
+
+
+def _close(a, b, scale_terms):
+    tol = 1e-4 * np.sqrt(scale_terms)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * (1 + np.abs(b).max()))
+
+
+def _exec(call: str, **names) -> np.ndarray:
+    scope = dict(names)
+    exec(f"result = {call.split('  #')[0]}", scope)  # noqa: S102 - the library's own printed call, in a test
+    return np.asarray(scope["result"])
+
+
+def _tf_pad(n, rng):
+    kind = rng.choice(["SAME", "VALID", "explicit", "lower"])
+    if kind == "explicit":
+        return [(int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(n)]
+    return "same" if kind == "lower" else str(kind)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tf_conv_against_tensorflow(n):
+    tf = _tf()
+    rng = np.random.default_rng(100 + n)
+    fn = {1: tf.nn.conv1d, 2: tf.nn.conv2d, 3: tf.nn.conv3d}[n]
+    agreed = both = 0
+    for _ in range(N_CONFIGS):
+        k = int(rng.integers(1, 4))
+        s = int(rng.integers(1, 4))
+        d = int(rng.integers(1, 3))
+        cin, cout = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+        pad = _tf_pad(n, rng)
+        size = tuple(int(v) for v in rng.integers(1, 9, n))
+        x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
+        w = rng.standard_normal((k,) * n + (cin, cout)).astype(np.float32)
+        tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
+        if n == 1:
+            ref, ref_err = _run(lambda: fn(x, w, stride=s, padding=tf_pad, dilations=d))
+        else:
+            strides = s if n == 2 else [1] + [s] * n + [1]
+            dil = d if n == 2 else [1] + [d] * n + [1]
+            ref, ref_err = _run(lambda: fn(x, w, strides=strides, padding=tf_pad, dilations=dil))
+        ke = d * (k - 1) + 1
+        reach = [i + (0 if isinstance(pad, str) else sum(pad[j])) - ke for j, i in enumerate(size)]
+        if ref is not None and pad in ("VALID", "valid") or not isinstance(pad, str):
+            if min(reach) < 0:  # no output sample: TensorFlow returns uninitialised memory rather than refusing
+                ref, ref_err = None, ValueError("the kernel is longer than the padded input")
+        layer, err = _sd(lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d,
+                                         in_channels=cin, out_channels=cout, convention="tf"))
+        if layer is not None:
+            try:
+                got = sd.compile(layer)(x, w)
+            except sd.SymdeconvError as e:  # refused at this input size (too small)
+                layer, err = None, e
+        assert (ref is None) == (layer is None), (k, s, d, pad, size, ref_err, err)
+        if ref is None:
+            agreed += 1
+            continue
+        both += 1
+        _close(got, ref, cin * k**n)
+        _close(_exec(layer.framework_call(size), tf=tf, x=x, filters=w), ref, cin * k**n)
+    assert both >= N_CONFIGS // 4 and agreed >= 1, (both, agreed)  # the sweep really covers both outcomes
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tf_conv_transpose_against_tensorflow(n):
+    tf = _tf()
+    rng = np.random.default_rng(200 + n)
+    fn = {1: tf.nn.conv1d_transpose, 2: tf.nn.conv2d_transpose, 3: tf.nn.conv3d_transpose}[n]
+    both = refused = 0
+    for _ in range(N_CONFIGS):
+        k = int(rng.integers(1, 5))
+        s = int(rng.integers(1, 4))
+        d = int(rng.integers(1, 3))
+        cin, cout = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        pad = str(rng.choice(["SAME", "VALID"]))
+        size = tuple(int(v) for v in rng.integers(1, 6, n))
+        ke = d * (k - 1) + 1
+        # an output size TF accepts for this input: the gradient of a conv from `out` samples has `size` outputs
+        out = tuple(s * i if pad == "SAME" else s * (i - 1) + max(ke, s) for i in size)
+        out = tuple(o + int(rng.integers(0, 2)) * (rng.random() < 0.3) for o in out)  # sometimes one more
+        x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
+        w = rng.standard_normal((k,) * n + (cout, cin)).astype(np.float32)
+        strides = s if n != 3 else [1, s, s, s, 1]
+        dil = d if n != 3 else [1, d, d, d, 1]
+        ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, pad, dilations=dil))
+        layer, err = _sd(lambda: sd.ConvTranspose((k,) * n, s, pad, dilation=d, in_channels=cin, out_channels=cout,
+                                                  convention="tf", output_shape=out))
+        if layer is not None:
+            try:
+                got = sd.compile(layer)(x, w)
+            except sd.SymdeconvError as e:
+                layer, err = None, e
+        assert (ref is None) == (layer is None), (k, s, d, pad, size, out, ref_err, err)
+        if ref is None:
+            refused += 1
+            continue
+        both += 1
+        _close(got, ref, cin * k**n)
+        _close(_exec(layer.framework_call(size), tf=tf, x=x, filters=w, N=2), ref, cin * k**n)
+    assert both >= N_CONFIGS // 4, both
+
+
+@pytest.mark.tf
+def test_tf_valid_transposed_default_output_size_rule_is_keras_rule():
+    """The printed output-size rule of a VALID transposed layer with d(k−1)+1 < stride is s·W (Keras), and
+    the printed call computes the layer's samples (it once printed s(W−1)+k_eff and lost the last ones)."""
+    tf = _tf()
+    layer = sd.ConvTranspose(1, 2, "VALID", convention="tf")
+    assert "2*W" in layer.framework_call() and layer.output_shape(3) == (6,)
+    x = np.arange(1, 4, dtype=np.float32).reshape(1, 3, 1)
+    w = np.array([[[2.0]]], dtype=np.float32)
+    got = _exec(layer.framework_call((3,)), tf=tf, x=x, filters=w, N=1)
+    np.testing.assert_array_equal(got, sd.compile(layer)(x, w))
+
+
+def _jax_pad(n, rng, transposed):
+    choices = ["SAME", "VALID", "pairs", "lower"] + ([] if transposed else ["SAME_LOWER"])
+    kind = rng.choice(choices)
+    if kind == "pairs":
+        return [(int(rng.integers(-1, 3)), int(rng.integers(-1, 3))) for _ in range(n)]
+    return str(rng.choice(["same", "valid"])) if kind == "lower" else str(kind)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_jax_conv_general_dilated_against_jax(n):
+    jax = _jax()
+    lax = jax.lax
+    rng = np.random.default_rng(300 + n)
+    letters = "HWD"[:n] if n > 1 else "H"
+    dn = ("NC" + letters, "OI" + letters, "NC" + letters)
+    both = refused = 0
+    for _ in range(N_CONFIGS):
+        k = int(rng.integers(1, 4))
+        s = int(rng.integers(1, 3))
+        d = int(rng.integers(1, 3))
+        lhs = int(rng.integers(1, 3)) if rng.random() < 0.4 else 1
+        groups = int(rng.choice([1, 2]))
+        cin, cout = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+        if cin == groups and cout == groups and groups > 1:
+            cout *= 2  # keep clear of one channel per group (its stencil is compiled per layer: slow)
+        pad = _jax_pad(n, rng, False)
+        size = tuple(int(v) for v in rng.integers(2, 7, n))
+        x = rng.standard_normal((2, cin) + size).astype(np.float32)
+        w = rng.standard_normal((cout, cin // groups) + (k,) * n).astype(np.float32)
+        jpad = pad if isinstance(pad, str) else [tuple(p) for p in pad]
+        ref, ref_err = _run(lambda: lax.conv_general_dilated(
+            x, w, (s,) * n, jpad, lhs_dilation=(lhs,) * n, rhs_dilation=(d,) * n, dimension_numbers=dn,
+            feature_group_count=groups))
+        if ref is not None and 0 in ref.shape:
+            ref, ref_err = None, ValueError("empty output")
+        layer, err = _sd(lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, groups=groups,
+                                         in_channels=cin, out_channels=cout, convention="jax", lhs_dilation=lhs,
+                                         dimension_numbers=dn))
+        if layer is not None:
+            try:
+                got = sd.compile(layer)(x, w)
+            except sd.SymdeconvError as e:
+                layer, err = None, e
+        assert (ref is None) == (layer is None), (k, s, d, lhs, groups, pad, size, ref_err, err)
+        if ref is None:
+            refused += 1
+            continue
+        both += 1
+        _close(got, ref, cin * k**n)
+        _close(_exec(layer.framework_call(size), jax=jax, x=x, w=w), ref, cin * k**n)
+    assert both >= N_CONFIGS // 4 and refused >= 1, (both, refused)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("n", [1, 2])
+def test_jax_conv_transpose_against_jax(n):
+    jax = _jax()
+    lax = jax.lax
+    rng = np.random.default_rng(400 + n)
+    letters = "HW"[:n] if n > 1 else "H"
+    dn = ("N" + letters + "C", letters + "IO", "N" + letters + "C")
+    both = refused = 0
+    for _ in range(N_CONFIGS):
+        k = int(rng.integers(1, 5))
+        s = int(rng.integers(1, 3))
+        d = int(rng.integers(1, 3)) if rng.random() < 0.3 else 1
+        cin, cout = int(rng.integers(1, 3)), int(rng.integers(2, 4))
+        pad = _jax_pad(n, rng, True)
+        tk = bool(rng.random() < 0.5)
+        size = tuple(int(v) for v in rng.integers(2, 6, n))
+        x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
+        w = rng.standard_normal((k,) * n + ((cout, cin) if tk else (cin, cout))).astype(np.float32)
+        jpad = pad if isinstance(pad, str) else [tuple(p) for p in pad]
+        ref, ref_err = _run(lambda: lax.conv_transpose(x, w, (s,) * n, jpad, rhs_dilation=(d,) * n,
+                                                       dimension_numbers=dn, transpose_kernel=tk))
+        if ref is not None and 0 in ref.shape:
+            ref, ref_err = None, ValueError("empty output")
+        layer, err = _sd(lambda: sd.ConvTranspose((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad,
+                                                  dilation=d, in_channels=cin, out_channels=cout, convention="jax",
+                                                  dimension_numbers=dn, transpose_kernel=tk))
+        if layer is not None:
+            try:
+                got = sd.compile(layer)(x, w)
+            except sd.SymdeconvError as e:
+                layer, err = None, e
+        assert (ref is None) == (layer is None), (k, s, d, tk, pad, size, ref_err, err)
+        if ref is None:
+            refused += 1
+            continue
+        both += 1
+        _close(got, ref, cin * k**n)
+        _close(_exec(layer.framework_call(size), jax=jax, x=x, w=w), ref, cin * k**n)
+    assert both >= N_CONFIGS // 4 and refused >= 1, (both, refused)
+
+
+@pytest.mark.jax
+def test_jax_lower_case_same_is_the_forward_padding():
+    """The issue's example: k = 4, stride 1, 'same', x = 1…5, w = (1, 10, 100, 1000)."""
+    jax = _jax()
+    x = np.arange(1.0, 6.0, dtype=np.float32).reshape(1, 5, 1)
+    w = np.array([1.0, 10.0, 100.0, 1000.0], dtype=np.float32).reshape(4, 1, 1)
+    layer = sd.ConvTranspose(4, 1, "same", convention="jax")
+    expected = np.array([3210, 4321, 5432, 543, 54], dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(jax.lax.conv_transpose(x, w, (1,), "same", dimension_numbers=(
+        "NHC", "HIO", "NHC"))).reshape(-1), expected)
+    np.testing.assert_array_equal(sd.compile(layer)(x, w).reshape(-1), expected)
+    upper = sd.ConvTranspose(4, 1, "SAME", convention="jax")
+    np.testing.assert_array_equal(sd.compile(upper)(x, w).reshape(-1), [2100, 3210, 4321, 5432, 543])
