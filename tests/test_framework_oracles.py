@@ -65,6 +65,24 @@ def _exec(call: str, **names) -> np.ndarray:
     return np.asarray(scope["result"])
 
 
+def _check(ref, ref_err, build, x, w, size, terms, names, counts, what):
+    """One configuration: acceptance agrees; where both accept, the compiled layer and its printed call
+    equal the framework's output ``ref``.  ``counts`` tallies "both" and "refused"."""
+    layer, err = _sd(build)
+    if layer is not None:
+        try:
+            got = sd.compile(layer)(x, w)
+        except sd.SymdeconvError as e:  # refused at this input size (too small)
+            layer, err = None, e
+    assert (ref is None) == (layer is None), (what, ref_err, err)
+    if ref is None:
+        counts["refused"] += 1
+        return
+    counts["both"] += 1
+    _close(got, ref, terms)
+    _close(_exec(layer.framework_call(size), x=x, **names), ref, terms)
+
+
 def _tf_pad(n, rng):
     kind = rng.choice(["SAME", "VALID", "explicit", "lower"])
     if kind == "explicit":
@@ -78,7 +96,7 @@ def test_tf_conv_against_tensorflow(n):
     tf = _tf()
     rng = np.random.default_rng(100 + n)
     fn = {1: tf.nn.conv1d, 2: tf.nn.conv2d, 3: tf.nn.conv3d}[n]
-    agreed = both = 0
+    counts = {"both": 0, "refused": 0}
     for _ in range(N_CONFIGS):
         k = int(rng.integers(1, 4))
         s = int(rng.integers(1, 4))
@@ -97,24 +115,13 @@ def test_tf_conv_against_tensorflow(n):
             ref, ref_err = _run(lambda: fn(x, w, strides=strides, padding=tf_pad, dilations=dil))
         ke = d * (k - 1) + 1
         reach = [i + (0 if isinstance(pad, str) else sum(pad[j])) - ke for j, i in enumerate(size)]
-        if ref is not None and pad in ("VALID", "valid") or not isinstance(pad, str):
-            if min(reach) < 0:  # no output sample: TensorFlow returns uninitialised memory rather than refusing
-                ref, ref_err = None, ValueError("the kernel is longer than the padded input")
-        layer, err = _sd(lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d,
-                                         in_channels=cin, out_channels=cout, convention="tf"))
-        if layer is not None:
-            try:
-                got = sd.compile(layer)(x, w)
-            except sd.SymdeconvError as e:  # refused at this input size (too small)
-                layer, err = None, e
-        assert (ref is None) == (layer is None), (k, s, d, pad, size, ref_err, err)
-        if ref is None:
-            agreed += 1
-            continue
-        both += 1
-        _close(got, ref, cin * k**n)
-        _close(_exec(layer.framework_call(size), tf=tf, x=x, filters=w), ref, cin * k**n)
-    assert both >= N_CONFIGS // 4 and agreed >= 1, (both, agreed)  # the sweep really covers both outcomes
+        if ref is not None and min(reach) < 0 and (pad == "VALID" or not isinstance(pad, str)):
+            # no output sample: TensorFlow returns uninitialised memory rather than refusing
+            ref, ref_err = None, ValueError("the kernel is longer than the padded input")
+        build = lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, in_channels=cin,
+                 out_channels=cout, convention="tf")  # noqa: E731
+        _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w), counts, (k, s, d, pad, size))
+    assert counts["both"] >= N_CONFIGS // 4 and counts["refused"] >= 1, counts  # the sweep covers both outcomes
 
 
 @pytest.mark.tf
@@ -123,7 +130,7 @@ def test_tf_conv_transpose_against_tensorflow(n):
     tf = _tf()
     rng = np.random.default_rng(200 + n)
     fn = {1: tf.nn.conv1d_transpose, 2: tf.nn.conv2d_transpose, 3: tf.nn.conv3d_transpose}[n]
-    both = refused = 0
+    counts = {"both": 0, "refused": 0}
     for _ in range(N_CONFIGS):
         k = int(rng.integers(1, 5))
         s = int(rng.integers(1, 4))
@@ -140,21 +147,11 @@ def test_tf_conv_transpose_against_tensorflow(n):
         strides = s if n != 3 else [1, s, s, s, 1]
         dil = d if n != 3 else [1, d, d, d, 1]
         ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, pad, dilations=dil))
-        layer, err = _sd(lambda: sd.ConvTranspose((k,) * n, s, pad, dilation=d, in_channels=cin, out_channels=cout,
-                                                  convention="tf", output_shape=out))
-        if layer is not None:
-            try:
-                got = sd.compile(layer)(x, w)
-            except sd.SymdeconvError as e:
-                layer, err = None, e
-        assert (ref is None) == (layer is None), (k, s, d, pad, size, out, ref_err, err)
-        if ref is None:
-            refused += 1
-            continue
-        both += 1
-        _close(got, ref, cin * k**n)
-        _close(_exec(layer.framework_call(size), tf=tf, x=x, filters=w, N=2), ref, cin * k**n)
-    assert both >= N_CONFIGS // 4, both
+        build = lambda: sd.ConvTranspose((k,) * n, s, pad, dilation=d, in_channels=cin, out_channels=cout,
+                 convention="tf", output_shape=out)  # noqa: E731
+        _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
+               (k, s, d, pad, size, out))
+    assert counts["both"] >= N_CONFIGS // 4, counts
 
 
 @pytest.mark.tf
@@ -186,7 +183,7 @@ def test_jax_conv_general_dilated_against_jax(n):
     rng = np.random.default_rng(300 + n)
     letters = "HWD"[:n] if n > 1 else "H"
     dn = ("NC" + letters, "OI" + letters, "NC" + letters)
-    both = refused = 0
+    counts = {"both": 0, "refused": 0}
     for _ in range(N_CONFIGS):
         k = int(rng.integers(1, 4))
         s = int(rng.integers(1, 3))
@@ -206,22 +203,12 @@ def test_jax_conv_general_dilated_against_jax(n):
             feature_group_count=groups))
         if ref is not None and 0 in ref.shape:
             ref, ref_err = None, ValueError("empty output")
-        layer, err = _sd(lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, groups=groups,
-                                         in_channels=cin, out_channels=cout, convention="jax", lhs_dilation=lhs,
-                                         dimension_numbers=dn))
-        if layer is not None:
-            try:
-                got = sd.compile(layer)(x, w)
-            except sd.SymdeconvError as e:
-                layer, err = None, e
-        assert (ref is None) == (layer is None), (k, s, d, lhs, groups, pad, size, ref_err, err)
-        if ref is None:
-            refused += 1
-            continue
-        both += 1
-        _close(got, ref, cin * k**n)
-        _close(_exec(layer.framework_call(size), jax=jax, x=x, w=w), ref, cin * k**n)
-    assert both >= N_CONFIGS // 4 and refused >= 1, (both, refused)
+        build = lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, groups=groups,
+                 in_channels=cin, out_channels=cout, convention="jax", lhs_dilation=lhs,
+                 dimension_numbers=dn)  # noqa: E731
+        _check(ref, ref_err, build, x, w, size, cin * k**n, dict(jax=jax, w=w), counts,
+               (k, s, d, lhs, groups, pad, size))
+    assert counts["both"] >= N_CONFIGS // 4 and counts["refused"] >= 1, counts
 
 
 @pytest.mark.jax
@@ -232,7 +219,7 @@ def test_jax_conv_transpose_against_jax(n):
     rng = np.random.default_rng(400 + n)
     letters = "HW"[:n] if n > 1 else "H"
     dn = ("N" + letters + "C", letters + "IO", "N" + letters + "C")
-    both = refused = 0
+    counts = {"both": 0, "refused": 0}
     for _ in range(N_CONFIGS):
         k = int(rng.integers(1, 5))
         s = int(rng.integers(1, 3))
@@ -248,22 +235,11 @@ def test_jax_conv_transpose_against_jax(n):
                                                        dimension_numbers=dn, transpose_kernel=tk))
         if ref is not None and 0 in ref.shape:
             ref, ref_err = None, ValueError("empty output")
-        layer, err = _sd(lambda: sd.ConvTranspose((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad,
-                                                  dilation=d, in_channels=cin, out_channels=cout, convention="jax",
-                                                  dimension_numbers=dn, transpose_kernel=tk))
-        if layer is not None:
-            try:
-                got = sd.compile(layer)(x, w)
-            except sd.SymdeconvError as e:
-                layer, err = None, e
-        assert (ref is None) == (layer is None), (k, s, d, tk, pad, size, ref_err, err)
-        if ref is None:
-            refused += 1
-            continue
-        both += 1
-        _close(got, ref, cin * k**n)
-        _close(_exec(layer.framework_call(size), jax=jax, x=x, w=w), ref, cin * k**n)
-    assert both >= N_CONFIGS // 4 and refused >= 1, (both, refused)
+        build = lambda: sd.ConvTranspose((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, dilation=d,
+                 in_channels=cin, out_channels=cout, convention="jax", dimension_numbers=dn,
+                 transpose_kernel=tk)  # noqa: E731
+        _check(ref, ref_err, build, x, w, size, cin * k**n, dict(jax=jax, w=w), counts, (k, s, d, tk, pad, size))
+    assert counts["both"] >= N_CONFIGS // 4 and counts["refused"] >= 1, counts
 
 
 @pytest.mark.jax
