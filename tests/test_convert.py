@@ -259,10 +259,13 @@ def test_convert_common_layers_side_by_side():
         layer = sd.ConvTranspose(k, s, p, a, ndim=2)
         assert sd.convert(layer, to="tf").layer.padding == tf_pad
         assert sd.convert(layer, to="jax").layer.padding == jax_pad
-    # 3/2/1 with output_padding 1: TF puts the odd sample on the other side, JAX needs pairs
+    # 3/2/1 with output_padding 1: TF's SAME puts the odd sample on the other side, so TF needs
+    # conv2d_transpose's explicit padding (for every input size); JAX needs pairs
     layer = sd.ConvTranspose(3, 2, 1, 1, ndim=2)
-    with pytest.raises(sd.SymdeconvError, match="no exact equivalent with convention='tf'"):
-        sd.convert(layer, to="tf", input_shape=(4, 4))
+    tf_form = sd.convert(layer, to="tf")
+    assert tf_form.layer.padding == ((1, 0), (1, 0)) and tf_form.input_shape is None
+    for i in ((1, 1), (2, 3)):
+        assert tf_form.layer.matrix(i, weight=tf_form.weight(layer.weight_symbols())) == layer.matrix(i)
     assert sd.convert(layer, to="jax").layer.padding == ((1, 2), (1, 2))
 
 

@@ -136,17 +136,23 @@ def test_tf_conv_transpose_against_tensorflow(n):
         s = int(rng.integers(1, 4))
         d = int(rng.integers(1, 3))
         cin, cout = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        pad = str(rng.choice(["SAME", "VALID"]))
+        pad = str(rng.choice(["SAME", "VALID", "explicit"]))
+        if pad == "explicit":
+            pad = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(n))
         size = tuple(int(v) for v in rng.integers(1, 6, n))
         ke = d * (k - 1) + 1
         # an output size TF accepts for this input: the gradient of a conv from `out` samples has `size` outputs
-        out = tuple(s * i if pad == "SAME" else s * (i - 1) + max(ke, s) for i in size)
+        if isinstance(pad, tuple):
+            out = tuple(max(1, s * (i - 1) + ke - lo - hi) for i, (lo, hi) in zip(size, pad))
+        else:
+            out = tuple(s * i if pad == "SAME" else s * (i - 1) + max(ke, s) for i in size)
         out = tuple(o + int(rng.integers(0, 2)) * (rng.random() < 0.3) for o in out)  # sometimes one more
         x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
         w = rng.standard_normal((k,) * n + (cout, cin)).astype(np.float32)
         strides = s if n != 3 else [1, s, s, s, 1]
         dil = d if n != 3 else [1, d, d, d, 1]
-        ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, pad, dilations=dil))
+        tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
+        ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, tf_pad, dilations=dil))
         build = lambda: sd.ConvTranspose((k,) * n, s, pad, dilation=d, in_channels=cin, out_channels=cout,
                  convention="tf", output_shape=out)  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
@@ -255,3 +261,55 @@ def test_jax_lower_case_same_is_the_forward_padding():
     np.testing.assert_array_equal(sd.compile(layer)(x, w).reshape(-1), expected)
     upper = sd.ConvTranspose(4, 1, "SAME", convention="jax")
     np.testing.assert_array_equal(sd.compile(upper)(x, w).reshape(-1), [2100, 3210, 4321, 5432, 543])
+
+
+@pytest.mark.tf
+@pytest.mark.torch
+def test_torch_layers_convert_to_tf_and_the_printed_call_runs():
+    """PyTorch layers → ``sd.convert(..., to="tf")``: the issue's examples and a seeded sweep of 2-D layers.
+    Every conversion returned is run in TensorFlow as printed (weights moved by the printed transform) and
+    compared with the PyTorch layer itself; the rest must raise ``SymdeconvError`` with a reason."""
+    tf = _tf()
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(500)
+    configs = [  # (transposed, k, s, p, output_padding, d)
+        (True, 3, 2, 1, 1, 1),   # the everyday ×2 upsampler: conv2d_transpose with explicit padding
+        (True, 5, 1, 1, 0, 1),
+        (False, 3, 2, 1, 0, 2),  # strided and dilated: conv2d with explicit padding and dilations
+    ]
+    for _ in range(40):
+        transposed = bool(rng.random() < 0.5)
+        k, s, d = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        p = int(rng.integers(0, k))
+        a = int(rng.integers(0, max(s, d))) if transposed else 0
+        configs.append((transposed, k, s, p, a, d))
+    converted = refused = 0
+    for transposed, k, s, p, a, d in configs:
+        if transposed:
+            layer = sd.ConvTranspose((k, k), s, p, a, d, in_channels=2, out_channels=3)
+        else:
+            layer = sd.Conv((k, k), s, p, d, in_channels=2, out_channels=3)
+        size = (int(rng.integers(3, 7)), int(rng.integers(3, 7)))
+        try:
+            layer.output_shape(size)
+        except sd.SymdeconvError:
+            continue
+        try:
+            conv = sd.convert(layer, to="tf")
+        except sd.SymdeconvError as err:
+            assert "no exact equivalent" in str(err)
+            refused += 1
+            continue
+        converted += 1
+        x = rng.standard_normal((2, 2) + size).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        if transposed:
+            ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=s, padding=p, output_padding=a,
+                                     dilation=d).numpy()
+        else:
+            ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=s, padding=p, dilation=d).numpy()
+        xt = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        got = _exec(conv.layer.framework_call(), tf=tf, x=xt, filters=conv.weight(w), N=2, H=size[0], W=size[1])
+        _close(np.moveaxis(got, -1, 1), ref, 2 * k * k)
+    assert converted >= 20 and converted >= refused, (converted, refused)

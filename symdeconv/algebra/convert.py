@@ -257,6 +257,12 @@ def _tf_candidates(src: Layer, shape, reasons):
         return
     for mode in ("SAME", "VALID"):
         yield lambda mode=mode: ConvTranspose(stride=src._l, padding=mode, convention="tf", **com)
+    if src.ndim == 2 and pairs is not None and all(hi is not None for _, hi in pairs):
+        # tf.nn.conv2d_transpose with explicit padding: the forward convolution's pads are what the
+        # general form's (lo, hi) leave of the kernel span, k_eff − 1 − lo and k_eff − 1 − hi
+        explicit = tuple((ke - 1 - lo, ke - 1 - hi) for (lo, hi), ke in zip(pairs, src._ke))
+        if all(a >= 0 and b >= 0 for a, b in explicit):
+            yield lambda: ConvTranspose(stride=src._l, padding=explicit, convention="tf", **com)
     if shape is not None:
         out = src.output_shape(shape)
         for mode in ("SAME", "VALID"):

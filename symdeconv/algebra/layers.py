@@ -367,6 +367,12 @@ class Layer:
                 )
             if self.transposed and self.groups != 1:
                 raise SymdeconvError("groups must be 1 with convention='tf': tf.nn.conv_transpose has no groups")
+            if (self.transposed and _is_seq(self.padding) and any(d > 1 for d in self.dilation)
+                    and not getattr(_BINDING, "active", False)):
+                raise SymdeconvError(
+                    f"dilation={_fmt(self.dilation)} with explicit padding: tf.nn.conv2d_transpose refuses it "
+                    "('Current CPU implementations do not yet support dilation rates larger than 1')"
+                )
             if _is_seq(self.padding) and n != 2 and not getattr(_BINDING, "active", False):
                 raise SymdeconvError(
                     f"padding={self.padding!r}: {fn} takes padding 'SAME' or 'VALID' only (TensorFlow's rule: "
@@ -755,8 +761,10 @@ class Layer:
                     rule = f"{s}*({name} - 1) + {k_eff}"
                 else:
                     rule = f"{s}*{name}"
-            else:
-                return "layer.output_shape(input_shape)"
+            else:  # explicit pairs: the forward convolution maps s·(i − 1) + k_eff − lo − hi samples onto i
+                lo, hi = self.padding[len(parts)]
+                base, rest = (name, k_eff - lo - hi - 1) if s == 1 else (f"{s}*({name} - 1)", k_eff - lo - hi)
+                rule = base if rest == 0 else f"{base} {'+' if rest > 0 else '-'} {abs(rest)}"
             parts.append(rule + (f" + {op}" if op else ""))
         return ", ".join(parts)
 
@@ -899,6 +907,18 @@ class ConvTranspose(Layer):
 
     def _tf_geometry(self, input_shape):
         """TensorFlow: (output sizes, crops (lo, hi) of the full output, expected input sizes) or None."""
+        if not isinstance(self.padding, str):  # explicit pairs (tf.nn.conv2d_transpose): the forward conv's
+            top = tuple(lo for lo, _ in self.padding)
+            if self.output_shape_arg is not None:
+                o = self.output_shape_arg
+            elif input_shape is not None:  # the size the forward convolution maps back onto i exactly
+                o = tuple(s * (i - 1) + ke - lo - hi
+                          for i, s, ke, (lo, hi) in zip(input_shape, self.stride, self._ke, self.padding))
+            else:
+                return None, top, None
+            expected = tuple((v + lo + hi - ke) // s + 1 if v + lo + hi >= ke else 0
+                             for v, s, ke, (lo, hi) in zip(o, self.stride, self._ke, self.padding))
+            return o, top, expected
         if self.output_shape_arg is not None:
             o = self.output_shape_arg
         elif input_shape is not None:
