@@ -258,3 +258,40 @@ if torch is not None:
         ours = np.array(layer2.matrix((4, 4), weight=weight).tolist(), dtype=float) @ xin.reshape(-1)
         assert np.allclose(ours, ref.reshape(-1))
         print(f"{title}: matches torch, output {ref.shape[1:]}")
+
+# %% [markdown]
+# ## Optional: a conversion run in TensorFlow and JAX
+#
+# The everyday ×2 upsampler `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` has no
+# `"SAME"` / `"VALID"` form in TensorFlow (TF's `"SAME"` puts the odd sample on the other side), but
+# `tf.nn.conv2d_transpose` with explicit padding reproduces it for every input size. Where TensorFlow
+# and JAX are installed, the printed calls run here as written, with the printed weight transforms,
+# and give the layer's own numbers (its matrix).
+
+# %%
+upsampler = sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=1, out_channels=1)
+w_up = rng.integers(-3, 4, size=upsampler.weight_shape).astype(np.float32)
+x_up = rng.integers(-3, 4, size=(1, 1, 3, 4)).astype(np.float32)
+M_up = np.array(upsampler.matrix((3, 4), weight=w_up).tolist(), dtype=np.float32)
+expected_up = (M_up @ x_up.reshape(-1)).reshape(1, 1, 6, 8)
+for to, module in (("tf", "tensorflow"), ("jax", "jax")):
+    conversion = sd.convert(upsampler, to=to)
+    print(conversion)
+    try:
+        framework = __import__(module)
+    except ImportError:
+        print(f"   {module} not installed: not run")
+        continue
+    if to == "tf":
+        scope = dict(tf=framework, x=np.moveaxis(x_up, 1, -1), filters=conversion.weight(w_up), N=1)
+        layout = (0, 3, 1, 2)  # NHWC -> NCHW
+    else:
+        import jax
+
+        lhs = conversion.layer.dimension_numbers[0]
+        scope = dict(jax=jax, x=x_up if lhs.startswith("NC") else np.moveaxis(x_up, 1, -1), w=conversion.weight(w_up))
+        layout = (0, 1, 2, 3) if lhs.startswith("NC") else (0, 3, 1, 2)
+    exec("y_run = " + conversion.layer.framework_call((3, 4)), scope)  # the printed call, as a user pastes it
+    y_run = np.transpose(np.asarray(scope["y_run"]), layout)
+    assert np.allclose(y_run, expected_up), to
+    print(f"   ran in {module}: equals the layer's matrix, output {y_run.shape[2:]}")
