@@ -19,8 +19,8 @@ per machine and dtype and shared by every layer (a new layer costs no compilatio
 Two specialised paths are emitted with the module where the plan's structure allows them, and
 :func:`~symdeconv.codegen.layer_plan.choose_strategy` picks one per call (its docstring gives the
 rules): the *stencil* of :mod:`symdeconv.codegen.emit_cpu_stencil` for one input and one output
-channel per group, and the Winograd F(3, 2) path of :mod:`symdeconv.codegen.emit_cpu_wino` for 3-D and
-4-D layers with paired taps.  Numba compiles them on their first call only.
+channel per group, and the Winograd F(3, 2) path of :mod:`symdeconv.codegen.emit_cpu_wino` for 3-D
+layers with paired taps.  Numba compiles them on their first call only.
 
 Every multiplication is by a real kernel tap, every output element is written by exactly one work
 item (no atomics: deterministic).  Accumulation is in the data's dtype, as PyTorch/oneDNN do, with

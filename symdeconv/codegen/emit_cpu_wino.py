@@ -67,13 +67,19 @@ from ._source import Writer, dims, tuple_text
 from .layer_plan import WINO_MIN_CIN
 from .plan import KernelPlan
 
-__all__ = ["wino_geometry", "wino_streams", "emit_wino", "MIN_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "STREAM_MIN_BYTES", "BT", "G", "AT"]
+__all__ = ["wino_geometry", "wino_streams", "emit_wino", "MIN_NDIM", "MAX_NDIM", "WINO_MIN_CIN", "WINO_COLS", "WINO_M", "STREAM_MIN_BYTES", "BT", "G", "AT"]
 
 #: fewest dimensions for which the generator emits the path.  With one leading dimension (2-D layers)
 #: F(2, 2) saves a quarter of the products, and the transforms (a pass over the input, the additions
 #: into the outputs) cost about as much: the 64→64 and 256→128 ConvTranspose2d k4 s2 of benchmark cases
 #: b and d measured the same either way.  With two (3-D) it saves 44 %.
 MIN_NDIM = 3
+
+#: ... and up to this many: in 3-D a benchmark shows the path paying (a 16 -> 16 ConvTranspose3d k4 s2 at 32³,
+#: same process, 2 threads: 4.1-5.7 ms against 8.7-13.3 ms with the runtime GEMM-like kernel); a 4-D
+#: module's Winograd kernel took ~100 s of a cold test run, mostly compiling, and no benchmark measures it,
+#: so 4-D layers run the runtime kernel
+MAX_NDIM = 3
 
 
 #: columns (windows along the last dimension × rows) per block of work of ``wino_kernel``: the
@@ -119,7 +125,7 @@ def wino_geometry(plan: KernelPlan, geo: dict) -> dict | None:
     dimension; ``nx`` — last-dimension taps per phase.
     """
     D = plan.ndim
-    if D < MIN_NDIM or any(q != 1 for q in plan.Q) or not plan.phases:
+    if not MIN_NDIM <= D <= MAX_NDIM or any(q != 1 for q in plan.Q) or not plan.phases:
         return None
     last = D - 1
     shift0: list[dict[int, int]] = [{} for _ in range(D - 1)]

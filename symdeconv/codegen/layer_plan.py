@@ -16,7 +16,7 @@ and says why.  Paths:
 * ``"gemm"`` — the register-tiled GEMM-like runtime kernel (every plan has it);
 * ``"stencil"`` — one input and one output channel per group (1 → 1, depthwise): ``x`` read in place,
   every tap's weight in a register (a specialised kernel emitted with the module);
-* ``"winograd"`` — 3-D and 4-D layers whose phases pair their taps along every leading dimension,
+* ``"winograd"`` — 3-D layers whose phases pair their taps along every leading dimension,
   with enough input channels per group (a specialised kernel emitted with the module).
 
 This module imports neither SymPy nor Numba: generated modules import it.
@@ -197,7 +197,7 @@ def choose_strategy(plan: LayerPlan, cin_g: int, cout_g: int, machine: Machine |
     1. one input and one output channel per group, and the module has a stencil → ``"stencil"``: there
        is no channel sum to tile, and the stencil keeps every tap's weight in a register and reads
        ``x`` in place (no plane copy);
-    2. the module has a Winograd path (3-D or 4-D, taps paired along the leading dimensions), at least
+    2. the module has a Winograd path (3-D, taps paired along the leading dimensions), at least
        ``WINO_MIN_CIN`` input channels per group and whole ``CO_BLOCK`` tiles of output channels →
        ``"winograd"``: F(3, 2) needs 16 instead of 36 products per nine outputs of a 2 × 2 leading
        window, which pays once the channel sum is long enough to amortise the transforms;
