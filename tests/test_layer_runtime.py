@@ -158,3 +158,15 @@ def test_compiled_runtime_loads_from_the_disk_cache_in_a_new_process(tmp_path):
                               timeout=600)
         assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
     assert any((tmp_path / "numba").rglob("*.nbi"))  # the second process had an index to load from
+
+
+def test_more_dimensions_than_the_runtime_holds_are_refused():
+    """The geometry vector has room for MAX_NDIM spatial dimensions: a layer with more gets a SymdeconvError
+    naming the limit (never a write past its fields)."""
+    n = rt_layers.MAX_NDIM + 1
+    layer = sd.ConvTranspose((1,) * n, 1, 0, in_channels=2, out_channels=2)
+    f = sd.compile(layer, "cpu")
+    x = np.ones((1, 2) + (2,) * n)
+    w = np.ones(layer.weight_shape)
+    with pytest.raises(sd.SymdeconvError, match=f"at most {rt_layers.MAX_NDIM}"):
+        f(x, w)

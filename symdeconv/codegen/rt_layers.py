@@ -26,13 +26,14 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
 
+from ..errors import SymdeconvError
 from .machine import CO_BLOCK, host_machine, tile_columns
 from .runtime import tile_codegen
 
 __all__ = ["G_FIELDS", "run_parallel", "run_serial", "acc_stride", "fill_planes", "tile_shape", "MAX_NDIM"]
 
-#: dimensions the flattened geometry vector has room for
-MAX_NDIM = 4
+#: spatial dimensions the flattened geometry vector has room for (a layer with more is refused by run_layer)
+MAX_NDIM = 8
 
 #: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
 _SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
@@ -573,6 +574,8 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
     buffers of the last shapes seen.
     """
     t = plan
+    if t.ndim > MAX_NDIM:
+        raise SymdeconvError(f"layer: {t.ndim} spatial dimensions; the CPU runtime takes at most {MAX_NDIM}")
     key = (x.shape, x.dtype.char, tuple(lo), y.shape, groups)
     state = work.get(key) if work is not None else None
     if state is None:
