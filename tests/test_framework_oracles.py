@@ -400,3 +400,39 @@ def test_tf_and_jax_layers_convert_to_the_other_frameworks():
                 got = got if not lhs.startswith("NC") else np.moveaxis(got, 1, -1)
             _close(got, ref, cin * k * k)
     assert done["converted"] >= 40, done
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_keras_conv_transpose_with_output_padding_against_keras(n):
+    """Keras ``Conv{1,2,3}DTranspose(filters, kernel_size, strides, padding, output_padding)``: its output-size
+    rule with and without ``output_padding`` (``None`` and ``0`` differ), against
+    ``sd.ConvTranspose(..., convention="tf", output_padding=…)``; acceptance, values and the printed call."""
+    tf = _tf()
+    keras = tf.keras
+    rng = np.random.default_rng(700 + n)
+    cls = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}[n]
+    counts = {"both": 0, "refused": 0}
+    for _ in range(25 if n < 3 else 12):
+        k, s = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        pad = str(rng.choice(["same", "valid"]))
+        a = None if rng.random() < 0.3 else int(rng.integers(0, s + 1))  # sometimes = s: Keras refuses
+        cin, cout = int(rng.integers(1, 3)), int(rng.integers(2, 4))
+        size = tuple(int(v) for v in rng.integers(1, 5, n))
+        x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
+        w = rng.standard_normal((k,) * n + (cout, cin)).astype(np.float32)
+
+        def keras_run():
+            layer = cls(cout, k, strides=s, padding=pad, output_padding=a, use_bias=False)
+            layer.build((2,) + size + (cin,))
+            layer.set_weights([w])
+            return layer(x).numpy()
+
+        ref, ref_err = _run(keras_run)
+        if ref is not None and 0 in ref.shape:
+            ref, ref_err = None, ValueError("empty output")
+        build = lambda: sd.ConvTranspose((k,) * n, s, pad.upper(), output_padding=a, in_channels=cin,  # noqa: E731
+                                         out_channels=cout, convention="tf")
+        _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
+               (k, s, pad, a, size))
+    assert counts["both"] >= 5 and counts["refused"] >= 1, counts

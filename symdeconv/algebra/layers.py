@@ -148,12 +148,27 @@ class Layer:
                 "lhs_dilation is jax.lax.conv_general_dilated's argument: use it with sd.Conv(convention='jax') "
                 "(a PyTorch / TensorFlow input dilation is a transposed convolution: sd.ConvTranspose)"
             )
-        self.output_padding = self._tuple(output_padding, "output_padding")
-        if any(self.output_padding) and (convention != "torch" or not self.transposed):
+        # with convention='tf', output_padding is Keras's Conv*DTranspose argument, whose size rule differs
+        # between output_padding=None and output_padding=0: remember whether it was given
+        self.keras_output_padding = output_padding is not None and convention == "tf" and self.transposed
+        self.output_padding = self._tuple(0 if output_padding is None else output_padding, "output_padding")
+        if self.keras_output_padding:
+            if output_shape is not None:
+                raise SymdeconvError(
+                    "output_padding (Keras's Conv*DTranspose) and output_shape (tf.nn.conv*_transpose) both fix "
+                    "the output size: give one"
+                )
+            for i, (a, s) in enumerate(zip(self.output_padding, self._tuple(stride, "stride", positive=True))):
+                if not 0 <= a < s:
+                    where = "output_padding" if self.ndim == 1 else f"output_padding[{i}]"
+                    raise SymdeconvError(
+                        f"{where}={a}: Keras requires 0 <= output_padding < strides (stride {s}; Keras's rule)"
+                    )
+        elif any(self.output_padding) and (convention != "torch" or not self.transposed):
             raise SymdeconvError(
-                "output_padding is PyTorch's ConvTranspose argument"
-                + (": with convention='tf' give output_shape=, with convention='jax' explicit (lo, hi) padding"
-                   if self.transposed else "; a convolution has none")
+                "output_padding is PyTorch's (and, with convention='tf', Keras's) ConvTranspose argument"
+                + ("; with convention='jax' give explicit (lo, hi) padding" if self.transposed
+                   else "; a convolution has none")
             )
         self.output_shape_arg = None
         if output_shape is not None:
@@ -752,6 +767,10 @@ class Layer:
         parts = []
         for name, k, s, d, op in zip(names, self.kernel_size, self.stride, self.dilation, self.output_padding):
             k_eff = (k - 1) * d + 1
+            if self.keras_output_padding and isinstance(self.padding, str):  # Keras: (i − 1)s + k_eff − 2 pad + a
+                rest = k_eff - 2 * (k_eff // 2 if self.padding == "SAME" else 0) + op
+                parts.append(f"{s}*({name} - 1) + {rest}" if s != 1 else f"{name} + {rest - 1}")
+                continue
             if self.padding == "SAME":
                 rule = f"{s}*{name}" if s != 1 else name
             elif self.padding == "VALID":  # Keras: s·i + max(k_eff − s, 0)
@@ -884,7 +903,7 @@ class ConvTranspose(Layer):
     transposed = True
     _kind = "ConvTranspose"
 
-    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, output_padding: Any = 0,
+    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, output_padding: Any = None,
                  dilation: Any = 1, groups: Any = 1, in_channels: Any = 1, out_channels: Any = 1, *,
                  convention: str = "torch", ndim: Any = None, output_shape: Any = None,
                  transpose_kernel: bool = False, padding_mode: str = "zeros", data_format: Any = None,
@@ -901,6 +920,8 @@ class ConvTranspose(Layer):
             out["output_padding"] = self.output_padding
         if self.convention == "tf":
             out["output_shape"] = self.output_shape_arg
+            if self.keras_output_padding:
+                out["output_padding"] = self.output_padding
         if self.convention == "jax":
             out["transpose_kernel"] = self.transpose_kernel
         return out
@@ -919,16 +940,17 @@ class ConvTranspose(Layer):
             expected = tuple((v + lo + hi - ke) // s + 1 if v + lo + hi >= ke else 0
                              for v, s, ke, (lo, hi) in zip(o, self.stride, self._ke, self.padding))
             return o, top, expected
+        ops = self.output_padding if self.keras_output_padding else (None,) * self.ndim
         if self.output_shape_arg is not None:
             o = self.output_shape_arg
         elif input_shape is not None:
-            o = tuple(shapes.keras_conv_transpose_output_size(i, k, s, self.padding, d)
-                      for i, k, s, d in zip(input_shape, self.kernel_size, self.stride, self.dilation))
+            o = tuple(shapes.keras_conv_transpose_output_size(i, k, s, self.padding, d, a)
+                      for i, k, s, d, a in zip(input_shape, self.kernel_size, self.stride, self.dilation, ops))
         else:
             o = None
         if o is None:  # Keras default output: the crop does not depend on the input size (take i = 1)
-            o1 = tuple(shapes.keras_conv_transpose_output_size(1, k, s, self.padding, d)
-                       for k, s, d in zip(self.kernel_size, self.stride, self.dilation))
+            o1 = tuple(shapes.keras_conv_transpose_output_size(1, k, s, self.padding, d, a)
+                       for k, s, d, a in zip(self.kernel_size, self.stride, self.dilation, ops))
             geo = [shapes.tf_conv_transpose_padding(v, k, s, self.padding, d)
                    for v, k, s, d in zip(o1, self.kernel_size, self.stride, self.dilation)]
             return None, tuple(g[1] for g in geo), None
