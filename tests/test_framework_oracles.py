@@ -266,31 +266,33 @@ def test_jax_lower_case_same_is_the_forward_padding():
 @pytest.mark.tf
 @pytest.mark.torch
 def test_torch_layers_convert_to_tf_and_the_printed_call_runs():
-    """PyTorch layers → ``sd.convert(..., to="tf")``: the issue's examples and a seeded sweep of 2-D layers.
-    Every conversion returned is run in TensorFlow as printed (weights moved by the printed transform) and
-    compared with the PyTorch layer itself; the rest must raise ``SymdeconvError`` with a reason."""
+    """PyTorch layers → ``sd.convert(..., to="tf")``: the issue's examples and a seeded sweep of 1-D and 2-D
+    layers.  Every conversion returned is run in TensorFlow as printed (weights moved by the printed
+    transform) and compared with the PyTorch layer itself; the rest must raise ``SymdeconvError``."""
     tf = _tf()
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     rng = np.random.default_rng(500)
-    configs = [  # (transposed, k, s, p, output_padding, d)
-        (True, 3, 2, 1, 1, 1),   # the everyday ×2 upsampler: conv2d_transpose with explicit padding
-        (True, 5, 1, 1, 0, 1),
-        (False, 3, 2, 1, 0, 2),  # strided and dilated: conv2d with explicit padding and dilations
+    configs = [  # (ndim, transposed, k, s, p, output_padding, d)
+        (2, True, 3, 2, 1, 1, 1),   # the everyday ×2 upsampler: conv2d_transpose with explicit padding
+        (2, True, 5, 1, 1, 0, 1),
+        (2, False, 3, 2, 1, 0, 2),  # strided and dilated: conv2d with explicit padding and dilations
+        (1, True, 3, 2, 0, 1, 1),   # Keras's output_padding size rule
     ]
-    for _ in range(40):
+    for _ in range(60):
+        n = int(rng.integers(1, 3))
         transposed = bool(rng.random() < 0.5)
         k, s, d = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
         p = int(rng.integers(0, k))
         a = int(rng.integers(0, max(s, d))) if transposed else 0
-        configs.append((transposed, k, s, p, a, d))
+        configs.append((n, transposed, k, s, p, a, d))
     converted = refused = 0
-    for transposed, k, s, p, a, d in configs:
+    for n, transposed, k, s, p, a, d in configs:
         if transposed:
-            layer = sd.ConvTranspose((k, k), s, p, a, d, in_channels=2, out_channels=3)
+            layer = sd.ConvTranspose((k,) * n, s, p, a, d, in_channels=2, out_channels=3)
         else:
-            layer = sd.Conv((k, k), s, p, d, in_channels=2, out_channels=3)
-        size = (int(rng.integers(3, 7)), int(rng.integers(3, 7)))
+            layer = sd.Conv((k,) * n, s, p, d, in_channels=2, out_channels=3)
+        size = tuple(int(v) for v in rng.integers(3, 7, n))
         try:
             layer.output_shape(size)
         except sd.SymdeconvError:
@@ -304,15 +306,14 @@ def test_torch_layers_convert_to_tf_and_the_printed_call_runs():
         converted += 1
         x = rng.standard_normal((2, 2) + size).astype(np.float32)
         w = rng.standard_normal(layer.weight_shape).astype(np.float32)
-        if transposed:
-            ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=s, padding=p, output_padding=a,
-                                     dilation=d).numpy()
-        else:
-            ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=s, padding=p, dilation=d).numpy()
+        fn = getattr(F, f"conv_transpose{n}d" if transposed else f"conv{n}d")
+        extra = dict(output_padding=a) if transposed else {}
+        ref = fn(torch.from_numpy(x), torch.from_numpy(w), stride=s, padding=p, dilation=d, **extra).numpy()
         xt = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        got = _exec(conv.layer.framework_call(), tf=tf, x=xt, filters=conv.weight(w), N=2, H=size[0], W=size[1])
-        _close(np.moveaxis(got, -1, 1), ref, 2 * k * k)
-    assert converted >= 20 and converted >= refused, (converted, refused)
+        names = dict(zip("HW" if n == 2 else "W", size))
+        got = _exec(conv.layer.framework_call(), tf=tf, x=xt, filters=conv.weight(w), N=2, **names)
+        _close(np.moveaxis(got, -1, 1), ref, 2 * k**n)
+    assert converted >= 30 and converted >= refused, (converted, refused)
 
 
 def _torch_run(call: str, torch, x, w):

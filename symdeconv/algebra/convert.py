@@ -18,6 +18,8 @@ cross-correlation kernel, and, with groups, a regrouping of the channel axes.
 
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,6 +259,10 @@ def _tf_candidates(src: Layer, shape, reasons):
         return
     for mode in ("SAME", "VALID"):
         yield lambda mode=mode: ConvTranspose(stride=src._l, padding=mode, convention="tf", **com)
+    for mode in ("SAME", "VALID"):  # Keras's output_padding sizes (a < stride), for every input size
+        for a in itertools.product(*(range(v) for v in src._l)):
+            yield lambda mode=mode, a=a: ConvTranspose(stride=src._l, padding=mode, output_padding=a,
+                                                       convention="tf", **com)
     if src.ndim == 2 and pairs is not None and all(hi is not None for _, hi in pairs):
         # tf.nn.conv2d_transpose with explicit padding: the forward convolution's pads are what the
         # general form's (lo, hi) leave of the kernel span, k_eff − 1 − lo and k_eff − 1 − hi
