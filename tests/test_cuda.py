@@ -163,6 +163,10 @@ def test_device_arrays_in_give_device_arrays_out():
     np.testing.assert_allclose(d_out.copy_to_host(), expected, rtol=1e-5, atol=1e-5)
     unbatched = f(cuda.to_device(x[0]), w, b)
     np.testing.assert_allclose(unbatched.copy_to_host(), expected[0], rtol=1e-5, atol=1e-5)
+    d_x = cuda.to_device(x)
+    with pytest.raises(sd.SymdeconvError, match="must not overlap the input"):
+        sd.compile(sd.Conv((3, 3), 1, 1, in_channels=2, out_channels=2), "cuda")(d_x, np.ones((2, 2, 3, 3), np.float32),
+                                                                                   out=d_x)
     with pytest.raises(sd.SymdeconvError, match="out must be a device array"):
         f(cuda.to_device(x), w, b, out=np.empty((1, 3, 6, 4), np.float32))
     with pytest.raises(sd.SymdeconvError, match="dtype float32 or float64"):

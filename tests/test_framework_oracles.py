@@ -437,3 +437,23 @@ def test_keras_conv_transpose_with_output_padding_against_keras(n):
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
                (k, s, pad, a, size))
     assert counts["both"] >= 5 and counts["refused"] >= 1, counts
+
+
+@pytest.mark.tf
+def test_tf_channels_first_explicit_padding_pads_the_spatial_axes():
+    """TF's explicit padding list follows data_format: for NCHW the two zero pairs come first.  (With
+    padding=((0, 0), (2, 2)) the NHWC order would pad H instead of W in an NCHW call: a silent error.)
+    TensorFlow's CPU conv2d takes NHWC only, so the printed list is checked, and the NHWC call run."""
+    tf = _tf()
+    first = sd.Conv((3, 3), 1, ((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf",
+                    data_format="channels_first")
+    assert "padding=[[0, 0], [0, 0], [0, 0], [2, 2]]" in first.framework_call()
+    last = sd.Conv((3, 3), 1, ((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf")
+    assert "padding=[[0, 0], [0, 0], [2, 2], [0, 0]]" in last.framework_call()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 5, 4, 2)).astype(np.float32)
+    w = rng.standard_normal(last.weight_shape).astype(np.float32)
+    np.testing.assert_allclose(_exec(last.framework_call(), tf=tf, x=x, filters=w), sd.compile(last)(x, w),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(sd.SymdeconvError, match="goes with padding 'SAME' or 'VALID'"):
+        sd.ConvTranspose((3, 3), 2, ((1, 1), (1, 1)), output_padding=1, convention="tf")

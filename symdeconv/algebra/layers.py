@@ -153,6 +153,11 @@ class Layer:
         self.keras_output_padding = output_padding is not None and convention == "tf" and self.transposed
         self.output_padding = self._tuple(0 if output_padding is None else output_padding, "output_padding")
         if self.keras_output_padding:
+            if _is_seq(padding) and not isinstance(padding, str):
+                raise SymdeconvError(
+                    "output_padding (Keras's Conv*DTranspose) goes with padding 'SAME' or 'VALID': with explicit "
+                    "padding pairs (tf.nn.conv2d_transpose) the output size is output_shape="
+                )
             if output_shape is not None:
                 raise SymdeconvError(
                     "output_padding (Keras's Conv*DTranspose) and output_shape (tf.nn.conv*_transpose) both fix "
@@ -735,7 +740,12 @@ class Layer:
         n = self.ndim
         base = {1: "conv1d", 2: "conv2d", 3: "conv3d"}.get(n, "convolution")
         fmt = ("N" + _SPATIAL.get(n, "...") + "C") if self.data_layout == "channels_last" else ("NC" + _SPATIAL.get(n, "..."))
-        pad = self.padding if isinstance(self.padding, str) else [[0, 0]] + [list(p) for p in self.padding] + [[0, 0]]
+        if isinstance(self.padding, str):
+            pad = self.padding
+        elif self.data_layout == "channels_first":  # TF's explicit padding lists follow data_format: N, C first
+            pad = [[0, 0], [0, 0]] + [list(p) for p in self.padding]
+        else:
+            pad = [[0, 0]] + [list(p) for p in self.padding] + [[0, 0]]
         # tf.nn.conv1d names its stride argument `stride`; every other tf.nn.conv* `strides`; tf.nn.conv3d
         # takes strides and dilations as lists of 5 (1 for the batch and channel axes)
         key = "stride" if n == 1 and not self.transposed else "strides"

@@ -391,8 +391,18 @@ def _host_copy(a: Any, where: str) -> Any:
     return _device_view(a, where).copy_to_host() if is_device_array(a) else a
 
 
-def _check_device_out(out: Any, shape: tuple[int, ...], dtype: np.dtype):
-    """``out`` for a device input: a C-contiguous device array of exactly ``shape`` and ``dtype``."""
+def _device_span(a: Any) -> tuple[int, int] | None:
+    """The byte range ``[start, stop)`` a device array's data occupies (``None``: no address, e.g. the
+    simulator's arrays)."""
+    if not hasattr(a, "__cuda_array_interface__"):
+        return None
+    start = int(a.__cuda_array_interface__["data"][0])
+    return start, start + int(np.prod(a.shape, dtype=np.int64)) * np.dtype(a.dtype).itemsize
+
+
+def _check_device_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, x: Any = None):
+    """``out`` for a device input: a C-contiguous device array of exactly ``shape`` and ``dtype``, not
+    overlapping ``x`` (the kernel reads its input while it writes the output)."""
     if not is_device_array(out):
         raise SymdeconvError(f"out must be a device array when x is one, got {type(out).__name__}")
     d = _device_view(out, "out")
@@ -400,6 +410,11 @@ def _check_device_out(out: Any, shape: tuple[int, ...], dtype: np.dtype):
         raise SymdeconvError(f"out must have shape {tuple(shape)} (the output's), got {tuple(d.shape)}")
     if np.dtype(d.dtype) != dtype:
         raise SymdeconvError(f"out has dtype {d.dtype} but the output is {dtype}; they must match")
+    if x is not None:
+        spans = _device_span(d), _device_span(x)
+        overlap = None not in spans and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
+        if d is x or out is x or overlap:
+            raise SymdeconvError("out must not overlap the input (the kernel is not in-place)")
     return d
 
 
@@ -445,8 +460,9 @@ class _Compiled:
         d_y.copy_to_host(y)
         return y
 
-    def _scratch(self, module: Any) -> dict:
-        """A per-thread, per-module dict in which a kernel keeps its scratch buffers between calls."""
+    def _scratch(self, module: Any, kind: str = "run") -> dict:
+        """A per-thread, per-module dict (one per ``kind``) in which a kernel keeps its scratch buffers
+        between calls (``"run"``), or the API its gathered weights (``"weights"``)."""
         local = self.__dict__.get("_local")
         if local is None:
             local = self.__dict__.setdefault("_local", threading.local())
@@ -454,9 +470,9 @@ class _Compiled:
             store = local.work
         except AttributeError:
             store = local.work = {}
-        work = store.get(id(module))
+        work = store.get((id(module), kind))
         if work is None:
-            work = store[id(module)] = {}
+            work = store[(id(module), kind)] = {}
         return work
 
     def __repr__(self) -> str:
@@ -543,7 +559,7 @@ class CompiledChain(_Compiled):
             size = tuple(hi - lo for lo, hi in box)
             shape = lead + ((self.form.c_out,) if self.multichannel else ()) + size
             if out is not None:
-                out = _check_device_out(out, shape, x.dtype) if device else _check_out(out, shape, x.dtype, (x,))
+                out = _check_device_out(out, shape, x.dtype, x) if device else _check_out(out, shape, x.dtype, (x,))
             y = self._launch(x3, (batch, self.form.c_out) + size, c, *(lo for lo, _ in box), out=out)
             return out if out is not None else y.reshape(shape)
 
@@ -658,13 +674,14 @@ class CompiledLayer(_Compiled):
         if b is None:
             b = recipe.zero_bias
         if out is not None:
-            out = (_check_device_out(out, recipe.shape, x.dtype) if device
+            out = (_check_device_out(out, recipe.shape, x.dtype, x) if device
                    else _check_out(out, recipe.shape, x.dtype, (x, weight) + (() if bias is None else (b,))))
         xb = x.reshape((1,) + tuple(x.shape)) if recipe.unbatched else x
         xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if recipe.last else xb
         binding, module = recipe.binding, recipe.module
         scratch = self._scratch(module) if self.target == "cpu" else None  # (CUDA kernels keep no scratch)
-        w = self._gathered(binding, weight, scratch)
+        # the gathered weight is remembered in a dict of its own: kernels clear theirs when shapes change
+        w = self._gathered(binding, weight, self._scratch(module, "weights") if scratch is not None else None)
         direct = out is not None and not recipe.last
         y = self._run(module, xc, recipe.y_shape, w, b, binding.groups, *recipe.lo, out=out if direct else None,
                       work=scratch)

@@ -2,11 +2,11 @@
 
 Register tiles of the layer kernels are derived from these two numbers, not measured constants of one
 machine: an AVX-512 core has 32 vector registers of 512 bits, an AVX2 core 16 of 256.  The machine is
-read from Numba's view of the CPU, because that is what the compiled code targets:
-
-* ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set (``NUMBA_CPU_NAME=haswell`` makes Numba emit
-  AVX2 code on an AVX-512 CPU, and the tiles follow);
-* otherwise ``llvmlite.binding.get_host_cpu_name()`` and ``get_host_cpu_features()``.
+read the way Numba's JIT target reads it, because that is what the compiled code targets: the CPU name
+is ``NUMBA_CPU_NAME`` (else the host's), and the features are ``NUMBA_CPU_FEATURES`` added to that CPU's
+own when set, else **the host's** — Numba passes the host's features even when ``NUMBA_CPU_NAME`` names
+another CPU, so on an AVX-512 host ``NUMBA_CPU_NAME=haswell`` alone still allows AVX-512 instructions.
+AVX2 code on such a host takes ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2,+fma``.
 
 Importing this module does not import Numba (llvmlite only, on first use).
 """
@@ -111,11 +111,12 @@ def _named_features(cpu: str) -> set[str]:
 def _machine(cpu_env: str, features_env: str) -> Machine:
     import llvmlite.binding as llvm
 
-    if cpu_env and cpu_env != "host":
-        features = _flag_features(features_env) if features_env else _named_features(cpu_env)
-        return machine_from(cpu_env, features)
-    cpu = llvm.get_host_cpu_name()
-    features = _flag_features(features_env) if features_env else _flag_features(llvm.get_host_cpu_features().flatten())
+    cpu = cpu_env if cpu_env and cpu_env != "host" else llvm.get_host_cpu_name()
+    if features_env:  # LLVM adds the named CPU's own features to an explicit feature string
+        features = _named_features(cpu) | _flag_features(features_env)
+        features -= {f[1:] for f in features_env.split(",") if f.startswith("-")}
+    else:  # as Numba's JIT: the host's features, whatever CPU name is asked for
+        features = _flag_features(llvm.get_host_cpu_features().flatten())
     return machine_from(cpu, features)
 
 

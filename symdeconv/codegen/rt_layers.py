@@ -580,7 +580,9 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
     state = work.get(key) if work is not None else None
     if state is None:
         threads = numba.config.NUMBA_NUM_THREADS
-        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile_shape(x.itemsize)[1])
+        # the tile width the compiled micro-kernel was built with (fixed at import, as Numba froze it)
+        tile = _TILE_F32 if x.itemsize == 4 else _TILE_F64
+        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile)
         serial = macs < SERIAL_MAX_MACS or n_items == 1
         nbuf = 1 if serial else threads
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
