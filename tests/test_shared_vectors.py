@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -65,14 +67,17 @@ def test_fcn_bilinear_interpolates_linearly(shared_vectors):
 def test_conv_arithmetic_example(shared_vectors):
     """k=3, s=2, p=1: i=5 and i=6 both give o=3 — the strided conv's output window says so."""
     rel = shared_vectors["conv_arithmetic_relationships"]
-    assert "i=5 and i=6 both give o=3" in rel["example"]
-    k, s, p = 3, 2, 1
-    for i in (5, 6):
-        # padded cross-correlation then ↓2: outputs at padded positions 0, 2, 4, ... that fit the kernel
+    # the numbers are read from the reference's example, then checked by symdeconv's operators
+    found = re.search(r"k=(\d+),\s*s=(\d+),\s*p=(\d+): i=(\d+) and i=(\d+) both give o=(\d+)", rel["example"])
+    assert found, rel["example"]
+    k, s, p, i1, i2, o_ref = (int(v) for v in found.groups())
+    for i in (i1, i2):
+        # padded cross-correlation then ↓s: outputs at padded positions 0, s, 2s, ... that fit the kernel
         op = sd.down(s) @ sd.xcorr(sd.taps("w", k)) @ sd.shift(p)
-        o = (i + 2 * p - k) // s + 1
-        assert o == 3
+        o = (i + 2 * p - k) // s + 1  # the reference's relationship 6
+        assert o == o_ref
         m = op.matrix(i, window=(0, o))
-        assert m.shape == (3, i)
+        assert m.shape == (o_ref, i)
+        assert sd.Conv(k, s, p).output_shape((i,)) == (o_ref,)  # the layer's own shape rule agrees
         # the last output's taps fall inside the padded input [−p, i + p)
         assert any(m[o - 1, c] != 0 for c in range(i))
