@@ -14,7 +14,7 @@ micro-kernel whose K loop — input channels × taps — runs over runtime table
 dimension are then written interleaved into the output rows.
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
-so one compiled function serves 1-D to 4-D layers.  The geometry of a call is one int64 vector ``g``
+so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one int64 vector ``g``
 (:data:`G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
 (``prange``) or ``run_serial`` (calls too small to wake threads for).
 """
