@@ -37,14 +37,14 @@ MAX_NDIM = 8
 
 #: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
 _SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
-            "groups", "wide", "per_group", "Lrow", "S0", "M", "tile", "at_taps", "at_offs", "at_first", "at_stop")
+            "groups", "wide", "per_group", "Lrow", "S0", "tile", "at_taps", "at_offs", "at_first", "at_stop")
 _VECTORS = ("P", "Q", "L", "S", "J", "jlo", "xa", "n", "ns", "out", "os", "lo")
 G_FIELDS = {name: i for i, name in enumerate(_SCALARS)}
 for _k, _name in enumerate(_VECTORS):
     G_FIELDS[_name] = len(_SCALARS) + _k * MAX_NDIM
 G_SIZE = len(_SCALARS) + len(_VECTORS) * MAX_NDIM
 (_NDIM, _NPLANES, _NPHASES, _PL, _ROWS, _BLOCK_ROWS, _ROW_BLOCKS, _BAND, _CIN_G, _COUT_G, _GROUPS, _WIDE,
- _PER_GROUP, _LROW, _S0, _M, _TILE, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
+ _PER_GROUP, _LROW, _S0, _TILE, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
 _P, _Q, _L, _S, _J, _JLO, _XA, _N, _NS, _OUT, _OS, _LO = (G_FIELDS[v] for v in _VECTORS)
 
 
@@ -542,7 +542,7 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile):
     g = np.zeros(G_SIZE, dtype=np.int64)
     scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
                 row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
-                per_group=per_group, Lrow=L[-1], S0=S[0], M=m_max, tile=tile)
+                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile)
     for k, v in scal.items():
         g[G_FIELDS[k]] = v
     vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,
