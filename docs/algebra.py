@@ -63,13 +63,13 @@ def as_numeric(matrix: sp.Matrix) -> np.ndarray:
 
 
 # %% [markdown]
-# The reference vectors live outside the repository, in `shared/vectors/public.json` beside the
-# repository root. We walk up from the working directory until we find them.
+# The reference vectors come from outside the project (each names its source); the repository keeps a copy
+# in `tests/data/public.json`. We walk up from the working directory to the repository root.
 
 # %%
 def find_public_vectors(start: Path) -> Path | None:
     for base in [start, *start.parents]:
-        candidate = base / "shared" / "vectors" / "public.json"
+        candidate = base / "tests" / "data" / "public.json"
         if candidate.is_file():
             return candidate
     return None

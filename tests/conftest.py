@@ -22,21 +22,10 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def find_shared() -> Path | None:
-    """``shared/`` from outside the project: a sibling of the repository root (or of a parent)."""
-    for base in [REPO, *REPO.parents]:
-        candidate = base / "shared" / "vectors" / "public.json"
-        if candidate.is_file():
-            return candidate.parents[1]
-        sibling = base.parent / "shared" / "vectors" / "public.json"
-        if sibling.is_file():
-            return sibling.parents[1]
-    return None
+#: reference vectors from outside the project, copied into the repository (source: tests/data/README.md)
+VECTORS = REPO / "tests" / "data" / "public.json"
 
 
 @pytest.fixture(scope="session")
 def shared_vectors() -> dict:
-    shared = find_shared()
-    if shared is None:
-        pytest.skip("../shared/vectors/public.json not found beside the repository")
-    return json.loads((shared / "vectors" / "public.json").read_text())
+    return json.loads(VECTORS.read_text())

@@ -1,8 +1,8 @@
 """CPU kernels emitted from the normal form, checked against independent oracles.
 
 Oracles: the operator's SymPy matrix (``op.matrix``, built from sparse products of the primitives, not
-from the normal form), naive NumPy definitions (tests/helpers.py) and the reference vectors in
-``../shared``.  Numba compiles each kernel structure once per dtype; the session shares one cache.
+from the normal form), naive NumPy definitions (tests/helpers.py) and the reference vectors of ``tests/data/public.json`` (copied
+from outside the project).  Numba compiles each kernel structure once per dtype; the session shares one cache.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reference vectors from outside the project (../shared/vectors/public.json) against the algebra."""
+"""Reference vectors from outside the project (copied to tests/data/public.json) against the algebra."""
 
 from __future__ import annotations
 
