@@ -1,7 +1,7 @@
-"""The Winograd F(3, 2) path of grouped 3-D layers (``emit_cpu_wino``), checked against oracles.
+"""The Winograd F(3, 2) path of grouped 3-D layers (``rt_wino``), checked against oracles.
 
 * the transform tables: ``Aᵀ[(G g) ⊙ (Bᵀ d)]`` is the two-tap correlation, in exact arithmetic;
-* which plans get the path (``wino_geometry``), and when ``run`` takes it (channels per group);
+* which plans get the path (``LayerPlan.wino_tables``), and when ``run`` takes it (channels per group);
 * results against a naive NumPy definition of the layers (no PyTorch needed) and against PyTorch:
   paddings and output padding (partial windows, border outputs), groups, batches, float32/float64,
   several row blocks, kernel 6 stride 3, a stride-1 kernel-2 convolution;
@@ -19,12 +19,13 @@ import sympy as sp
 import symdeconv as sd
 from symdeconv.codegen._alloc import aligned_empty
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen.emit_cpu_layers import TILE_SHAPE, layer_geometry
-from symdeconv.codegen.emit_cpu_wino import AT, BT, G, MAX_NDIM, MIN_NDIM, WINO_COLS, WINO_M, WINO_MIN_CIN, wino_geometry
+from symdeconv.codegen import rt_wino
+from symdeconv.codegen.emit_cpu_layers import layer_plan
+from symdeconv.codegen.layer_plan import WINO_MIN_CIN
+from symdeconv.codegen.machine import CO_BLOCK
+from symdeconv.codegen.rt_wino import AT, BT, G, WINO_COLS, WINO_M
 
 pytest.importorskip("numba")
-
-CO_BLOCK = TILE_SHAPE[0]
 
 
 # --- oracles: the layers' definitions, written directly in NumPy --------------------------------------------
@@ -72,13 +73,14 @@ def _close(got, expected, dtype, terms):
 
 def _spy_on_wino(module, monkeypatch) -> list:
     calls = []
-    real = module.wino_run
+    real = rt_wino.run_wino
 
-    def spy(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
+    def spy(plan, x, *args, **kwargs):
+        if plan is module.PLAN:
+            calls.append(x.shape)
+        return real(plan, x, *args, **kwargs)
 
-    monkeypatch.setattr(module, "wino_run", spy)
+    monkeypatch.setattr(rt_wino, "run_wino", spy)
     return calls
 
 
@@ -103,15 +105,13 @@ def test_block_rows_give_the_fewest_padded_columns():
     """``wino_block_rows``: blocks of near-equal row counts (1 to 2 times the fewest blocks that fit
     WINO_COLS columns), the one with the fewest columns after rounding each block up to VEC, and of
     those the one with the fullest last block."""
-    module = sd.compile(sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4), "cpu").module
-
     def padded(rows, per, Lx):  # columns of all blocks of ``per`` rows (the last one shorter), rounded up
         sizes = [min(per, rows - q) for q in range(0, rows, per)]
-        return sum(-(-(n * Lx) // module.VEC) * module.VEC for n in sizes)
+        return sum(-(-(n * Lx) // rt_wino.VEC) * rt_wino.VEC for n in sizes)
 
-    assert module.wino_block_rows(121, 34) == 11  # case e: 11 blocks of 384 columns, not 10 of 13 rows
+    assert rt_wino.block_rows(121, 34) == 11  # 11 blocks of 384 columns, not 10 of 13 rows
     for rows, Lx in [(121, 34), (289, 34), (1, 10), (7, 200), (1000, 18), (50, 600), (64, 66)]:
-        got = module.wino_block_rows(rows, Lx)
+        got = rt_wino.block_rows(rows, Lx)
         most = max(1, WINO_COLS // Lx)
         fewest = -(-rows // most)
         assert 1 <= got <= most
@@ -140,24 +140,22 @@ def test_block_rows_give_the_fewest_padded_columns():
         (sd.ConvTranspose((4, 4, 3), 2, 1), False),  # phases with 1 and 2 taps along the last dimension
         (sd.Conv((3, 3, 3), 2, 1), False),  # input phases (Q = 2)
         (sd.Conv((2, 2, 2), 1, 0, dilation=2), False),  # taps two apart
-        (sd.ConvTranspose((4, 4), 2, 1), False),  # 2-D: below MIN_NDIM
-        (sd.ConvTranspose((4, 4, 4, 4), 2, 1), False),  # 4-D: above MAX_NDIM (the runtime kernel runs)
+        (sd.ConvTranspose((4, 4), 2, 1), False),  # 2-D: the path is 3-D only
+        (sd.ConvTranspose((4, 4, 4, 4), 2, 1), False),  # 4-D: the GEMM-like runtime kernel runs
         (sd.ConvTranspose(4, 2, 1), False),
     ],
     ids=lambda v: getattr(v, "kernel_size", v),
 )
 def test_which_plans_get_the_winograd_path(layer, applies):
     plan = LayerBinding(layer).plan
-    wg = wino_geometry(plan, layer_geometry(plan))
-    assert (wg is not None) == applies
-    src = sd.emit(layer, "cpu")
-    assert ("def wino_kernel(" in src) == applies
+    wt = layer_plan(plan).wino_tables()
+    assert (wt is not None) == applies
+    assert ("winograd" in sd.compile(layer, "cpu").module.PLAN.paths) == applies
     if applies:
-        D = plan.ndim
-        assert MIN_NDIM <= D <= MAX_NDIM
-        assert wg["points"] == (wg["m"] + 1) ** (D - 1) and wg["outs"] == wg["m"] ** (D - 1)
-        for ph, slots in zip(plan.phases, wg["slots"]):  # every tap of a phase exactly once in its table
-            assert sorted(s for row in slots for s in row) == sorted(s for s, _ in ph.slots)
+        assert plan.ndim == 3
+        assert wt.slots.shape == (len(plan.phases), 4, wt.nx)
+        for ph, slots in zip(plan.phases, wt.slots):  # every tap of a phase exactly once in its table
+            assert sorted(int(s) for row in slots for s in row) == sorted(s for s, _ in ph.slots)
 
 
 def test_run_takes_the_winograd_path_by_channels(monkeypatch):
@@ -246,8 +244,8 @@ def test_streamed_rows_against_the_layer_definition(dtype, offset, kind, monkeyp
     against the naive definition."""
     layer, oracle, shapes = STREAMED[kind]
     f = sd.compile(layer, "cpu")
-    assert f.module.STREAM_MIN_BYTES > 0
-    monkeypatch.setattr(f.module, "STREAM_MIN_BYTES", 0)
+    assert rt_wino.STREAM_MIN_BYTES > 0
+    monkeypatch.setattr(rt_wino, "STREAM_MIN_BYTES", 0)
     calls = _spy_on_wino(f.module, monkeypatch)
     itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(offset + itemsize)

@@ -105,7 +105,7 @@ def _layers() -> list[Entry]:
         Entry(
             "conv_transpose3d_k4_s2_p1", "ConvTranspose3d(kernel_size=4, stride=2, padding=1)",
             lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=1, out_channels=2), ((1, 1, 1), (2, 1, 2)),
-            variants=(  # 16 input channels per group: the Winograd path; 1 → 1: the stencil path
+            variants=(  # 16 input channels per group: the Winograd path; 1 → 1: the one-channel pass
                 (lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4), ((1, 1, 1), (2, 1, 2))),
                 (lambda: ConvTranspose((4, 4, 4), 2, 1), ((1, 1, 1), (2, 3, 2))),
             ),

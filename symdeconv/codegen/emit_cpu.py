@@ -8,14 +8,11 @@ zero.  Two plan kinds, two specialised emitters, one generator:
   :mod:`symdeconv.codegen.emit_cpu_chain` — interior blocks with all phases fused and no bounds tests
   on non-negative constant-stride slice views, border blocks with per-tap bounds flags;
 - grouped plans (deep-learning layers: channels and groups at run time) →
-  :mod:`symdeconv.codegen.emit_cpu_layers` — zero-padded flattened phase planes in a reusable scratch
-  buffer, output-channel blocking chosen from the plan's taps per phase, fused multiply-add rows;
-  groups with one input and one output channel (1 → 1, depthwise) take the *stencil* path of
-  :mod:`symdeconv.codegen.emit_cpu_stencil` instead (chosen at run time): ``x`` read in place,
-  interior / border blocks as in the chain kernels, no padding copy; 3-D layers whose phases have two
-  consecutive taps along each leading dimension (k4 s2, k6 s3 transposed convolutions, …) also get the
-  Winograd F(3, 2) path of :mod:`symdeconv.codegen.emit_cpu_wino` (taken at run time from 16 input
-  channels per group): 16 products instead of 36 per nine outputs of a phase's leading window.
+  :mod:`symdeconv.codegen.emit_cpu_layers` — the plan as a ``LayerPlan`` literal and a driver over the
+  once-compiled runtime (:mod:`symdeconv.codegen.rt_layers`: the GEMM-like kernel;
+  :mod:`symdeconv.codegen.rt_wino`: the Winograd F(3, 2) path of 3-D layers with paired taps); 1-D and
+  2-D groups with one input and one output channel (1 → 1, depthwise) take the emitted *stencil* of
+  :mod:`symdeconv.codegen.emit_cpu_stencil` (chosen at run time): ``x`` read in place, no padding copy.
 """
 
 from __future__ import annotations

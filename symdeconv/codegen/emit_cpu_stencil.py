@@ -65,9 +65,16 @@ STENCIL_TARGET = 16384
 
 
 
+#: most dimensions for which the module carries a stencil: in 1-D and 2-D the benchmarks show it paying
+#: (1 -> 1 and depthwise layers, ``benchmarks/README.md``); a 3-D stencil's unrolled rows were ~500 lines
+#: of the module and slow to compile, and 3-D layers with one channel per group take the runtime's
+#: one-channel pass instead
+STENCIL_MAX_NDIM = 2
+
+
 def has_stencil(plan: KernelPlan) -> bool:
     """Does the layer module of ``plan`` carry a stencil path (for one channel per group)?"""
-    return plan.kind == "grouped" and plan.n_taps <= STENCIL_MAX_TAPS
+    return plan.kind == "grouped" and plan.n_taps <= STENCIL_MAX_TAPS and plan.ndim <= STENCIL_MAX_NDIM
 
 
 def _ceil_div_neg(expr: str, k: int) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .machine import CO_BLOCK, Machine, host_machine
 
-__all__ = ["Phase", "LayerPlan", "Strategy", "choose_strategy", "STENCIL_MAX_TAPS", "WINO_MIN_CIN", "PATHS"]
+__all__ = ["Phase", "LayerPlan", "WinoTables", "Strategy", "choose_strategy", "STENCIL_MAX_TAPS", "WINO_MIN_CIN", "PATHS"]
 
 Index = tuple[int, ...]
 
@@ -163,6 +163,44 @@ class LayerPlan:
             length.append(jhi[d] - jlo[d] + self.e_span[d])
         return jlo, jhi, length
 
+    def wino_tables(self) -> "WinoTables | None":
+        """The tables of the Winograd F(3, 2) path (:mod:`symdeconv.codegen.rt_wino`), or ``None`` when the
+        plan lacks its structure: three dimensions, no input phases, and in every phase two taps at
+        consecutive block shifts along each leading dimension, every combination of them with one set of
+        last-dimension taps (the same number in every phase)."""
+        if "wino" not in self._tables:
+            self._tables["wino"] = self._wino_tables()
+        return self._tables["wino"]
+
+    def _wino_tables(self) -> "WinoTables | None":
+        if self.ndim != 3 or any(q != 1 for q in self.Q) or not all(ph.offsets for ph in self.phases):
+            return None
+        phase_taps, _, shift = self.tables()
+        shift0: list[dict[int, int]] = [{}, {}]
+        slots, xshift, nx = [], [], None
+        for k, ph in enumerate(self.phases):
+            mine = {s: tuple(int(v) for v in shift[s]) for s in range(phase_taps[k], phase_taps[k + 1])}
+            first = []
+            for d in range(2):
+                values = sorted({sh[d] for sh in mine.values()})
+                if len(values) != 2 or values[1] != values[0] + 1:
+                    return None
+                if shift0[d].setdefault(ph.phase[d], values[0]) != values[0]:
+                    return None
+                first.append(values[0])
+            xs = sorted({sh[2] for sh in mine.values()})
+            nx = len(xs) if nx is None else nx
+            if len(xs) != nx or len(mine) != 4 * nx:
+                return None
+            table = {(sh[0] - first[0], sh[1] - first[1], sh[2]): s for s, sh in mine.items()}
+            if len(table) != len(mine):  # distinct keys, as many as combinations: every combination present
+                return None
+            slots.append([[table[(a0, a1, v)] for v in xs] for a0 in (0, 1) for a1 in (0, 1)])
+            xshift.append(xs)
+        return WinoTables(
+            shift=tuple(tuple(shift0[d][p] for p in range(self.P[d])) for d in range(2)),
+            slots=np.array(slots, dtype=np.int64), xshift=np.array(xshift, dtype=np.int64), nx=nx)
+
     @classmethod
     def from_kernel_plan(cls, plan, paths: tuple[str, ...] = ("gemm",)) -> "LayerPlan":
         """The typed plan of a grouped :class:`symdeconv.codegen.plan.KernelPlan` (slots in order)."""
@@ -175,6 +213,19 @@ class LayerPlan:
                 s += 1
             phases.append(Phase(tuple(ph.phase), tuple(tuple(off) for _, off in ph.slots)))
         return cls(tuple(plan.P), tuple(plan.Q), tuple(phases), tuple(paths))
+
+
+@dataclass(frozen=True, eq=False)
+class WinoTables:
+    """What the Winograd path reads of a plan: ``shift[d][p]``, the block shift of the first tap of phase
+    component ``p`` along leading dimension ``d``; ``slots[k, a, t]``, the weight slot of leading tap
+    combination ``a`` (C order over (0, 1)²) and last-dimension tap ``t`` of phase ``k``; ``xshift[k, t]``,
+    that tap's block shift along the last dimension; ``nx``, the last-dimension taps of a phase."""
+
+    shift: tuple[Index, Index]
+    slots: np.ndarray
+    xshift: np.ndarray
+    nx: int
 
 
 @dataclass(frozen=True)
