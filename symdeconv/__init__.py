@@ -28,6 +28,7 @@ from .algebra import shapes
 from .algebra.convert import Conversion, WeightTransform, convert
 from .algebra.layers import Conv, ConvTranspose, Layer, output_padding_for
 from .codegen import compile, emit  # noqa: A004 - sd.compile is the public name; Numba loads lazily
+from . import signal  # scipy.signal.upfirdn / resample_poly on generated kernels (sd.upfirdn is the operator)
 from .errors import SymdeconvError
 
 __version__ = "0.1.0"
@@ -39,5 +40,5 @@ __all__ = [
     "canonical", "NormalForm", "equivalent", "Equivalence", "Counterexample", "matrices_agree",
     "identities", "Identity", "Proof", "bilinear_kernel", "checkerboard", "CheckerboardReport", "testing",
     "Conv", "ConvTranspose", "Layer", "output_padding_for", "shapes", "convert", "Conversion", "WeightTransform",
-    "emit", "compile",
+    "emit", "compile", "signal",
 ]

@@ -53,9 +53,14 @@ def xcorr(w: Any) -> Operator:
 
 
 def upfirdn(h: Any, up_factor: int = 1, down_factor: int = 1) -> Operator:
-    """``↓M (h ∗ (↑L x))``, the rational resampler of ``scipy.signal.upfirdn(h, x, up, down)``.
+    """``↓M (h ∗ (↑L x))``, the rational resampler of ``scipy.signal.upfirdn(h, x, up, down)``, as an operator.
 
-    scipy returns the first ``((n − 1) L + K − 1) // M + 1`` samples of the full output window.
+    This is the symbolic operator (taps may be SymPy symbols; normal forms, identities, exact matrices).
+    Its natural output window for ``n`` input samples is ``[0, ⌈(n L + K − 1) / M⌉)``: the window of
+    ``↑L`` ends with the ``L − 1`` zeros inserted after the last sample.  scipy returns the first
+    ``((n − 1) L + K − 1) // M + 1`` of those samples; the rest (at most ``⌈(L − 1) / M⌉``) are zero.
+    To compute numbers with SciPy's signature and output length, use :func:`symdeconv.signal.upfirdn`
+    (``sd.signal.upfirdn(h, x, up, down)``), which runs this operator's generated kernel.
     """
     with context("sd.upfirdn"):
         L = as_positive_int(up_factor, "up")
