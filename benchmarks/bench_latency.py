@@ -35,15 +35,18 @@ sys.path.insert(0, str(ROOT))
 
 # (label, constructor source): layers not in generated/ — a user's own configurations
 NEW_LAYERS = [
-    ("ConvTranspose2d k3 s2 p1 op1, 8→8", "sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=8, out_channels=8)",
-     (1, 8, 16, 16)),
-    ("ConvTranspose1d k5 s3 p2 groups 2, 2→6", "sd.ConvTranspose(5, 3, 2, groups=2, in_channels=2, out_channels=6)",
-     (1, 2, 64)),
-    ("Conv2d k3 s2 p1, 16→8", "sd.Conv((3, 3), 2, 1, in_channels=16, out_channels=8)", (1, 16, 16, 16)),
-    ("ConvTranspose3d k2 s2, 4→4", "sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=4, out_channels=4)", (1, 4, 6, 6, 6)),
+    ("ConvTranspose2d k3 s2 p1 op1, 8→8",
+     "sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=8, out_channels=8)", (1, 8, 16, 16)),
+    ("ConvTranspose1d k5 s3 p2 groups 2, 2→6",
+     "sd.ConvTranspose(5, stride=3, padding=2, groups=2, in_channels=2, out_channels=6)", (1, 2, 64)),
+    ("Conv2d k3 s2 p1, 16→8", "sd.Conv((3, 3), stride=2, padding=1, in_channels=16, out_channels=8)",
+     (1, 16, 16, 16)),
+    ("ConvTranspose3d k2 s2, 4→4", "sd.ConvTranspose((2, 2, 2), stride=2, padding=0, in_channels=4, out_channels=4)",
+     (1, 4, 6, 6, 6)),
 ]
 # built first in the "new layer" measurement, so that the shared runtime is in the caches
-PRIMER = ("ConvTranspose1d k4 s2 p1, 8→8", "sd.ConvTranspose(4, 2, 1, in_channels=8, out_channels=8)", (1, 8, 64))
+PRIMER = ("ConvTranspose1d k4 s2 p1, 8→8", "sd.ConvTranspose(4, stride=2, padding=1, in_channels=8, out_channels=8)",
+          (1, 8, 64))
 
 _CHILD = r"""
 import sys, time, json
@@ -110,18 +113,20 @@ def _median_us(fn, repeats: int) -> float:
 
 
 SMALL = [  # (label, layer, torch call, input shape)
-    ("ConvTranspose1d k4 s2 p1 8→8, 64", lambda sd: sd.ConvTranspose(4, 2, 1, in_channels=8, out_channels=8),
+    ("ConvTranspose1d k4 s2 p1 8→8, 64",
+     lambda sd: sd.ConvTranspose(4, stride=2, padding=1, in_channels=8, out_channels=8),
      lambda F, x, w: F.conv_transpose1d(x, w, stride=2, padding=1), (1, 8, 64)),
     ("ConvTranspose2d k4 s2 p1 64→32, 8×8",
-     lambda sd: sd.ConvTranspose((4, 4), 2, 1, in_channels=64, out_channels=32),
+     lambda sd: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=64, out_channels=32),
      lambda F, x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (1, 64, 8, 8)),
     ("ConvTranspose2d k4 s2 p1 64→32, 16×16",
-     lambda sd: sd.ConvTranspose((4, 4), 2, 1, in_channels=64, out_channels=32),
+     lambda sd: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=64, out_channels=32),
      lambda F, x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (1, 64, 16, 16)),
-    ("Conv2d k3 s2 p1 16→16, 16×16", lambda sd: sd.Conv((3, 3), 2, 1, in_channels=16, out_channels=16),
+    ("Conv2d k3 s2 p1 16→16, 16×16",
+     lambda sd: sd.Conv((3, 3), stride=2, padding=1, in_channels=16, out_channels=16),
      lambda F, x, w: F.conv2d(x, w, stride=2, padding=1), (1, 16, 16, 16)),
     ("ConvTranspose2d k4 s2 p1 depthwise 32, 16×16",
-     lambda sd: sd.ConvTranspose((4, 4), 2, 1, in_channels=32, out_channels=32, groups=32),
+     lambda sd: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=32, out_channels=32, groups=32),
      lambda F, x, w: F.conv_transpose2d(x, w, stride=2, padding=1, groups=32), (1, 32, 16, 16)),
 ]
 

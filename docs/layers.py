@@ -51,10 +51,10 @@ def show_form(title: str, layer) -> None:
 #
 # | layer | where it is used |
 # |---|---|
-# | `ConvTranspose(4, 2, 1)` | DCGAN / pix2pix generators: exact ×2 |
-# | `ConvTranspose(3, 2, 1, output_padding=1)` | ResNet-style decoders: exact ×2 with an odd kernel |
-# | `ConvTranspose(2, 2, 0)` | U-Net up-convolutions |
-# | `ConvTranspose(4, 2, 1)` with the FCN bilinear weights | FCN's learnable bilinear ×2 (Long, Shelhamer & Darrell 2015) |
+# | `ConvTranspose(4, stride=2, padding=1)` | DCGAN / pix2pix generators: exact ×2 |
+# | `ConvTranspose(3, stride=2, padding=1, output_padding=1)` | ResNet-style decoders: exact ×2 with an odd kernel |
+# | `ConvTranspose(2, stride=2, padding=0)` | U-Net up-convolutions |
+# | `ConvTranspose(4, stride=2, padding=1)` with the FCN bilinear weights | FCN's learnable bilinear ×2 (Long, Shelhamer & Darrell 2015) |
 #
 # The normal form is derived by the algebra from the layer's operator: output phase $p$ of block $m$ reads
 # the listed inputs with the listed weights — one weight symbol per tap, taken from the layer's own weight
@@ -62,9 +62,9 @@ def show_form(title: str, layer) -> None:
 
 # %%
 common = {
-    "ConvTranspose 4/2/1": sd.ConvTranspose(4, 2, 1),
-    "ConvTranspose 3/2/1, output_padding 1": sd.ConvTranspose(3, 2, 1, output_padding=1),
-    "ConvTranspose 2/2/0": sd.ConvTranspose(2, 2, 0),
+    "ConvTranspose 4/2/1": sd.ConvTranspose(4, stride=2, padding=1),
+    "ConvTranspose 3/2/1, output_padding 1": sd.ConvTranspose(3, stride=2, padding=1, output_padding=1),
+    "ConvTranspose 2/2/0": sd.ConvTranspose(2, stride=2, padding=0),
 }
 for title, layer in common.items():
     show_form(title, layer)
@@ -85,7 +85,7 @@ assert sd.canonical(common["ConvTranspose 2/2/0"]).phase_taps(1) == {0: w2[1]}
 # 3/2/1 with and without it have one normal form and differ only in their windows:
 
 # %%
-a, b = sd.ConvTranspose(3, 2, 1, output_padding=1), sd.ConvTranspose(3, 2, 1)
+a, b = sd.ConvTranspose(3, stride=2, padding=1, output_padding=1), sd.ConvTranspose(3, stride=2, padding=1)
 assert sd.equivalent(a, b)
 print("windows for an input of 4:", a.window(4), "vs", b.window(4))
 assert a.window(4) == ((0, 8),) and b.window(4) == ((0, 7),)
@@ -101,12 +101,12 @@ assert a.window(4) == ((0, 8),) and b.window(4) == ((0, 7),)
 
 # %%
 bilinear = sd.bilinear_kernel(4)
-fcn = sd.ConvTranspose(4, 2, 1)
+fcn = sd.ConvTranspose(4, stride=2, padding=1)
 fcn_op = fcn.operator_with([[bilinear]])
 print(sd.canonical(fcn_op))
 assert sd.equivalent(fcn_op, sd.linear_interp(2))
 
-fcn2 = sd.ConvTranspose(4, 2, 1, ndim=2)
+fcn2 = sd.ConvTranspose(4, stride=2, padding=1, ndim=2)
 w2d = np.array([[[[bi * bj for bj in bilinear] for bi in bilinear]]], dtype=object)
 m2 = fcn2.matrix((3, 3), weight=w2d)
 m1 = fcn.matrix(3, weight=[[bilinear]])
@@ -147,17 +147,17 @@ assert sp.expand(g0 - (w4[1] + w4[3])) == 0 and sp.expand(g1 - (w4[0] + w4[2])) 
 #
 # A stride-$s$ convolution maps $s$ input sizes to the same output size; its transpose needs
 # `output_padding` $a = (i + 2p - d(k-1) - 1) \bmod s$ to return to the right one (Dumoulin & Visin,
-# relationship 14). Because the padding lives in the operator, `Conv(k, s, p).operator.T` *is*
-# `ConvTranspose(k, s, p).operator` — the same weight array, the same symbols — and on finite signals the
-# matrices are transposes once `sd.output_padding_for` has solved the ambiguity.
+# relationship 14). Because the padding lives in the operator, `Conv(k, stride=s, padding=p).operator.T`
+# *is* `ConvTranspose(k, stride=s, padding=p).operator` — the same weight array, the same symbols — and on finite
+# signals the matrices are transposes once `sd.output_padding_for` has solved the ambiguity.
 
 # %%
-conv = sd.Conv(3, 2, 1)
-assert sd.equivalent(conv.operator.T, sd.ConvTranspose(3, 2, 1).operator)
+conv = sd.Conv(3, stride=2, padding=1)
+assert sd.equivalent(conv.operator.T, sd.ConvTranspose(3, stride=2, padding=1).operator)
 for i in (5, 6):
     o = conv.output_shape(i)
     a = sd.output_padding_for(conv, i)
-    t = sd.ConvTranspose(3, 2, 1, output_padding=a)
+    t = sd.ConvTranspose(3, stride=2, padding=1, output_padding=a)
     print(f"i = {i}: conv gives {o}, transpose with output_padding={a} gives {t.output_shape(o)}")
     assert t.output_shape(o) == (i,) and conv.matrix(i).T == t.matrix(o)
     assert a == (sd.shapes.transpose_ambiguity(i, 3, 2, 1),)
@@ -171,7 +171,7 @@ conv.matrix(6)
 # by a pixel shuffle (Shi et al. 2016). The equivalence is proved on normal forms.
 
 # %%
-layer = sd.ConvTranspose(4, 2, 1, ndim=2)
+layer = sd.ConvTranspose(4, stride=2, padding=1, ndim=2)
 w = layer.weight_symbols()[0, 0]
 sub = {0: {1: 1, 2: 3}, 1: {0: 0, 1: 2}}  # phase -> {index in the 3-tap window: index in the 4-tap kernel}
 phases = np.zeros((4, 1, 3, 3), dtype=object)
@@ -198,8 +198,8 @@ print(sd.canonical(layer))
 rows = []
 rng = np.random.default_rng(0)
 for title, layer1 in list(common.items()) + [("FCN bilinear ×2 (4/2/1 + bilinear weights)", fcn)]:
-    layer2 = sd.ConvTranspose(layer1.kernel_size * 2, layer1.stride * 2, layer1.padding * 2,
-                              layer1.output_padding * 2, ndim=2)
+    layer2 = sd.ConvTranspose(layer1.kernel_size * 2, stride=layer1.stride * 2, padding=layer1.padding * 2,
+                              output_padding=layer1.output_padding * 2, ndim=2)
     cells = [f"`{layer2.framework_call()}`"]
     for to in ("tf", "jax"):
         try:
@@ -223,14 +223,15 @@ display(Markdown("| layer | PyTorch | TensorFlow | JAX |\n|---|---|---|---|\n" +
 x = sp.Matrix([1, 2, 3, 4])
 ones = np.ones((3, 3, 1, 1), dtype=int)
 for out in ((4, 4), (3, 3)):
-    tf_layer = sd.ConvTranspose(3, 2, "SAME", convention="tf", output_shape=out)
+    tf_layer = sd.ConvTranspose(3, stride=2, padding="SAME", convention="tf", output_shape=out)
     y = (tf_layer.matrix((2, 2), weight=ones) * x).reshape(*out)
     print(f"output_shape {out}:", y.tolist())
     try:
         print("   PyTorch:", sd.convert(tf_layer, to="torch").layer.framework_call())
     except sd.SymdeconvError as err:
         print("   PyTorch: none —", str(err).split(": ", 2)[-1])
-assert (sd.ConvTranspose(3, 2, "SAME", convention="tf", output_shape=(4, 4)).matrix((2, 2), weight=ones) * x
+tf_4x4 = sd.ConvTranspose(3, stride=2, padding="SAME", convention="tf", output_shape=(4, 4))
+assert (tf_4x4.matrix((2, 2), weight=ones) * x
         ).reshape(4, 4).tolist() == [[1, 1, 3, 2], [1, 1, 3, 2], [4, 4, 10, 6], [3, 3, 7, 4]]
 
 # %% [markdown]
@@ -247,8 +248,8 @@ except ImportError:
     print("PyTorch not installed: skipped")
 if torch is not None:
     for title, layer1 in list(common.items()) + [("FCN bilinear ×2", fcn)]:
-        layer2 = sd.ConvTranspose(layer1.kernel_size * 2, layer1.stride * 2, layer1.padding * 2,
-                                  layer1.output_padding * 2, ndim=2)
+        layer2 = sd.ConvTranspose(layer1.kernel_size * 2, stride=layer1.stride * 2, padding=layer1.padding * 2,
+                                  output_padding=layer1.output_padding * 2, ndim=2)
         weight = (w2d.astype(float) if title.startswith("FCN") else
                   rng.integers(-3, 4, size=layer2.weight_shape).astype(float))
         xin = rng.integers(-3, 4, size=(1, 4, 4)).astype(float)
@@ -269,7 +270,7 @@ if torch is not None:
 # and give the layer's own numbers (its matrix).
 
 # %%
-upsampler = sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=1, out_channels=1)
+upsampler = sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=1, out_channels=1)
 w_up = rng.integers(-3, 4, size=upsampler.weight_shape).astype(np.float32)
 x_up = rng.integers(-3, 4, size=(1, 1, 3, 4)).astype(np.float32)
 M_up = np.array(upsampler.matrix((3, 4), weight=w_up).tolist(), dtype=np.float32)

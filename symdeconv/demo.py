@@ -61,10 +61,10 @@ def layers() -> None:
     """The common deep-learning upsampling layers: normal forms, checkerboard check, framework conversions."""
     _section("Deep-learning layers: polyphase normal forms (PyTorch conventions, 1-D)")
     common = [
-        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, 2, 1)),
-        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, 2, 1, output_padding=1)),
-        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, 2, 0)),
-        ("Conv 3/2/1 (its transpose is ConvTranspose 3/2/1)", sd.Conv(3, 2, 1)),
+        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, stride=2, padding=1)),
+        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, stride=2, padding=1, output_padding=1)),
+        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, stride=2, padding=0)),
+        ("Conv 3/2/1 (its transpose is ConvTranspose 3/2/1)", sd.Conv(3, stride=2, padding=1)),
     ]
     for title, layer in common:
         ones = sd.checkerboard(layer.operator_with([[[1] * layer.kernel_size[0]]])) if layer.transposed else None
@@ -74,17 +74,17 @@ def layers() -> None:
         if ones is not None:
             print(f"    all-ones weights: phase gains {ones.gains} -> "
                   f"{'constant output' if ones.constant_preserving else 'checkerboard'}")
-    fcn = sd.ConvTranspose(4, 2, 1).operator_with([[sd.bilinear_kernel(4)]])
+    fcn = sd.ConvTranspose(4, stride=2, padding=1).operator_with([[sd.bilinear_kernel(4)]])
     print("FCN bilinear x2 (4/2/1 with weights 1/4 3/4 3/4 1/4):")
     for line in str(sd.canonical(fcn)).splitlines():
         print("    " + line)
     print(f"    equals half-pixel linear interpolation: {bool(sd.equivalent(fcn, sd.linear_interp(2)))}")
     _section("Framework conversions (2-D layers)")
     for title, layer in [
-        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, 2, 1, ndim=2)),
-        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, 2, 1, output_padding=1, ndim=2)),
-        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, 2, 0, ndim=2)),
-        ("TF conv2d_transpose 3x3 SAME, output 4x4", sd.ConvTranspose(3, 2, "SAME", convention="tf",
+        ("ConvTranspose 4/2/1", sd.ConvTranspose(4, stride=2, padding=1, ndim=2)),
+        ("ConvTranspose 3/2/1, output_padding=1", sd.ConvTranspose(3, stride=2, padding=1, output_padding=1, ndim=2)),
+        ("ConvTranspose 2/2/0", sd.ConvTranspose(2, stride=2, padding=0, ndim=2)),
+        ("TF conv2d_transpose 3x3 SAME, output 4x4", sd.ConvTranspose(3, stride=2, padding="SAME", convention="tf",
                                                                       output_shape=(4, 4))),
     ]:
         print(f"{title}:  {layer.framework_call((4, 4) if layer.convention == 'torch' else (2, 2))}")

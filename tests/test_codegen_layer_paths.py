@@ -27,12 +27,13 @@ from symdeconv.codegen.rt_layers import ROW_TARGET  # noqa: E402
 @pytest.mark.parametrize(
     "layer",
     [
-        sd.ConvTranspose((4, 4), 2, 1, in_channels=4, out_channels=6, groups=2),
-        sd.ConvTranspose((3, 2), (2, 1), (1, 0), dilation=(1, 2), in_channels=3, out_channels=3, groups=3),
-        sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=3),
-        sd.Conv((3, 3), 2, "SAME", in_channels=2, out_channels=4, convention="tf").bind((5, 5)),
-        sd.Conv(3, 1, ((1, 1),), lhs_dilation=2, in_channels=2, out_channels=2, convention="jax"),
-        sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=2, out_channels=2),
+        sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=4, out_channels=6, groups=2),
+        sd.ConvTranspose((3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=3, out_channels=3,
+                         groups=3),
+        sd.Conv((3, 3), stride=2, padding=1, in_channels=2, out_channels=3),
+        sd.Conv((3, 3), stride=2, padding="SAME", in_channels=2, out_channels=4, convention="tf").bind((5, 5)),
+        sd.Conv(3, stride=1, padding=((1, 1),), lhs_dilation=2, in_channels=2, out_channels=2, convention="jax"),
+        sd.ConvTranspose((2, 2, 2), stride=2, padding=0, in_channels=2, out_channels=2),
     ],
     ids=["convT2d_groups", "convT2d_dilated_depthwise", "conv2d_s2", "tf_same", "jax_lhs_dilation", "convT3d"],
 )
@@ -67,14 +68,16 @@ def test_register_tile_is_sized_from_the_machine():
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
 PATHS = {
     "convT2d_k3_wide_and_rest": (  # phases with 1, 2, 2, 4 taps; 9 = 8 + 1 output channels
-        lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=1, out_channels=9), [(2, 3)]),
+        lambda: sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=1, out_channels=9),
+        [(2, 3)]),
     "conv2d_s2_planes_wide_and_rest": (  # Q = 2: four input planes; 5 = 4 + 1
-        lambda: sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=5), [(4, 5)]),
+        lambda: sd.Conv((3, 3), stride=2, padding=1, in_channels=2, out_channels=5), [(4, 5)]),
     "convT1d_groups_wide_and_rest": (  # 2 groups of 9 output channels
-        lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=18, groups=2), [(3,)]),
-    "convT3d_wide": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=1, out_channels=8), [(2, 1, 2)]),
+        lambda: sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=18, groups=2), [(3,)]),
+    "convT3d_wide": (lambda: sd.ConvTranspose((2, 2, 2), stride=2, padding=0, in_channels=1, out_channels=8),
+                     [(2, 1, 2)]),
     "convT2d_s3_k2_phases_without_taps": (  # stride > kernel: 5 of the 9 phases are bias only; 5 = 4 + 1
-        lambda: sd.ConvTranspose((2, 2), 3, 0, in_channels=2, out_channels=5), [(3, 4)]),
+        lambda: sd.ConvTranspose((2, 2), stride=3, padding=0, in_channels=2, out_channels=5), [(3, 4)]),
 }
 
 
@@ -113,7 +116,7 @@ def test_blocking_paths_against_torch_random_configs(seed):
 
 
 def test_out_argument_for_layers_and_chains():
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=3)
     f = sd.compile(layer, "cpu")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 2, 3, 4))
@@ -148,7 +151,7 @@ def test_out_argument_for_layers_and_chains():
 
 
 def test_channels_last_out():
-    layer = sd.ConvTranspose((3, 3), 2, "SAME", in_channels=1, out_channels=2, convention="tf")
+    layer = sd.ConvTranspose((3, 3), stride=2, padding="SAME", in_channels=1, out_channels=2, convention="tf")
     f = sd.compile(layer, "cpu")
     x = np.random.default_rng(3).standard_normal((1, 3, 4, 1))
     w = np.random.default_rng(4).standard_normal(layer.weight_shape)
@@ -162,7 +165,7 @@ def test_repeated_calls_check_the_arrays_of_every_call():
     """A call with the shapes of an earlier one reuses its cached recipe (shapes, window, kernel), but the
     arrays themselves are checked again: contiguity, the output's overlap with the inputs; and calls that
     alternate between input shapes, layouts and batching each get their own result."""
-    layer = sd.Conv((3, 3), 2, "VALID", in_channels=2, out_channels=3, convention="tf")  # channels-last
+    layer = sd.Conv((3, 3), stride=2, padding="VALID", in_channels=2, out_channels=3, convention="tf")  # channels-last
     f = sd.compile(layer, "cpu")
     rng = np.random.default_rng(7)
     w = rng.standard_normal(layer.weight_shape)
@@ -205,7 +208,7 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale():
         M = np.array(layer.matrix(x.shape[2:], weight=w).tolist(), dtype=float)
         return (x.reshape(len(x), -1) @ M.T).reshape((len(x), int(layer.out_channels), -1))
 
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2)  # the stencil path
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2, groups=2)  # the stencil path
     f = sd.compile(layer, "cpu")
     x = rng.standard_normal((1, 2, 3, 4))
     w = rng.standard_normal(layer.weight_shape)
@@ -218,7 +221,7 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale():
     for weight in (w2, w, w2):
         np.testing.assert_allclose(f(x, weight).reshape(1, 2, -1), oracle(layer, x, weight), atol=1e-12)
     # TF "SAME" with a stride: one binding per input size; sizes 4 and 5 pad differently
-    same = sd.ConvTranspose(3, 2, "SAME", in_channels=1, out_channels=1, convention="tf")
+    same = sd.ConvTranspose(3, stride=2, padding="SAME", in_channels=1, out_channels=1, convention="tf")
     g = sd.compile(same, "cpu")
     ws = rng.standard_normal(same.weight_shape)
     for n in (4, 5, 4, 5):
@@ -226,7 +229,7 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale():
         expected = oracle(same, np.moveaxis(xs, -1, 1), ws)
         np.testing.assert_allclose(np.moveaxis(g(xs, ws), -1, 1).reshape(expected.shape), expected, atol=1e-12)
     # a weight above the threshold is gathered every call
-    big = sd.ConvTranspose((4, 4), 2, 1, in_channels=64, out_channels=72)
+    big = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=64, out_channels=72)
     wb = rng.standard_normal(big.weight_shape)
     assert wb.size > WEIGHT_MEMO_MAX
     h = sd.compile(big, "cpu")
@@ -266,13 +269,15 @@ def _planes(x, Q, a, L):
 # (layer, input spatial shape): 1-D to 3-D, input phases (Q = 2, de-interleaved rows), the first input position
 # outside x (padding), odd sizes
 FILL_CASES = {
-    "conv1d_s2": (sd.Conv(3, 2, 1, in_channels=3, out_channels=4), (37,)),
-    "convT1d": (sd.ConvTranspose(4, 2, 1, in_channels=3, out_channels=4), (29,)),
-    "conv2d_s2": (sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=4), (9, 13)),
-    "convT2d_op": (sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=4), (7, 6)),
-    "conv2d_s3_dilated": (sd.Conv((2, 3), (3, 2), (0, 2), dilation=(2, 1), in_channels=2, out_channels=4), (11, 8)),
-    "conv3d_s2": (sd.Conv((3, 3, 3), 2, 1, in_channels=2, out_channels=4), (5, 4, 7)),
-    "convT3d": (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=4), (3, 5, 4)),
+    "conv1d_s2": (sd.Conv(3, stride=2, padding=1, in_channels=3, out_channels=4), (37,)),
+    "convT1d": (sd.ConvTranspose(4, stride=2, padding=1, in_channels=3, out_channels=4), (29,)),
+    "conv2d_s2": (sd.Conv((3, 3), stride=2, padding=1, in_channels=3, out_channels=4), (9, 13)),
+    "convT2d_op": (sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=4),
+                   (7, 6)),
+    "conv2d_s3_dilated": (
+        sd.Conv((2, 3), stride=(3, 2), padding=(0, 2), dilation=(2, 1), in_channels=2, out_channels=4), (11, 8)),
+    "conv3d_s2": (sd.Conv((3, 3, 3), stride=2, padding=1, in_channels=2, out_channels=4), (5, 4, 7)),
+    "convT3d": (sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=2, out_channels=4), (3, 5, 4)),
 }
 
 
@@ -313,13 +318,17 @@ def test_fill_copies_the_band_of_a_block(name):
 # multiples of VEC, wide blocks and remainders, 1-D/2-D/3-D
 ROW_BLOCK_CASES = {
     "convT1d_9to17": (
-        "conv_transpose1d", lambda: sd.ConvTranspose(4, 2, 1, in_channels=9, out_channels=17), (2500,), np.float64),
+        "conv_transpose1d", lambda: sd.ConvTranspose(4, stride=2, padding=1, in_channels=9, out_channels=17),
+        (2500,), np.float64),
     "convT2d_8to9_groups": (
-        "conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=18, groups=2), (50, 47),
+        "conv_transpose2d",
+        lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=8, out_channels=18, groups=2), (50, 47),
         np.float32),
-    "convT3d_3to8": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=8),
+    "convT3d_3to8": ("conv_transpose3d",
+                     lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=3, out_channels=8),
                      (13, 11, 20), np.float32),
-    "conv2d_s2_5to9": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=5, out_channels=9), (141, 66), np.float32),
+    "conv2d_s2_5to9": ("conv2d", lambda: sd.Conv((3, 3), stride=2, padding=1, in_channels=5, out_channels=9),
+                       (141, 66), np.float32),
 }
 
 
@@ -378,23 +387,33 @@ def _tile_modes(layer, shape, tile=None) -> set[str]:
 # moved back), of 32, 45, 70 and 33 (flat); rows and columns without outputs of a phase (the union of the
 # phases' ranges); 4 + 1 output channels (wide pass and remainder); 8 and 9 taps (two and three tap groups)
 TILE_MODE_CASES = {
-    "convT3d_rows_of_32": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=3, out_channels=5),
+    "convT3d_rows_of_32": ("conv_transpose3d",
+                           lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=3, out_channels=5),
                            (3, 4, 32)),
-    "convT3d_rows_of_45": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+    "convT3d_rows_of_45": ("conv_transpose3d",
+                           lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=2, out_channels=5),
                            (2, 3, 45)),
-    "convT3d_rows_of_64": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+    "convT3d_rows_of_64": ("conv_transpose3d",
+                           lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=2, out_channels=5),
                            (2, 3, 64)),
-    "convT3d_rows_of_127": ("conv_transpose3d", lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=2, out_channels=5),
+    "convT3d_rows_of_127": ("conv_transpose3d",
+                            lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=2, out_channels=5),
                             (2, 2, 127)),
-    "convT2d_rows_of_64": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=3, out_channels=5),
+    "convT2d_rows_of_64": ("conv_transpose2d",
+                           lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=3, out_channels=5),
                            (9, 64)),
-    "convT2d_rows_of_70": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
+    "convT2d_rows_of_70": ("conv_transpose2d",
+                           lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=5),
                            (7, 70)),
-    "convT2d_rows_of_127": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=5),
+    "convT2d_rows_of_127": ("conv_transpose2d",
+                            lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=5),
                             (5, 127)),
-    "conv2d_s2_rows_of_33": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (12, 66)),
-    "conv2d_s2_rows_of_64": ("conv2d", lambda: sd.Conv((3, 3), 2, 1, in_channels=3, out_channels=5), (6, 128)),
-    "convT2d_rows_of_6": ("conv_transpose2d", lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=3, out_channels=5),
+    "conv2d_s2_rows_of_33": ("conv2d", lambda: sd.Conv((3, 3), stride=2, padding=1, in_channels=3, out_channels=5),
+                             (12, 66)),
+    "conv2d_s2_rows_of_64": ("conv2d", lambda: sd.Conv((3, 3), stride=2, padding=1, in_channels=3, out_channels=5),
+                             (6, 128)),
+    "convT2d_rows_of_6": ("conv_transpose2d",
+                          lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=3, out_channels=5),
                           (40, 6)),
 }
 
@@ -432,7 +451,7 @@ def test_tile_modes_random_3d_against_torch():
     modes = set()
     for _ in range(5):
         cin, cout = int(rng.integers(1, 5)), int(rng.choice([4, 5, 9]))
-        layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=cout)
+        layer = sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=cin, out_channels=cout)
         # rows of TILE = 64 outputs per phase, a little fewer or more, or 127/128 (two tiles, the last moved back)
         shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.choice([32, 63, 64, 65, 127, 128])))
         modes |= _tile_modes(layer, shape)

@@ -17,19 +17,30 @@ from symdeconv.verify.check import check_layer
 pytest.importorskip("numba")
 
 LAYERS = {
-    "convT1d_k4_s2_p1_groups": (lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=4, groups=2), [(1,), (4,)]),
-    "convT1d_k3_s3_op2_d1": (lambda: sd.ConvTranspose(3, 3, 1, output_padding=2, in_channels=1, out_channels=2), [(3,)]),
-    "convT2d_k3_s2_p1_op1": (lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1), [(2, 3)]),
-    "convT2d_dilated": (lambda: sd.ConvTranspose((2, 3), (1, 2), (0, 1), dilation=(2, 1), in_channels=1, out_channels=2), [(3, 2)]),
-    "conv1d_strided_dilated": (lambda: sd.Conv(3, 2, 2, dilation=2, in_channels=3, out_channels=3, groups=3), [(7,)]),
-    "conv2d_anisotropic": (lambda: sd.Conv((2, 3), (1, 2), ((0, 1), (2, 0)), in_channels=2, out_channels=2), [(3, 4)]),
-    "conv3d_k2_s2": (lambda: sd.Conv((2, 2, 2), 2, 0, in_channels=1, out_channels=2), [(3, 2, 4)]),
+    "convT1d_k4_s2_p1_groups": (
+        lambda: sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=4, groups=2), [(1,), (4,)]),
+    "convT1d_k3_s3_op2_d1": (
+        lambda: sd.ConvTranspose(3, stride=3, padding=1, output_padding=2, in_channels=1, out_channels=2), [(3,)]),
+    "convT2d_k3_s2_p1_op1": (
+        lambda: sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=1),
+        [(2, 3)]),
+    "convT2d_dilated": (
+        lambda: sd.ConvTranspose((2, 3), stride=(1, 2), padding=(0, 1), dilation=(2, 1), in_channels=1, out_channels=2),
+        [(3, 2)]),
+    "conv1d_strided_dilated": (
+        lambda: sd.Conv(3, stride=2, padding=2, dilation=2, in_channels=3, out_channels=3, groups=3), [(7,)]),
+    "conv2d_anisotropic": (
+        lambda: sd.Conv((2, 3), stride=(1, 2), padding=((0, 1), (2, 0)), in_channels=2, out_channels=2), [(3, 4)]),
+    "conv3d_k2_s2": (lambda: sd.Conv((2, 2, 2), stride=2, padding=0, in_channels=1, out_channels=2), [(3, 2, 4)]),
     "tf_conv2d_same_stride_channels_last": (
-        lambda: sd.Conv((3, 3), 2, "SAME", in_channels=2, out_channels=2, convention="tf"), [(4, 5), (5, 5)]),
+        lambda: sd.Conv((3, 3), stride=2, padding="SAME", in_channels=2, out_channels=2, convention="tf"),
+        [(4, 5), (5, 5)]),
     "tf_convT2d_same_channels_last": (
-        lambda: sd.ConvTranspose((3, 3), 2, "SAME", in_channels=1, out_channels=2, convention="tf"), [(2, 3)]),
+        lambda: sd.ConvTranspose((3, 3), stride=2, padding="SAME", in_channels=1, out_channels=2, convention="tf"),
+        [(2, 3)]),
     "jax_conv1d_lhs_dilation": (
-        lambda: sd.Conv(3, 1, ((1, 1),), lhs_dilation=2, in_channels=1, out_channels=1, convention="jax"), [(4,)]),
+        lambda: sd.Conv(3, stride=1, padding=((1, 1),), lhs_dilation=2, in_channels=1, out_channels=1, convention="jax"),
+        [(4,)]),
 }
 
 
@@ -57,16 +68,16 @@ def test_layer_kernel_in_cuda_simulator(name):
 
 def test_kernels_specialise_on_structure_only():
     """Channels, groups and output_padding are runtime data: one kernel file for all of them."""
-    a = LayerBinding(sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=4, groups=2))
-    b = LayerBinding(sd.ConvTranspose((4, 4), 2, 1, output_padding=1, in_channels=3, out_channels=1))
-    c = LayerBinding(sd.ConvTranspose((4, 4), 2, 0, in_channels=1, out_channels=1))
+    a = LayerBinding(sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=4, groups=2))
+    b = LayerBinding(sd.ConvTranspose((4, 4), stride=2, padding=1, output_padding=1, in_channels=3, out_channels=1))
+    c = LayerBinding(sd.ConvTranspose((4, 4), stride=2, padding=0, in_channels=1, out_channels=1))
     assert a.plan.key("cpu") == b.plan.key("cpu") != c.plan.key("cpu")
     assert a.plan.n_slots == 16 and len(a.plan.phases) == 4  # 4 taps per phase, none by an inserted zero
     assert all(len(ph.slots) == 4 for ph in a.plan.phases)
 
 
 def test_unbatched_input_and_bias():
-    layer = sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=3)
+    layer = sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=3)
     f = sd.compile(layer, "cpu")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5))
@@ -80,19 +91,20 @@ def test_unbatched_input_and_bias():
 def test_emitted_layer_module_holds_its_normal_form_as_data():
     """The module's PLAN lists, per output phase, exactly the tap offsets of the layer's normal form
     (read from the normal form itself, not from the emitter); channels and groups are runtime values."""
-    layer = sd.ConvTranspose((4, 4), 2, 1)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1)
     f = sd.compile(layer, "cpu")
     assert "DO NOT EDIT" in f.source and "rate 2/1, 2/1, period 2, 2" in f.source
     nf = sd.canonical(layer.operator)
     expected = {p: sorted(off for (_, off) in row) for (p, _), row in nf.taps.items()}
     got = {ph.phase: sorted(ph.offsets) for ph in f.module.PLAN.phases}
     assert got == expected and f.module.PLAN.n_slots == f.module.N_SLOTS == 16
-    assert f.source == sd.emit(sd.ConvTranspose((4, 4), 2, 1, in_channels=8, out_channels=8, groups=4), "cpu")
+    assert f.source == sd.emit(sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=8, out_channels=8, groups=4),
+                               "cpu")
 
 
 @pytest.fixture(scope="module")
 def layer_f():
-    layer = sd.ConvTranspose((3, 3), 2, 1, in_channels=2, out_channels=4, groups=2)
+    layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=2, out_channels=4, groups=2)
     return layer, sd.compile(layer, "cpu")
 
 

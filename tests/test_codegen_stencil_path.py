@@ -31,7 +31,7 @@ def _refuse(*args, **kwargs):
 
 
 def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2, groups=2)
     f = sd.compile(layer, "cpu")
     assert "stencil" in f.module.PLAN.paths and has_stencil(f.plan)
     assert choose_strategy(f.module.PLAN, 1, 1).path == "stencil"
@@ -41,7 +41,7 @@ def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     monkeypatch.setattr(rt_layers, "run_layer", _refuse)  # the GEMM-like runtime kernel is not called
     np.testing.assert_array_equal(f(x, w), expected)
     monkeypatch.undo()
-    wide = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group
+    wide = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group
     g = sd.compile(wide, "cpu")
     assert g.module is f.module  # same plan, same module: the channel configuration picks the path
     monkeypatch.setattr(g.module, "stencil", _refuse)
@@ -51,16 +51,17 @@ def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
 # tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers
 # are those of TORCH_SPECS below (same plans and dtype: each kernel is compiled once for both tests).
 MATRIX_CASES = {
-    "convT1d_k4_s2_p1": (lambda: sd.ConvTranspose(4, 2, 1), [(1,), (6,)]),
+    "convT1d_k4_s2_p1": (lambda: sd.ConvTranspose(4, stride=2, padding=1), [(1,), (6,)]),
     "convT2d_k3_s3_p1_op2_d2_depthwise": (
-        lambda: sd.ConvTranspose((3, 3), 3, 1, output_padding=2, dilation=2, in_channels=2, out_channels=2,
-                                 groups=2), [(2, 3)]),
+        lambda: sd.ConvTranspose((3, 3), stride=3, padding=1, output_padding=2, dilation=2, in_channels=2,
+                                 out_channels=2, groups=2), [(2, 3)]),
     "conv2d_k3_s2_p1_depthwise_planes": (
-        lambda: sd.Conv((3, 3), 2, 1, in_channels=2, out_channels=2, groups=2), [(5, 4)]),
-    "conv1d_k3_s3_d2_p2": (lambda: sd.Conv(3, 3, 2, dilation=2), [(11,)]),
-    "conv2d_k3x2_s1": (lambda: sd.Conv((3, 2), 1, (1, 0)), [(4, 5)]),
+        lambda: sd.Conv((3, 3), stride=2, padding=1, in_channels=2, out_channels=2, groups=2), [(5, 4)]),
+    "conv1d_k3_s3_d2_p2": (lambda: sd.Conv(3, stride=3, padding=2, dilation=2), [(11,)]),
+    "conv2d_k3x2_s1": (lambda: sd.Conv((3, 2), stride=1, padding=(1, 0)), [(4, 5)]),
     "convT3d_k3_s2_p1_op1_depthwise": (
-        lambda: sd.ConvTranspose((3, 3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=2, groups=2),
+        lambda: sd.ConvTranspose((3, 3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=2,
+                                 groups=2),
         [(2, 2, 3)]),
 }
 
@@ -100,11 +101,11 @@ def test_stencil_against_torch_random_configs(spec):
     fn = _torch_layer(torch, ndim, transposed)
     for channels in (1, 3):  # 1 → 1 and depthwise
         if transposed:
-            layer = sd.ConvTranspose((k,) * ndim, s, p, output_padding=op, dilation=d, groups=channels,
+            layer = sd.ConvTranspose((k,) * ndim, stride=s, padding=p, output_padding=op, dilation=d, groups=channels,
                                      in_channels=channels, out_channels=channels)
             kw = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=channels)
         else:
-            layer = sd.Conv((k,) * ndim, s, p, dilation=d, groups=channels, in_channels=channels,
+            layer = sd.Conv((k,) * ndim, stride=s, padding=p, dilation=d, groups=channels, in_channels=channels,
                             out_channels=channels)
             kw = dict(stride=s, padding=p, dilation=d, groups=channels)
         high = {1: 300, 2: 60, 3: 12}[ndim]
@@ -125,12 +126,12 @@ def test_stencil_work_items_chunks_and_row_blocks():
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     rng = np.random.default_rng(7)
-    layer = sd.ConvTranspose(4, 2, 1)
+    layer = sd.ConvTranspose(4, stride=2, padding=1)
     x = rng.standard_normal((1, 1, 2 * STENCIL_CHUNK + 77))
     w = rng.standard_normal(layer.weight_shape)
     expected = F.conv_transpose1d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy()
     np.testing.assert_allclose(sd.compile(layer, "cpu")(x, w), expected, rtol=1e-12, atol=1e-12)
-    layer2 = sd.ConvTranspose((4, 4), 2, 1)
+    layer2 = sd.ConvTranspose((4, 4), stride=2, padding=1)
     rows = 3 * STENCIL_TARGET // (4 * 33) + 5  # rows of 33 blocks: more than two blocks of rows
     x2 = rng.standard_normal((1, 1, rows, 32)).astype(np.float32)
     w2 = rng.standard_normal(layer2.weight_shape).astype(np.float32)
@@ -141,7 +142,7 @@ def test_stencil_work_items_chunks_and_row_blocks():
 def test_too_many_taps_carry_no_stencil():
     """Above STENCIL_MAX_TAPS taps no stencil is emitted: a one-channel call takes the GEMM-like runtime
     kernel (its one-channel pass), checked against NumPy's correlation."""
-    many = sd.Conv(STENCIL_MAX_TAPS + 1, 1, 0)
+    many = sd.Conv(STENCIL_MAX_TAPS + 1, stride=1, padding=0)
     f = sd.compile(many, "cpu")
     assert f.module.PLAN.paths == ("gemm",) and "def stencil(" not in f.source
     assert choose_strategy(f.module.PLAN, 1, 1).path == "gemm"
@@ -150,5 +151,5 @@ def test_too_many_taps_carry_no_stencil():
     w = rng.standard_normal(many.weight_shape)
     expected = np.correlate(x[0, 0], w[0, 0], "valid") + 0.5
     np.testing.assert_allclose(f(x, w, np.array([0.5]))[0, 0], expected, rtol=1e-12, atol=1e-12)
-    few = sd.compile(sd.Conv(STENCIL_MAX_TAPS, 1, 0), "cpu")
+    few = sd.compile(sd.Conv(STENCIL_MAX_TAPS, stride=1, padding=0), "cpu")
     assert few.module.PLAN.paths == ("gemm", "stencil")

@@ -129,20 +129,20 @@ def test_block_rows_give_the_fewest_padded_columns():
 @pytest.mark.parametrize(
     ("layer", "applies"),
     [
-        (sd.ConvTranspose((4, 4, 4), 2, 1), True),
-        (sd.ConvTranspose((4, 4, 4), 2, 0), True),
-        (sd.ConvTranspose((4, 4, 4), 2, 2, output_padding=1), True),
-        (sd.ConvTranspose((6, 6, 6), 3, 1), True),
-        (sd.ConvTranspose((2, 2, 2), 1, 0), True),
-        (sd.Conv((2, 2, 2), 1, 1), True),
-        (sd.ConvTranspose((4, 4, 6), (2, 2, 3), 1), True),  # the last dimension's taps stay direct
-        (sd.ConvTranspose((3, 3, 3), 2, 1), False),  # phases with one tap along a leading dimension
-        (sd.ConvTranspose((4, 4, 3), 2, 1), False),  # phases with 1 and 2 taps along the last dimension
-        (sd.Conv((3, 3, 3), 2, 1), False),  # input phases (Q = 2)
-        (sd.Conv((2, 2, 2), 1, 0, dilation=2), False),  # taps two apart
-        (sd.ConvTranspose((4, 4), 2, 1), False),  # 2-D: the path is 3-D only
-        (sd.ConvTranspose((4, 4, 4, 4), 2, 1), False),  # 4-D: the GEMM-like runtime kernel runs
-        (sd.ConvTranspose(4, 2, 1), False),
+        (sd.ConvTranspose((4, 4, 4), stride=2, padding=1), True),
+        (sd.ConvTranspose((4, 4, 4), stride=2, padding=0), True),
+        (sd.ConvTranspose((4, 4, 4), stride=2, padding=2, output_padding=1), True),
+        (sd.ConvTranspose((6, 6, 6), stride=3, padding=1), True),
+        (sd.ConvTranspose((2, 2, 2), stride=1, padding=0), True),
+        (sd.Conv((2, 2, 2), stride=1, padding=1), True),
+        (sd.ConvTranspose((4, 4, 6), stride=(2, 2, 3), padding=1), True),  # the last dimension's taps stay direct
+        (sd.ConvTranspose((3, 3, 3), stride=2, padding=1), False),  # phases with one tap along a leading dimension
+        (sd.ConvTranspose((4, 4, 3), stride=2, padding=1), False),  # phases with 1 and 2 taps along the last dimension
+        (sd.Conv((3, 3, 3), stride=2, padding=1), False),  # input phases (Q = 2)
+        (sd.Conv((2, 2, 2), stride=1, padding=0, dilation=2), False),  # taps two apart
+        (sd.ConvTranspose((4, 4), stride=2, padding=1), False),  # 2-D: the path is 3-D only
+        (sd.ConvTranspose((4, 4, 4, 4), stride=2, padding=1), False),  # 4-D: the GEMM-like runtime kernel runs
+        (sd.ConvTranspose(4, stride=2, padding=1), False),
     ],
     ids=lambda v: getattr(v, "kernel_size", v),
 )
@@ -164,7 +164,7 @@ def test_run_takes_the_winograd_path_by_channels(monkeypatch):
     for cin, cout, groups, taken in [(WINO_MIN_CIN, CO_BLOCK, 1, True), (2 * WINO_MIN_CIN, 2 * CO_BLOCK, 2, True),
                                      (WINO_MIN_CIN - 1, CO_BLOCK, 1, False), (WINO_MIN_CIN, CO_BLOCK + 2, 1, False),
                                      (2 * WINO_MIN_CIN, 2 * CO_BLOCK, 4, False)]:
-        layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=cout, groups=groups)
+        layer = sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=cin, out_channels=cout, groups=groups)
         f = sd.compile(layer, "cpu")
         calls = _spy_on_wino(f.module, monkeypatch)
         x = rng.standard_normal((1, cin, 2, 3, 3)).astype(np.float32)
@@ -181,25 +181,25 @@ def test_run_takes_the_winograd_path_by_channels(monkeypatch):
 # multiple of CO_BLOCK, so that run() takes the Winograd path (asserted)
 CASES = {
     "convT_k4s2p1_odd": (
-        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=8),
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=8),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (2, 16, 3, 5, 7), np.float64),
     "convT_k4s2p0": (
-        lambda: sd.ConvTranspose((4, 4, 4), 2, 0, in_channels=16, out_channels=4),
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=0, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 0), (1, 16, 4, 3, 6), np.float32),
     "convT_k4s2p2_output_padding": (  # odd outputs: border outputs on both sides of the rows
-        lambda: sd.ConvTranspose((4, 4, 4), 2, 2, output_padding=1, in_channels=16, out_channels=4),
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=2, output_padding=1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 2, 1), (1, 16, 5, 4, 3), np.float32),
     "convT_groups": (
-        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=32, out_channels=8, groups=2),
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=32, out_channels=8, groups=2),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1, groups=2), (2, 32, 3, 3, 4), np.float32),
     "convT_k6s3": (
-        lambda: sd.ConvTranspose((6, 6, 6), 3, 1, in_channels=16, out_channels=4),
+        lambda: sd.ConvTranspose((6, 6, 6), stride=3, padding=1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv_transpose(x, w, b, 3, 1), (1, 16, 3, 2, 4), np.float32),
     "conv_k2s1": (
-        lambda: sd.Conv((2, 2, 2), 1, 1, in_channels=16, out_channels=4),
+        lambda: sd.Conv((2, 2, 2), stride=1, padding=1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv(x, w, b, 1), (1, 16, 4, 5, 6), np.float32),
     "convT_row_blocks_float32": (  # many rows of windows: several blocks of work
-        lambda: sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4),
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=4),
         lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), (1, 16, 21, 24, 30), np.float32),
 }
 
@@ -225,9 +225,9 @@ def test_winograd_path_against_the_layer_definition(name, monkeypatch):
 
 # layer, oracle, input shapes: output rows of 16 elements (whole lines in float32 and float64), then not
 STREAMED = {
-    "two-phases": (sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4),  # stream_pair
+    "two-phases": (sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=4),  # stream_pair
                    lambda x, w, b: naive_conv_transpose(x, w, b, 2, 1), [(1, 16, 3, 4, 8), (2, 16, 3, 5, 7)]),
-    "one-phase": (sd.Conv((2, 2, 2), 1, 1, in_channels=16, out_channels=4),  # stream_line
+    "one-phase": (sd.Conv((2, 2, 2), stride=1, padding=1, in_channels=16, out_channels=4),  # stream_line
                   lambda x, w, b: naive_conv(x, w, b, 1), [(1, 16, 3, 4, 15), (2, 16, 3, 5, 12)]),
 }
 
@@ -273,7 +273,7 @@ def test_winograd_path_against_torch_random_configs(seed, monkeypatch):
         cin_g, cout_g = int(rng.choice([16, 17, 24])), int(rng.choice([4, 8]))
         padding = int(rng.integers(0, 3))
         output_padding = int(rng.integers(0, 2))
-        layer = sd.ConvTranspose((4, 4, 4), 2, padding, output_padding=output_padding, groups=groups,
+        layer = sd.ConvTranspose((4, 4, 4), stride=2, padding=padding, output_padding=output_padding, groups=groups,
                                  in_channels=groups * cin_g, out_channels=groups * cout_g)
         shape = tuple(int(v) for v in rng.integers(2, 12, 3))
         x = rng.standard_normal((int(rng.integers(1, 3)), groups * cin_g) + shape).astype(np.float32)
@@ -295,7 +295,7 @@ def test_windows_starting_between_phases(cin, monkeypatch):
     """``run`` computes any window ``[lo, lo + out)`` of the operator's outputs.  A layer's own window starts
     at 0; one starting at an odd position puts the first output of a last-dimension phase before the
     interleaved range (a low border output), in the direct kernel and in the Winograd path alike."""
-    layer = sd.ConvTranspose((4, 4, 4), 2, 1, in_channels=cin, out_channels=CO_BLOCK)
+    layer = sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=cin, out_channels=CO_BLOCK)
     binding = LayerBinding(layer)
     module = sd.compile(layer, "cpu").module
     calls = _spy_on_wino(module, monkeypatch)

@@ -117,11 +117,11 @@ def test_every_emitter_path_compiles_to_ptx(tmp_path):
     from symdeconv.codegen.emit_cuda import emit_cuda
 
     emitted = {name: sd.emit(CHAINS[name](), "cuda") for name in ("channel_mixing", "conv_3d", "strided", "bilinear_2d")}
-    small = sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1)
+    small = sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=1)
     emitted["small_tile_2d_rows2"] = emit_cuda(make_plan(small), tile=(4, 4), rows=2)
     emitted["small_tile_2d_rows1"] = emit_cuda(make_plan(small), tile=(2, 4), rows=1)
     emitted["small_tile_chain_1d"] = emit_cuda(make_plan(CHAINS["resampler_up3_down2"]()), tile=(4,))
-    emitted["huge_halo"] = sd.emit(sd.Conv(3, 1, 0, dilation=3000), "cuda")
+    emitted["huge_halo"] = sd.emit(sd.Conv(3, stride=1, padding=0, dilation=3000), "cuda")
     assert 'STRATEGY = "simple"' in emitted["huge_halo"] and 'STRATEGY = "simple"' in emitted["conv_3d"]
     paths = []
     for name, src in emitted.items():
@@ -146,7 +146,7 @@ def test_device_arrays_in_give_device_arrays_out():
     from symdeconv.codegen.api import is_device_array
 
     rng = np.random.default_rng(4)
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=3)
     f = sd.compile(layer, "cuda")
     x = rng.standard_normal((1, 2, 3, 2)).astype(np.float32)
     w = rng.standard_normal(layer.weight_shape).astype(np.float32)
@@ -165,8 +165,8 @@ def test_device_arrays_in_give_device_arrays_out():
     np.testing.assert_allclose(unbatched.copy_to_host(), expected[0], rtol=1e-5, atol=1e-5)
     d_x = cuda.to_device(x)
     with pytest.raises(sd.SymdeconvError, match="must not overlap the input"):
-        sd.compile(sd.Conv((3, 3), 1, 1, in_channels=2, out_channels=2), "cuda")(d_x, np.ones((2, 2, 3, 3), np.float32),
-                                                                                   out=d_x)
+        sd.compile(sd.Conv((3, 3), stride=1, padding=1, in_channels=2, out_channels=2), "cuda")(
+            d_x, np.ones((2, 2, 3, 3), np.float32), out=d_x)
     with pytest.raises(sd.SymdeconvError, match="out must be a device array"):
         f(cuda.to_device(x), w, b, out=np.empty((1, 3, 6, 4), np.float32))
     with pytest.raises(sd.SymdeconvError, match="dtype float32 or float64"):

@@ -101,15 +101,15 @@ def np_conv2d(x, w, stride: int, padding: int):
 
 
 def test_strategy_follows_the_plan_structure():
-    tiled_2d = make_plan(sd.ConvTranspose((4, 4), 2, 1, in_channels=4, out_channels=4))
+    tiled_2d = make_plan(sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=4, out_channels=4))
     layout = tile_layout(tiled_2d)
     assert layout is not None and layout.tile == LAYER_TILE_2D and layout.rows == ROWS
     assert layout.low == (-1, -1) and layout.high == (1, 1) and layout.shared_bytes(tiled_2d) <= SHARED_LIMIT
     chain_2d = make_plan(sd.conv([[1, 2], [3, 4]]) @ sd.up((2, 2)))
     assert tile_layout(chain_2d).tile == TILE[2] and tile_layout(chain_2d).rows == 1  # literal taps: no weights
-    assert tile_layout(make_plan(sd.ConvTranspose(4, 2, 1))).rows == 1  # 1-D: one block per thread
-    assert tile_layout(make_plan(sd.ConvTranspose((4, 4, 4), 2, 1))) is None  # 3-D: simple kernel
-    huge_halo = make_plan(sd.Conv((3, 3), 1, 0, dilation=(150, 150)))
+    assert tile_layout(make_plan(sd.ConvTranspose(4, stride=2, padding=1))).rows == 1  # 1-D: one block per thread
+    assert tile_layout(make_plan(sd.ConvTranspose((4, 4, 4), stride=2, padding=1))) is None  # 3-D: simple kernel
+    huge_halo = make_plan(sd.Conv((3, 3), stride=1, padding=0, dilation=(150, 150)))
     assert tile_layout(huge_halo) is None  # the input tile would not fit in shared memory
     src = emit_cuda(huge_halo)
     assert 'STRATEGY = "simple"' in src and "cuda.shared" not in src and "kernel_simple" not in src
@@ -117,12 +117,12 @@ def test_strategy_follows_the_plan_structure():
     assert 'STRATEGY = "tiled"' in src and "cuda.shared.array(X_TILE, x.dtype)" in src and f"ROWS = {ROWS}" in src
     assert "def kernel_simple(" in src and "atomic" not in src
     assert "y_tile" in src  # two phases along the last dimension: outputs staged for coalesced stores
-    strided = emit_cuda(make_plan(sd.Conv((3, 3), 2, 1)))
+    strided = emit_cuda(make_plan(sd.Conv((3, 3), stride=2, padding=1)))
     assert 'STRATEGY = "tiled"' in strided and "y_tile" not in strided  # one phase: stored directly
 
 
 def test_tile_argument_is_checked():
-    p = make_plan(sd.ConvTranspose(4, 2, 1))
+    p = make_plan(sd.ConvTranspose(4, stride=2, padding=1))
     with pytest.raises(sd.SymdeconvError, match="tile"):
         emit_cuda(p, tile=(0,))
     with pytest.raises(sd.SymdeconvError, match="tile"):
@@ -130,19 +130,25 @@ def test_tile_argument_is_checked():
     with pytest.raises(sd.SymdeconvError, match="rows"):
         emit_cuda(p, rows=2)  # several blocks per thread: 2-D layer kernels only
     with pytest.raises(sd.SymdeconvError, match="rows"):
-        emit_cuda(make_plan(sd.ConvTranspose((4, 4), 2, 1)), tile=(6, 4), rows=4)
+        emit_cuda(make_plan(sd.ConvTranspose((4, 4), stride=2, padding=1)), tile=(6, 4), rows=4)
 
 
 # --- small tiles: many tile borders on tiny inputs, checked against the symbolic matrix -----------------
 
 SMALL_LAYERS = {
-    "convT1d_k4_s2_p1_groups": (lambda: sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=4, groups=2), [(5,)]),
+    "convT1d_k4_s2_p1_groups": (
+        lambda: sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=4, groups=2), [(5,)]),
     "convT1d_k3_s3_op2_channel_steps": (
-        lambda: sd.ConvTranspose(3, 3, 1, output_padding=2, in_channels=9, out_channels=1), [(3,)]),
-    "convT2d_k4_s2_p1": (lambda: sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=2), [(3, 5)]),
-    "convT2d_k3_s2_p1_op1": (lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=1), [(2, 4)]),
-    "conv2d_strided_anisotropic": (lambda: sd.Conv((2, 3), (1, 2), ((0, 1), (2, 0)), in_channels=1, out_channels=2), [(3, 8)]),
-    "conv1d_strided_dilated_depthwise": (lambda: sd.Conv(3, 2, 2, dilation=2, in_channels=2, out_channels=2, groups=2), [(9,)]),
+        lambda: sd.ConvTranspose(3, stride=3, padding=1, output_padding=2, in_channels=9, out_channels=1), [(3,)]),
+    "convT2d_k4_s2_p1": (
+        lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=1, out_channels=2), [(3, 5)]),
+    "convT2d_k3_s2_p1_op1": (
+        lambda: sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=1),
+        [(2, 4)]),
+    "conv2d_strided_anisotropic": (
+        lambda: sd.Conv((2, 3), stride=(1, 2), padding=((0, 1), (2, 0)), in_channels=1, out_channels=2), [(3, 8)]),
+    "conv1d_strided_dilated_depthwise": (
+        lambda: sd.Conv(3, stride=2, padding=2, dilation=2, in_channels=2, out_channels=2, groups=2), [(9,)]),
 }
 
 
@@ -204,7 +210,7 @@ def test_small_tile_chain_kernel_equals_matrix(name, tmp_path, monkeypatch):
 @simulator
 def test_default_tile_conv_transpose2d_with_channel_steps_matches_numpy(monkeypatch):
     """Three input-channel steps (10 = 4 + 4 + 2), two tiles along dimension 0, ROWS per thread, staged stores."""
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=10, out_channels=1)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=10, out_channels=1)
     f = sd.compile(layer, "cuda")
     assert f.module.STRATEGY == "tiled" and f.module.CHANNELS == 4 and f.module.ROWS == ROWS
     forbid(monkeypatch, f.module, "launch_simple")
@@ -221,14 +227,14 @@ def test_default_tile_conv_transpose2d_with_channel_steps_matches_numpy(monkeypa
 @simulator
 def test_default_tile_depthwise_and_strided_conv_match_numpy(monkeypatch):
     rng = np.random.default_rng(8)
-    depthwise = sd.ConvTranspose(4, 2, 1, in_channels=2, out_channels=2, groups=2)
+    depthwise = sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=2, groups=2)
     f = sd.compile(depthwise, "cuda")
     forbid(monkeypatch, f.module, "launch_simple")
     x = rng.standard_normal((1, 2, 70))
     w = rng.standard_normal((2, 1, 4))
     np.testing.assert_allclose(f(x, w), np_conv_transpose(x, w, 2, 1, groups=2), atol=1e-12)
 
-    strided = sd.Conv((3, 3), 2, 1, in_channels=1, out_channels=1)  # P = 1: stored without staging
+    strided = sd.Conv((3, 3), stride=2, padding=1, in_channels=1, out_channels=1)  # P = 1: stored without staging
     g = sd.compile(strided, "cuda")
     assert g.module.STRATEGY == "tiled" and not hasattr(g.module, "Y_TILE")
     forbid(monkeypatch, g.module, "launch_simple")
@@ -253,7 +259,7 @@ def test_default_tile_resampler_matches_upfirdn(monkeypatch):
 @simulator
 def test_small_planes_take_the_simple_kernel(monkeypatch):
     """Fewer than half a tile of blocks along the last dimension: kernel_simple does the work."""
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=1, out_channels=1)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=1, out_channels=1)
     f = sd.compile(layer, "cuda")
     forbid(monkeypatch, f.module, "kernel")
     rng = np.random.default_rng(10)
@@ -263,7 +269,7 @@ def test_small_planes_take_the_simple_kernel(monkeypatch):
 
 @simulator
 def test_simple_only_module_for_a_huge_halo(tmp_path):
-    layer = sd.Conv(3, 1, 0, dilation=3000, in_channels=1, out_channels=1)
+    layer = sd.Conv(3, stride=1, padding=0, dilation=3000, in_channels=1, out_channels=1)
     f = compile_with_tile(layer, tmp_path, "huge_halo")
     assert f.module.STRATEGY == "simple" and not hasattr(f.module, "kernel_simple")
     rng = np.random.default_rng(11)

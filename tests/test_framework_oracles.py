@@ -118,7 +118,8 @@ def test_tf_conv_against_tensorflow(n):
         if ref is not None and min(reach) < 0 and (pad == "VALID" or not isinstance(pad, str)):
             # no output sample: TensorFlow returns uninitialised memory rather than refusing
             ref, ref_err = None, ValueError("the kernel is longer than the padded input")
-        build = lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, in_channels=cin,
+        build = lambda: sd.Conv((k,) * n, stride=s, padding=tuple(pad) if not isinstance(pad, str) else pad, dilation=d,
+                                in_channels=cin,
                  out_channels=cout, convention="tf")  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w), counts, (k, s, d, pad, size))
     assert counts["both"] >= N_CONFIGS // 4 and counts["refused"] >= 1, counts  # the sweep covers both outcomes
@@ -153,7 +154,8 @@ def test_tf_conv_transpose_against_tensorflow(n):
         dil = d if n != 3 else [1, d, d, d, 1]
         tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
         ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, tf_pad, dilations=dil))
-        build = lambda: sd.ConvTranspose((k,) * n, s, pad, dilation=d, in_channels=cin, out_channels=cout,
+        build = lambda: sd.ConvTranspose((k,) * n, stride=s, padding=pad, dilation=d, in_channels=cin,
+                                         out_channels=cout,
                  convention="tf", output_shape=out)  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
                (k, s, d, pad, size, out))
@@ -165,7 +167,7 @@ def test_tf_valid_transposed_default_output_size_rule_is_keras_rule():
     """The printed output-size rule of a VALID transposed layer with d(k−1)+1 < stride is s·W (Keras), and
     the printed call computes the layer's samples (it once printed s(W−1)+k_eff and lost the last ones)."""
     tf = _tf()
-    layer = sd.ConvTranspose(1, 2, "VALID", convention="tf")
+    layer = sd.ConvTranspose(1, stride=2, padding="VALID", convention="tf")
     assert "2*W" in layer.framework_call() and layer.output_shape(3) == (6,)
     x = np.arange(1, 4, dtype=np.float32).reshape(1, 3, 1)
     w = np.array([[[2.0]]], dtype=np.float32)
@@ -209,7 +211,8 @@ def test_jax_conv_general_dilated_against_jax(n):
             feature_group_count=groups))
         if ref is not None and 0 in ref.shape:
             ref, ref_err = None, ValueError("empty output")
-        build = lambda: sd.Conv((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, d, groups=groups,
+        build = lambda: sd.Conv((k,) * n, stride=s, padding=tuple(pad) if not isinstance(pad, str) else pad, dilation=d,
+                                groups=groups,
                  in_channels=cin, out_channels=cout, convention="jax", lhs_dilation=lhs,
                  dimension_numbers=dn)  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(jax=jax, w=w), counts,
@@ -241,7 +244,8 @@ def test_jax_conv_transpose_against_jax(n):
                                                        dimension_numbers=dn, transpose_kernel=tk))
         if ref is not None and 0 in ref.shape:
             ref, ref_err = None, ValueError("empty output")
-        build = lambda: sd.ConvTranspose((k,) * n, s, tuple(pad) if not isinstance(pad, str) else pad, dilation=d,
+        build = lambda: sd.ConvTranspose((k,) * n, stride=s, padding=tuple(pad) if not isinstance(pad, str) else pad,
+                                         dilation=d,
                  in_channels=cin, out_channels=cout, convention="jax", dimension_numbers=dn,
                  transpose_kernel=tk)  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(jax=jax, w=w), counts, (k, s, d, tk, pad, size))
@@ -254,12 +258,12 @@ def test_jax_lower_case_same_is_the_forward_padding():
     jax = _jax()
     x = np.arange(1.0, 6.0, dtype=np.float32).reshape(1, 5, 1)
     w = np.array([1.0, 10.0, 100.0, 1000.0], dtype=np.float32).reshape(4, 1, 1)
-    layer = sd.ConvTranspose(4, 1, "same", convention="jax")
+    layer = sd.ConvTranspose(4, stride=1, padding="same", convention="jax")
     expected = np.array([3210, 4321, 5432, 543, 54], dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(jax.lax.conv_transpose(x, w, (1,), "same", dimension_numbers=(
         "NHC", "HIO", "NHC"))).reshape(-1), expected)
     np.testing.assert_array_equal(sd.compile(layer)(x, w).reshape(-1), expected)
-    upper = sd.ConvTranspose(4, 1, "SAME", convention="jax")
+    upper = sd.ConvTranspose(4, stride=1, padding="SAME", convention="jax")
     np.testing.assert_array_equal(sd.compile(upper)(x, w).reshape(-1), [2100, 3210, 4321, 5432, 543])
 
 
@@ -289,9 +293,10 @@ def test_torch_layers_convert_to_tf_and_the_printed_call_runs():
     converted = refused = 0
     for n, transposed, k, s, p, a, d in configs:
         if transposed:
-            layer = sd.ConvTranspose((k,) * n, s, p, a, d, in_channels=2, out_channels=3)
+            layer = sd.ConvTranspose((k,) * n, stride=s, padding=p, output_padding=a, dilation=d, in_channels=2,
+                                     out_channels=3)
         else:
-            layer = sd.Conv((k,) * n, s, p, d, in_channels=2, out_channels=3)
+            layer = sd.Conv((k,) * n, stride=s, padding=p, dilation=d, in_channels=2, out_channels=3)
         size = tuple(int(v) for v in rng.integers(3, 7, n))
         try:
             layer.output_shape(size)
@@ -351,13 +356,14 @@ def test_tf_and_jax_layers_convert_to_the_other_frameworks():
         x_cl = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)  # channels last (both defaults)
         if src == "tf":
             if transposed:
-                layer = sd.ConvTranspose((k, k), s, pad, in_channels=cin, out_channels=cout, convention="tf")
+                layer = sd.ConvTranspose((k, k), stride=s, padding=pad, in_channels=cin, out_channels=cout,
+                                         convention="tf")
                 out = layer.output_shape(size)
                 w = rng.standard_normal(layer.weight_shape).astype(np.float32)
                 tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
                 ref = tf.nn.conv2d_transpose(x_cl, w, (2,) + out + (cout,), s, tf_pad).numpy()
             else:
-                layer = sd.Conv((k, k), s, pad, in_channels=cin, out_channels=cout, convention="tf")
+                layer = sd.Conv((k, k), stride=s, padding=pad, in_channels=cin, out_channels=cout, convention="tf")
                 w = rng.standard_normal(layer.weight_shape).astype(np.float32)
                 tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
                 ref = tf.nn.conv2d(x_cl, w, s, tf_pad).numpy()
@@ -365,12 +371,13 @@ def test_tf_and_jax_layers_convert_to_the_other_frameworks():
             dn = ("NHWC", "HWIO", "NHWC")
             jpad = pad if isinstance(pad, str) else [tuple(p) for p in pad]
             if transposed:
-                layer = sd.ConvTranspose((k, k), s, pad, in_channels=cin, out_channels=cout, convention="jax")
+                layer = sd.ConvTranspose((k, k), stride=s, padding=pad, in_channels=cin, out_channels=cout,
+                                         convention="jax")
                 w = rng.standard_normal(layer.weight_shape).astype(np.float32)
                 ref = np.asarray(jax.lax.conv_transpose(x_cl, w, (s, s), jpad, dimension_numbers=dn,
                                                         transpose_kernel=layer.transpose_kernel))
             else:
-                layer = sd.Conv((k, k), s, pad, in_channels=cin, out_channels=cout, convention="jax",
+                layer = sd.Conv((k, k), stride=s, padding=pad, in_channels=cin, out_channels=cout, convention="jax",
                                 dimension_numbers=dn)
                 w = rng.standard_normal(layer.weight_shape).astype(np.float32)
                 ref = np.asarray(jax.lax.conv_general_dilated(x_cl, w, (s, s), jpad, dimension_numbers=dn))
@@ -432,7 +439,8 @@ def test_keras_conv_transpose_with_output_padding_against_keras(n):
         ref, ref_err = _run(keras_run)
         if ref is not None and 0 in ref.shape:
             ref, ref_err = None, ValueError("empty output")
-        build = lambda: sd.ConvTranspose((k,) * n, s, pad.upper(), output_padding=a, in_channels=cin,  # noqa: E731
+        build = lambda: sd.ConvTranspose((k,) * n, stride=s, padding=pad.upper(), output_padding=a, in_channels=cin,
+                                          # noqa: E731
                                          out_channels=cout, convention="tf")
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(tf=tf, filters=w, N=2), counts,
                (k, s, pad, a, size))
@@ -445,10 +453,10 @@ def test_tf_channels_first_explicit_padding_pads_the_spatial_axes():
     padding=((0, 0), (2, 2)) the NHWC order would pad H instead of W in an NCHW call: a silent error.)
     TensorFlow's CPU conv2d takes NHWC only, so the printed list is checked, and the NHWC call run."""
     tf = _tf()
-    first = sd.Conv((3, 3), 1, ((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf",
+    first = sd.Conv((3, 3), stride=1, padding=((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf",
                     data_format="channels_first")
     assert "padding=[[0, 0], [0, 0], [0, 0], [2, 2]]" in first.framework_call()
-    last = sd.Conv((3, 3), 1, ((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf")
+    last = sd.Conv((3, 3), stride=1, padding=((0, 0), (2, 2)), in_channels=2, out_channels=2, convention="tf")
     assert "padding=[[0, 0], [0, 0], [2, 2], [0, 0]]" in last.framework_call()
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 5, 4, 2)).astype(np.float32)
@@ -456,4 +464,4 @@ def test_tf_channels_first_explicit_padding_pads_the_spatial_axes():
     np.testing.assert_allclose(_exec(last.framework_call(), tf=tf, x=x, filters=w), sd.compile(last)(x, w),
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(sd.SymdeconvError, match="goes with padding 'SAME' or 'VALID'"):
-        sd.ConvTranspose((3, 3), 2, ((1, 1), (1, 1)), output_padding=1, convention="tf")
+        sd.ConvTranspose((3, 3), stride=2, padding=((1, 1), (1, 1)), output_padding=1, convention="tf")

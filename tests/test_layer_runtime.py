@@ -59,18 +59,24 @@ def _naive(layer, x, w, b):
 
 
 CASES = {  # layer, input shape (N, C, *spatial)
-    "convT1d_groups": (lambda: sd.ConvTranspose(5, 3, 2, groups=2, in_channels=4, out_channels=6), (2, 4, 23)),
-    "conv1d_s2_planes": (lambda: sd.Conv(4, 2, 1, in_channels=3, out_channels=9), (1, 3, 40)),
-    "convT2d_k3_op1": (lambda: sd.ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=5, out_channels=6),
+    "convT1d_groups": (
+        lambda: sd.ConvTranspose(5, stride=3, padding=2, groups=2, in_channels=4, out_channels=6), (2, 4, 23)),
+    "conv1d_s2_planes": (lambda: sd.Conv(4, stride=2, padding=1, in_channels=3, out_channels=9), (1, 3, 40)),
+    "convT2d_k3_op1": (lambda: sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=5,
+                                                out_channels=6),
                        (2, 5, 7, 9)),
-    "conv2d_s3_dilated": (lambda: sd.Conv((3, 2), (3, 2), (2, 0), dilation=(2, 1), in_channels=3, out_channels=5),
+    "conv2d_s3_dilated": (lambda: sd.Conv((3, 2), stride=(3, 2), padding=(2, 0), dilation=(2, 1), in_channels=3,
+                                          out_channels=5),
                           (1, 3, 13, 8)),
-    "convT3d_k2": (lambda: sd.ConvTranspose((2, 2, 2), 2, 0, in_channels=3, out_channels=5), (1, 3, 3, 4, 5)),
+    "convT3d_k2": (
+        lambda: sd.ConvTranspose((2, 2, 2), stride=2, padding=0, in_channels=3, out_channels=5), (1, 3, 3, 4, 5)),
     # one input channel per group, 4 + 1 output channels: large blocks, the one-channel pass over several
     # column chunks (NARROW_CHUNK)
-    "convT1d_1to5_long": (lambda: sd.ConvTranspose(4, 2, 1, in_channels=1, out_channels=5), (1, 1, 3000)),
-    "conv4d_s2": (lambda: sd.Conv((3, 2, 2, 3), 2, 1, in_channels=2, out_channels=5), (1, 2, 4, 3, 5, 6)),
-    "convT4d": (lambda: sd.ConvTranspose((2, 3, 2, 2), (2, 1, 2, 1), 0, in_channels=2, out_channels=4),
+    "convT1d_1to5_long": (
+        lambda: sd.ConvTranspose(4, stride=2, padding=1, in_channels=1, out_channels=5), (1, 1, 3000)),
+    "conv4d_s2": (
+        lambda: sd.Conv((3, 2, 2, 3), stride=2, padding=1, in_channels=2, out_channels=5), (1, 2, 4, 3, 5, 6)),
+    "convT4d": (lambda: sd.ConvTranspose((2, 3, 2, 2), stride=(2, 1, 2, 1), padding=0, in_channels=2, out_channels=4),
                 (1, 2, 3, 2, 3, 4)),
 }
 
@@ -96,7 +102,7 @@ def test_runtime_equals_the_naive_definition(name, serial, monkeypatch):
 
 def test_layer_plan_tables_restate_the_offsets():
     """slot_plane / slot_shift: off = Q (shift + e_min) + r with r the plane's C-order index over Q."""
-    layer = sd.Conv((3, 4), (2, 3), (1, 2), dilation=(2, 1), in_channels=2, out_channels=2)
+    layer = sd.Conv((3, 4), stride=(2, 3), padding=(1, 2), dilation=(2, 1), in_channels=2, out_channels=2)
     plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
     taps, planes, shifts = plan.tables()
     offsets = [off for ph in plan.phases for off in ph.offsets]
@@ -142,7 +148,7 @@ def test_compiled_runtime_loads_from_the_disk_cache_in_a_new_process(tmp_path):
     code = (
         "import numpy as np, symdeconv as sd\n"
         "from symdeconv.codegen import rt_layers\n"
-        "layer = sd.ConvTranspose((3, 3), 2, 1, in_channels=3, out_channels=5)\n"
+        "layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=5)\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((1, 3, 4, 5)); w = rng.standard_normal(layer.weight_shape)\n"
         "M = np.array(layer.matrix((4, 5), weight=w).tolist(), float)\n"
@@ -164,7 +170,7 @@ def test_more_dimensions_than_the_runtime_holds_are_refused():
     """The geometry vector has room for MAX_NDIM spatial dimensions: a layer with more gets a SymdeconvError
     naming the limit (never a write past its fields)."""
     n = rt_layers.MAX_NDIM + 1
-    layer = sd.ConvTranspose((1,) * n, 1, 0, in_channels=2, out_channels=2)
+    layer = sd.ConvTranspose((1,) * n, stride=1, padding=0, in_channels=2, out_channels=2)
     f = sd.compile(layer, "cpu")
     x = np.ones((1, 2) + (2,) * n)
     w = np.ones(layer.weight_shape)

@@ -17,15 +17,15 @@ from ._layer_helpers import public_vectors
 # --- the contract with codegen ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layer", [
-    sd.Conv(3, 2, 1),
-    sd.Conv((3, 2), (2, 1), ((1, 0), (0, 1)), dilation=(1, 2), groups=2, in_channels=4, out_channels=2),
-    sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3),
-    sd.ConvTranspose(3, 3, 1, 2, dilation=2, groups=2, in_channels=4, out_channels=6),
-    sd.ConvTranspose((2, 2, 2), 2, groups=2, in_channels=2, out_channels=2),
-    sd.Conv(3, 2, "SAME", convention="tf", ndim=2).bind((5, 5)),
-    sd.ConvTranspose(3, 2, "SAME", convention="tf", output_shape=(4, 4)),
-    sd.ConvTranspose(3, 2, "SAME", convention="jax", ndim=2, transpose_kernel=True),
-    sd.Conv(3, 1, ((1, 2),), convention="jax", lhs_dilation=2),
+    sd.Conv(3, stride=2, padding=1),
+    sd.Conv((3, 2), stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 2), groups=2, in_channels=4, out_channels=2),
+    sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=3),
+    sd.ConvTranspose(3, stride=3, padding=1, output_padding=2, dilation=2, groups=2, in_channels=4, out_channels=6),
+    sd.ConvTranspose((2, 2, 2), stride=2, groups=2, in_channels=2, out_channels=2),
+    sd.Conv(3, stride=2, padding="SAME", convention="tf", ndim=2).bind((5, 5)),
+    sd.ConvTranspose(3, stride=2, padding="SAME", convention="tf", output_shape=(4, 4)),
+    sd.ConvTranspose(3, stride=2, padding="SAME", convention="jax", ndim=2, transpose_kernel=True),
+    sd.Conv(3, stride=1, padding=((1, 2),), convention="jax", lhs_dilation=2),
 ], ids=repr)
 def test_layer_contract(layer):
     op = layer.operator
@@ -72,8 +72,9 @@ def test_grouped_weights_are_block_structured():
     ((3, 2), (2, 1), (1, 0), (1, 2), 1, 1, 2), ((2, 2, 2), 2, 0, 1, 1, 1, 1),
 ])
 def test_conv_transpose_is_the_transpose_of_conv(k, s, p, d, g, cin, cout):
-    conv = sd.Conv(k, s, p, d, g, cin, cout)
-    convt = sd.ConvTranspose(k, s, p, 0, d, g, cout, cin)
+    conv = sd.Conv(k, stride=s, padding=p, dilation=d, groups=g, in_channels=cin, out_channels=cout)
+    convt = sd.ConvTranspose(k, stride=s, padding=p, output_padding=0, dilation=d, groups=g, in_channels=cout,
+                             out_channels=cin)
     assert conv.weight_shape == convt.weight_shape
     assert sd.equivalent(conv.operator.T, convt.operator)
     assert sd.equivalent(conv.T, convt)
@@ -82,7 +83,8 @@ def test_conv_transpose_is_the_transpose_of_conv(k, s, p, d, g, cin, cout):
     for i in itertools.product(*[range(5, 5 + max(conv.stride)) for _ in range(n)]) if n < 3 else [(3, 3, 4)]:
         o = conv.output_shape(i)
         a = sd.output_padding_for(conv, i)
-        t = sd.ConvTranspose(k, s, p, a, d, g, cout, cin)
+        t = sd.ConvTranspose(k, stride=s, padding=p, output_padding=a, dilation=d, groups=g, in_channels=cout,
+                             out_channels=cin)
         assert t.output_shape(o) == i
         assert sd.output_padding_for(t, o, i) == a
         assert conv.transpose(i).output_padding == a
@@ -90,8 +92,8 @@ def test_conv_transpose_is_the_transpose_of_conv(k, s, p, d, g, cin, cout):
 
 
 def test_transpose_is_not_an_inverse_and_windows_matter():
-    conv = sd.Conv(3, 2, 1)
-    t = sd.ConvTranspose(3, 2, 1, output_padding=0)
+    conv = sd.Conv(3, stride=2, padding=1)
+    t = sd.ConvTranspose(3, stride=2, padding=1, output_padding=0)
     # the operators are transposes, but with the wrong output_padding the matrices are not
     assert t.output_shape((3,)) == (5,)
     assert conv.matrix(6).T.shape != t.matrix(3).shape
@@ -99,17 +101,18 @@ def test_transpose_is_not_an_inverse_and_windows_matter():
 
 
 def test_transpose_of_conv_transpose_round_trips():
-    t = sd.ConvTranspose((3, 4), 2, (1, 0), (1, 1), groups=1, in_channels=2, out_channels=3)
+    t = sd.ConvTranspose((3, 4), stride=2, padding=(1, 0), output_padding=(1, 1), groups=1, in_channels=2,
+                         out_channels=3)
     assert sd.equivalent(t.T, t.operator.T)
     assert t.T.T.operator is not None and sd.equivalent(t.T.T, t)
     with pytest.raises(sd.SymdeconvError, match="no Conv"):
-        sd.ConvTranspose(3, 1, 0, output_padding=1, dilation=2).T
+        sd.ConvTranspose(3, stride=1, padding=0, output_padding=1, dilation=2).T
 
 
 # --- sub-pixel (pixel shuffle) form ---------------------------------------------------------------------
 
 def test_conv_transpose_4_2_1_is_pixel_shuffle_of_a_3x3_conv():
-    layer = sd.ConvTranspose(4, 2, 1, ndim=2)
+    layer = sd.ConvTranspose(4, stride=2, padding=1, ndim=2)
     w = layer.weight_symbols()[0, 0]
     # 1-D: output phase r at block a reads x[a + off] with tap j = 2 (a − m) + r + 1, i.e. off = 1 − (sub-kernel index)
     sub = {0: {1: 1, 2: 3}, 1: {0: 0, 1: 2}}  # phase -> {3-tap index: 4-tap index}
@@ -128,8 +131,8 @@ def test_conv_transpose_4_2_1_is_pixel_shuffle_of_a_3x3_conv():
 
 
 def test_conv_transpose_normal_form_has_the_textbook_phases():
-    form = sd.canonical(sd.ConvTranspose(3, 2, 1))
-    w = sd.ConvTranspose(3, 2, 1).weight_symbols()[0, 0]
+    form = sd.canonical(sd.ConvTranspose(3, stride=2, padding=1))
+    w = sd.ConvTranspose(3, stride=2, padding=1).weight_symbols()[0, 0]
     assert form.P == (2,) and form.Q == (1,)
     assert form.phase_taps(0) == {0: w[1]}
     assert form.phase_taps(1) == {0: w[2], 1: w[0]}
@@ -138,8 +141,9 @@ def test_conv_transpose_normal_form_has_the_textbook_phases():
 # --- validation ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("build,match", [
-    (lambda: sd.ConvTranspose(3, 2, output_padding=2), "output_padding must be smaller than either stride or dilation"),
-    (lambda: sd.ConvTranspose(3, 2, output_padding=(0, 2)), "output_padding"),
+    (lambda: sd.ConvTranspose(3, stride=2, output_padding=2),
+     "output_padding must be smaller than either stride or dilation"),
+    (lambda: sd.ConvTranspose(3, stride=2, output_padding=(0, 2)), "output_padding"),
     (lambda: sd.Conv(3, groups=2, in_channels=3, out_channels=2), "in_channels must be divisible by groups"),
     (lambda: sd.ConvTranspose(3, groups=2, in_channels=2, out_channels=3), "out_channels must be divisible by groups"),
     (lambda: sd.Conv(3, padding="SAME"), "string without its convention"),
@@ -159,7 +163,7 @@ def test_conv_transpose_normal_form_has_the_textbook_phases():
     (lambda: sd.Conv(3, padding=((1, 2),), convention="tf"), "tf.nn.conv1d takes padding 'SAME' or 'VALID' only"),
     (lambda: sd.Conv(3, padding="same", convention="tf"), "upper case"),
     (lambda: sd.Conv(3, padding="SAME", convention="jax", lhs_dilation=2), "String padding is not implemented"),
-    (lambda: sd.ConvTranspose(3, 2, "same", convention="jax"), "String padding is not implemented"),
+    (lambda: sd.ConvTranspose(3, stride=2, padding="same", convention="jax"), "String padding is not implemented"),
     (lambda: sd.ConvTranspose(3, output_shape=(4,)), "output_shape is tf"),
     (lambda: sd.Conv(3, lhs_dilation=2), "lhs_dilation"),
     (lambda: sd.ConvTranspose(3, groups=2, in_channels=2, out_channels=2, convention="jax", padding="SAME"),
@@ -174,7 +178,7 @@ def test_bad_sizes_name_the_rule():
     with pytest.raises(sd.SymdeconvError, match="negative or zero output size"):
         sd.Conv(5).output_shape((3,))
     with pytest.raises(sd.SymdeconvError, match="negative or zero output size"):
-        sd.ConvTranspose(3, 1, 3).output_shape((2,))
+        sd.ConvTranspose(3, stride=1, padding=3).output_shape((2,))
     with pytest.raises(sd.SymdeconvError, match="input_shape"):
         sd.Conv((3, 3)).output_shape((4,))
     with pytest.raises(sd.SymdeconvError, match="input_shape"):
@@ -182,16 +186,16 @@ def test_bad_sizes_name_the_rule():
     with pytest.raises(sd.SymdeconvError, match="weight must have shape"):
         sd.Conv(3).matrix(4, weight=np.ones((1, 1, 2)))
     with pytest.raises(sd.SymdeconvError, match="not reachable"):
-        sd.output_padding_for(sd.ConvTranspose(3, 2, 1), (3,), (7,))
+        sd.output_padding_for(sd.ConvTranspose(3, stride=2, padding=1), (3,), (7,))
     with pytest.raises(sd.SymdeconvError, match="bias"):
         sd.Conv(3, out_channels=2).matrix(4, bias=[1, 2, 3])
     with pytest.raises(sd.SymdeconvError, match="bind"):
-        sd.Conv(3, 2, "SAME", convention="tf").operator
+        sd.Conv(3, stride=2, padding="SAME", convention="tf").operator
 
 
 def test_errors_carry_the_entry_point():
     with pytest.raises(sd.SymdeconvError, match=r"^sd\.ConvTranspose: "):
-        sd.ConvTranspose(3, 2, output_padding=2)
+        sd.ConvTranspose(3, stride=2, output_padding=2)
 
 
 # --- reference vectors ----------------------------------------------------------------------------------
@@ -230,9 +234,9 @@ def test_torch_documentation_shapes():
     checked = 0
     for case in vec["cases"]:
         if "then" in case["layer"]:
-            conv = sd.Conv(3, 2, 1, ndim=2)
-            t0 = sd.ConvTranspose(3, 2, 1, ndim=2)
-            t1 = sd.ConvTranspose(3, 2, 1, output_padding=1, ndim=2)
+            conv = sd.Conv(3, stride=2, padding=1, ndim=2)
+            t0 = sd.ConvTranspose(3, stride=2, padding=1, ndim=2)
+            t1 = sd.ConvTranspose(3, stride=2, padding=1, output_padding=1, ndim=2)
             i = tuple(case["input"][2:])
             assert conv.output_shape(i) == tuple(case["conv_output"][2:])
             o = conv.output_shape(i)
@@ -249,25 +253,25 @@ def test_torch_documentation_shapes():
         checked += 1
     assert checked == len(vec["cases"])
     with pytest.raises(sd.SymdeconvError, match=vec["errors"][0]):
-        sd.ConvTranspose(3, 1, output_padding=1)
+        sd.ConvTranspose(3, stride=1, output_padding=1)
 
 
 def test_conv_arithmetic_example():
     vec = public_vectors()["conv_arithmetic_relationships"]
     assert "k=3,s=2,p=1" in vec["example"]
-    conv = sd.Conv(3, 2, 1)
+    conv = sd.Conv(3, stride=2, padding=1)
     assert conv.output_shape((5,)) == conv.output_shape((6,)) == (3,)
     assert sd.output_padding_for(conv, (5,)) == (0,)
     assert sd.output_padding_for(conv, (6,)) == (1,)
-    assert sd.ConvTranspose(3, 2, 1, 0).output_shape((3,)) == (5,)
-    assert sd.ConvTranspose(3, 2, 1, 1).output_shape((3,)) == (6,)
+    assert sd.ConvTranspose(3, stride=2, padding=1, output_padding=0).output_shape((3,)) == (5,)
+    assert sd.ConvTranspose(3, stride=2, padding=1, output_padding=1).output_shape((3,)) == (6,)
     assert list(shapes.conv_input_sizes(3, 3, 2, 1)) == [5, 6]
 
 
 def test_hold_then_conv_vector_through_conv_transpose():
     vec = public_vectors()["hold_then_conv_equals_transposed_conv"]
     h = vec["h_equals_convolve_11_q"]
-    layer = sd.ConvTranspose(len(h), vec["up"])
+    layer = sd.ConvTranspose(len(h), stride=vec["up"])
     y = layer.matrix(len(vec["x"]), weight=[[h]]) * sp.Matrix(vec["x"])
     # conv_transpose1d(x, h, stride=2) has (n − 1)·2 + 4 = 2n + 2 outputs: the whole full output
     assert list(y) == vec["y_full"]

@@ -155,10 +155,12 @@ def test_torch_same_and_valid_strings():
 
 def test_weight_shape_matches_torch_modules():
     cases = [
-        (sd.Conv((3, 5), 2, 1, groups=2, in_channels=4, out_channels=6), torch.nn.Conv2d(4, 6, (3, 5), 2, 1, groups=2)),
-        (sd.ConvTranspose((3, 5, 2), 2, groups=3, in_channels=6, out_channels=9),
+        (sd.Conv((3, 5), stride=2, padding=1, groups=2, in_channels=4, out_channels=6), torch.nn.Conv2d(4, 6, (3, 5), 2,
+                                                                                                        1, groups=2)),
+        (sd.ConvTranspose((3, 5, 2), stride=2, groups=3, in_channels=6, out_channels=9),
          torch.nn.ConvTranspose3d(6, 9, (3, 5, 2), 2, groups=3)),
-        (sd.ConvTranspose(3, 3, 1, 2, 2, 2, 4, 6), torch.nn.ConvTranspose1d(4, 6, 3, 3, 1, 2, groups=2, dilation=2)),
+        (sd.ConvTranspose(3, stride=3, padding=1, output_padding=2, dilation=2, groups=2, in_channels=4,
+                          out_channels=6), torch.nn.ConvTranspose1d(4, 6, 3, 3, 1, 2, groups=2, dilation=2)),
     ]
     for layer, module in cases:
         assert layer.weight_shape == tuple(module.weight.shape)
@@ -168,8 +170,8 @@ def test_torch_error_rules_are_ours():
     with pytest.raises(RuntimeError, match="output padding must be smaller than either stride or dilation"):
         F.conv_transpose1d(torch.ones(1, 1, 4), torch.ones(1, 1, 3), stride=2, output_padding=2)
     with pytest.raises(sd.SymdeconvError, match="output_padding must be smaller than either stride or dilation"):
-        sd.ConvTranspose(3, 2, output_padding=2)
+        sd.ConvTranspose(3, stride=2, output_padding=2)
     with pytest.raises(RuntimeError, match="not supported for strided"):
         F.conv1d(torch.ones(1, 1, 4), torch.ones(1, 1, 3), stride=2, padding="same")
     with pytest.raises(sd.SymdeconvError, match="not supported for strided"):
-        sd.Conv(3, 2, "same")
+        sd.Conv(3, stride=2, padding="same")

@@ -31,7 +31,7 @@ def test_general_output_size_is_the_brute_force_count():
 def test_conv_output_size_from_the_operator():
     """Output n of ↓s ∘ xcorr is valid iff every sample it reads lies in the padded input [−p, i + p)."""
     for k, s, p, d in itertools.product(range(1, 5), range(1, 4), range(0, 3), range(1, 3)):
-        layer = sd.Conv(k, s, p, d)
+        layer = sd.Conv(k, stride=s, padding=p, dilation=d)
         box = ((-40, 40),)
         rows = layer.operator.sparse(box, ((0, 20),))
         for i in range(1, 9):
@@ -50,7 +50,7 @@ def test_conv_output_size_from_the_operator():
 def test_conv_transpose_output_size_from_the_operator():
     """With p = 0 and a = 0 the output ends at the last sample the scatter writes."""
     for k, s, d in itertools.product(range(1, 5), range(1, 4), range(1, 3)):
-        layer = sd.ConvTranspose(k, s, 0, 0, d)
+        layer = sd.ConvTranspose(k, stride=s, padding=0, output_padding=0, dilation=d)
         for i in range(1, 6):
             (lo, hi), = layer.operator.out_box(((0, i),))
             m = layer.operator.matrix(i, window=(0, hi))
@@ -92,7 +92,7 @@ def test_tf_conv_transpose_padding_is_the_forward_conv():
                 continue
             assert shapes.general_output_size(o, k, s, lo, hi) == i
             # the transposed layer then has exactly o outputs
-            layer = sd.ConvTranspose(k, s, mode, convention="tf", output_shape=(o,))
+            layer = sd.ConvTranspose(k, stride=s, padding=mode, convention="tf", output_shape=(o,))
             assert layer.output_shape((i,)) == (o,)
 
 

@@ -78,6 +78,6 @@ def test_conv_arithmetic_example(shared_vectors):
         assert o == o_ref
         m = op.matrix(i, window=(0, o))
         assert m.shape == (o_ref, i)
-        assert sd.Conv(k, s, p).output_shape((i,)) == (o_ref,)  # the layer's own shape rule agrees
+        assert sd.Conv(k, stride=s, padding=p).output_shape((i,)) == (o_ref,)  # the layer's own shape rule agrees
         # the last output's taps fall inside the padded input [−p, i + p)
         assert any(m[o - 1, c] != 0 for c in range(i))

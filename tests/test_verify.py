@@ -36,7 +36,7 @@ def test_max_abs_error_treats_nan_and_inf_as_failures():
 
 @pytest.mark.parametrize("value", [np.nan, 1e-3])
 def test_check_layer_fails_on_a_wrong_output(value):
-    layer = sd.ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=3)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=3)
     f = sd.compile(layer, "cpu")
     assert check_layer(f, layer, [(3, 4)]).ok
     bad = check_layer(_Poisoned(f, value), layer, [(3, 4)])

@@ -313,7 +313,7 @@ def convert(layer: Layer, to: str, input_shape: Any = None, transpose_kernel: bo
     when the target framework has no exact equivalent.
 
     >>> import symdeconv as sd
-    >>> layer, weight = sd.convert(sd.ConvTranspose(4, 2, 1, ndim=2), to="tf")
+    >>> layer, weight = sd.convert(sd.ConvTranspose(4, stride=2, padding=1, ndim=2), to="tf")
     >>> layer
     ConvTranspose(kernel_size=4, stride=2, padding='SAME', ndim=2, convention='tf')
     >>> weight.perm, weight.flip_axes

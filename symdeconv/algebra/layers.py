@@ -21,9 +21,10 @@ and low padding ``lo``.  As an operator (:attr:`Layer.operator`) this is ::
 The low padding / crop lives in the operator; the high side (padding, cropping, ``output_padding``,
 ``output_shape``) only decides how many outputs there are: the layer's output samples are operator
 outputs ``0..o−1`` per dimension (:meth:`Layer.window`).  With padding in the operator, transposition is
-exact on infinite sequences: ``Conv(k, s, p).operator.T`` *is* ``ConvTranspose(k, s, p).operator`` (same
-weight array, same symbols), and on finite signals ``Conv.matrix(i).T == ConvTranspose.matrix(o)`` when the
-output_padding is :func:`output_padding_for` (``a = (i + 2p − d(k−1) − 1) mod s``).
+exact on infinite sequences: ``Conv(k, stride=s, padding=p).operator.T`` *is*
+``ConvTranspose(k, stride=s, padding=p).operator`` (same weight array, same symbols), and on finite signals
+``Conv.matrix(i).T == ConvTranspose.matrix(o)`` when the output_padding is :func:`output_padding_for`
+(``a = (i + 2p − d(k−1) − 1) mod s``).
 
 Framework conventions (``convention=``):
 
@@ -819,13 +820,80 @@ class Layer:
         return f"jax.lax.conv_general_dilated(x, w, {', '.join(args)})"
 
 
+# the arguments after kernel_size (keyword-only), in the order they once had positionally; and the order of
+# torch.nn.Conv{N}d / ConvTranspose{N}d after (in_channels, out_channels, kernel_size)
+_KEYWORDS = {
+    "Conv": ("stride", "padding", "dilation", "groups", "in_channels", "out_channels"),
+    "ConvTranspose": ("stride", "padding", "output_padding", "dilation", "groups", "in_channels", "out_channels"),
+}
+_TORCH_ORDER = {
+    "Conv": ("stride", "padding", "dilation", "groups", "bias", "padding_mode"),
+    "ConvTranspose": ("stride", "padding", "output_padding", "groups", "bias", "dilation", "padding_mode"),
+}
+_FOREIGN_KEYWORDS = {
+    "bias": "the bias is not part of the layer: pass it to the compiled function, f(x, weight, bias), or to "
+            "layer.matrix(input_shape, bias=...)",
+    "device": "the device is sd.compile(layer, 'cpu' / 'cuda')'s target",
+    "dtype": "the compiled function computes in the dtype of x",
+    "filters": "Keras's argument: use sd.keras.Conv2D / Conv2DTranspose (or out_channels=)",
+    "strides": "Keras's / TensorFlow's spelling: use stride= (or sd.keras.Conv2D / Conv2DTranspose)",
+    "dilation_rate": "Keras's spelling: use dilation= (or sd.keras.Conv2D / Conv2DTranspose)",
+    "kernel": "use kernel_size=",
+}
+
+
+def _check_call(kind: str, kernel_size: Any, positional: tuple, unknown: dict, ndim: Any) -> None:
+    """Refuse extra positional arguments and unknown keywords with a message that says what to write."""
+    if positional:
+        raise SymdeconvError(_positional_message(kind, kernel_size, positional, ndim))
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        hints = "; ".join(f"{k}: {_FOREIGN_KEYWORDS[k]}" for k in unknown if k in _FOREIGN_KEYWORDS)
+        raise SymdeconvError(
+            f"unexpected keyword argument(s) {names}: sd.{kind} takes kernel_size, then the keywords "
+            f"{', '.join(_KEYWORDS[kind])}, convention, ndim, ..." + (f" ({hints})" if hints else "")
+        )
+
+
+def _positional_message(kind: str, kernel_size: Any, positional: tuple, ndim: Any) -> str:
+    values = (kernel_size,) + positional
+    shown = ", ".join(map(repr, values))
+    message = (f"the arguments after kernel_size are keyword-only, got {len(positional)} more positional "
+               f"argument(s) in sd.{kind}({shown})")
+    kernel = positional[1] if len(positional) > 1 else None
+    torch_like = (_is_int(kernel_size) and _is_int(positional[0])
+                  and (_is_int(kernel) or (_is_seq(kernel) and len(kernel) > 0 and all(_is_int(v) for v in kernel))))
+    if torch_like:
+        # torch's (in_channels, out_channels, kernel_size, ...) order
+        n = len(kernel) if _is_seq(kernel) else ndim if _is_int(ndim) else None
+        name = f"{kind}{n or 2}d"
+        rest = [f"{key}={v!r}" for key, v in zip(_TORCH_ORDER[kind], positional[2:]) if key != "bias"]
+        keywords = ", ".join([f"in_channels={kernel_size!r}", f"out_channels={positional[0]!r}"] + rest
+                             + ([f"ndim={n or 2}"] if _is_int(kernel) and ndim is None else []))
+        message += (
+            f". This reads like torch.nn.{name}(in_channels, out_channels, kernel_size, ...): write "
+            f"sd.torch.{name}({shown}, ...){'' if n else ' (1d / 3d alike)'} or "
+            f"sd.{kind}({kernel!r}, {keywords})"
+        )
+    old = ", ".join(f"{key}={v!r}" for key, v in zip(_KEYWORDS[kind], positional))
+    if len(positional) <= len(_KEYWORDS[kind]):
+        message += (f"{'; f' if torch_like else '. F'}or kernel_size={kernel_size!r}, {old}, name them: "
+                    f"sd.{kind}({kernel_size!r}, {old})")
+    return message
+
+
 class Conv(Layer):
     """A convolution layer (what frameworks call conv: cross-correlation), PyTorch conventions by default.
+
+    (``sd.Conv`` is this *layer*; ``sd.conv`` is the operator of a true convolution with given taps, see
+    :func:`symdeconv.algebra.operators.conv`.  Torch's argument order: ``sd.torch.Conv2d``.)
 
     ``y[c', n] = Σ_{c ∈ group(c'), j} w[c', c mod (C_in/g), j] · x[c, s n + d j − p_lo]`` (``0 ≤ n < o``),
     ``o = ⌊(i + p_lo + p_hi − d(k − 1) − 1)/s⌋ + 1``.  As an operator: ``↓s ∘ xcorr(dilated w)``.
 
-    Parameters follow ``torch.nn.Conv{N}d``; ``kernel_size`` (and any tuple argument) gives the number of
+    Parameters follow ``torch.nn.Conv{N}d``'s names; every argument after ``kernel_size`` is keyword-only
+    (``sd.Conv(3, stride=2, in_channels=64, out_channels=32)``; PyTorch's positional order is
+    :mod:`symdeconv.torch`'s).  ``kernel_size`` (and any tuple argument) gives the number of
     spatial dimensions, or pass ``ndim=``.  ``padding``: an int or tuple (symmetric), ``((lo, hi), …)``,
     ``"same"`` / ``"valid"`` (PyTorch), ``"SAME"`` / ``"VALID"`` (``convention="tf"``; also ``"SAME_LOWER"``
     for ``"jax"``).  ``convention="tf"``: ``data_format`` (default channels-last), filters ``(*k, C_in/g, C_out)``.
@@ -839,11 +907,12 @@ class Conv(Layer):
     transposed = False
     _kind = "Conv"
 
-    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, dilation: Any = 1, groups: Any = 1,
-                 in_channels: Any = 1, out_channels: Any = 1, *, convention: str = "torch", ndim: Any = None,
-                 padding_mode: str = "zeros", data_format: Any = None, dimension_numbers: Any = None,
-                 lhs_dilation: Any = 1):
+    def __init__(self, kernel_size: Any, *positional: Any, stride: Any = 1, padding: Any = None,
+                 dilation: Any = 1, groups: Any = 1, in_channels: Any = 1, out_channels: Any = 1,
+                 convention: str = "torch", ndim: Any = None, padding_mode: str = "zeros", data_format: Any = None,
+                 dimension_numbers: Any = None, lhs_dilation: Any = 1, **unknown: Any):
         with context("sd.Conv"):
+            _check_call("Conv", kernel_size, positional, unknown, ndim)
             self._setup(kernel_size, stride, padding, dilation, groups, in_channels, out_channels,
                         convention=convention, ndim=ndim, padding_mode=padding_mode, data_format=data_format,
                         dimension_numbers=dimension_numbers, lhs_dilation=lhs_dilation)
@@ -886,8 +955,9 @@ class Conv(Layer):
             pads = self._pads(None)
             padding = (tuple(lo for lo, _ in pads) if all(lo == hi for lo, hi in pads) else pads)
             a = 0 if input_shape is None else output_padding_for(self, input_shape)
-            return ConvTranspose(self.kernel_size, self.stride, padding, a, self.dilation, self.groups,
-                                 self.out_channels, self.in_channels, ndim=self.ndim)
+            return ConvTranspose(self.kernel_size, stride=self.stride, padding=padding, output_padding=a,
+                                 dilation=self.dilation, groups=self.groups,
+                                 in_channels=self.out_channels, out_channels=self.in_channels, ndim=self.ndim)
 
 
 class ConvTranspose(Layer):
@@ -898,6 +968,10 @@ class ConvTranspose(Layer):
     ``y[n] = full[n + p_lo]`` for ``0 ≤ n < o = (i − 1)s − p_lo − p_hi + d(k − 1) + a + 1``, ``a`` the
     ``output_padding`` (zeros past the full output).  As an operator: ``conv(dilated w, origin p_lo) ∘ ↑s``,
     the transpose of :class:`Conv`'s ``↓s ∘ xcorr``.
+
+    Every argument after ``kernel_size`` is keyword-only: ``sd.ConvTranspose(3, stride=2, in_channels=64,
+    out_channels=32, ndim=2)`` is PyTorch's ``ConvTranspose2d(64, 32, 3, stride=2)``, which
+    ``sd.torch.ConvTranspose2d(64, 32, 3, stride=2)`` accepts as written (:mod:`symdeconv.torch`).
 
     ``convention="tf"``: ``tf.nn.conv{N}d_transpose`` with ``padding`` ``"SAME"`` / ``"VALID"`` and
     ``output_shape`` (spatial sizes; default Keras's ``i·s`` / ``i·s + max(k − s, 0)``), filters
@@ -913,12 +987,13 @@ class ConvTranspose(Layer):
     transposed = True
     _kind = "ConvTranspose"
 
-    def __init__(self, kernel_size: Any, stride: Any = 1, padding: Any = None, output_padding: Any = None,
-                 dilation: Any = 1, groups: Any = 1, in_channels: Any = 1, out_channels: Any = 1, *,
-                 convention: str = "torch", ndim: Any = None, output_shape: Any = None,
+    def __init__(self, kernel_size: Any, *positional: Any, stride: Any = 1, padding: Any = None,
+                 output_padding: Any = None, dilation: Any = 1, groups: Any = 1, in_channels: Any = 1,
+                 out_channels: Any = 1, convention: str = "torch", ndim: Any = None, output_shape: Any = None,
                  transpose_kernel: bool = False, padding_mode: str = "zeros", data_format: Any = None,
-                 dimension_numbers: Any = None):
+                 dimension_numbers: Any = None, **unknown: Any):
         with context("sd.ConvTranspose"):
+            _check_call("ConvTranspose", kernel_size, positional, unknown, ndim)
             self._setup(kernel_size, stride, padding, dilation, groups, in_channels, out_channels,
                         convention=convention, ndim=ndim, padding_mode=padding_mode, data_format=data_format,
                         dimension_numbers=dimension_numbers, output_padding=output_padding,
@@ -1018,8 +1093,9 @@ class ConvTranspose(Layer):
                         f"output_padding={a} >= stride={s}: the convolution with the same parameters would give "
                         "more outputs than this layer's inputs, so no Conv has this layer as its transpose"
                     )
-            return Conv(self.kernel_size, self.stride, self.padding, self.dilation, self.groups,
-                        self.out_channels, self.in_channels, ndim=self.ndim)
+            return Conv(self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                        groups=self.groups, in_channels=self.out_channels, out_channels=self.in_channels,
+                        ndim=self.ndim)
 
 
 def output_padding_for(layer: Layer, input_shape: Any, target_shape: Any = None) -> Any:

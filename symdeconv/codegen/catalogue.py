@@ -92,43 +92,49 @@ def _layers() -> list[Entry]:
     return [
         Entry(
             "conv_transpose1d_k4_s2_p1", "ConvTranspose1d(kernel_size=4, stride=2, padding=1): exact ×2 upsampling",
-            lambda: ConvTranspose(4, 2, 1, in_channels=2, out_channels=3), (1, 3, 6),
-            variants=((lambda: ConvTranspose(4, 2, 1), (1, 3, 6)),),  # 1 → 1: the stencil path
+            lambda: ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=3), (1, 3, 6),
+            variants=((lambda: ConvTranspose(4, stride=2, padding=1), (1, 3, 6)),),  # 1 → 1: the stencil path
         ),
         Entry(
             "conv_transpose2d_k4_s2_p1", "ConvTranspose2d(kernel_size=4, stride=2, padding=1) (DCGAN / U-Net decoder)",
-            lambda: ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2), ((1, 1), (2, 3)),
+            lambda: ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2), ((1, 1), (2, 3)),
             variants=(  # depthwise: the stencil path
-                (lambda: ConvTranspose((4, 4), 2, 1, in_channels=2, out_channels=2, groups=2), ((1, 1), (3, 4))),
+                (lambda: ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2, groups=2),
+                 ((1, 1), (3, 4))),
             ),
         ),
         Entry(
             "conv_transpose3d_k4_s2_p1", "ConvTranspose3d(kernel_size=4, stride=2, padding=1)",
-            lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=1, out_channels=2), ((1, 1, 1), (2, 1, 2)),
+            lambda: ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=1, out_channels=2),
+            ((1, 1, 1), (2, 1, 2)),
             variants=(  # 16 input channels per group: the Winograd path; 1 → 1: the one-channel pass
-                (lambda: ConvTranspose((4, 4, 4), 2, 1, in_channels=16, out_channels=4), ((1, 1, 1), (2, 1, 2))),
-                (lambda: ConvTranspose((4, 4, 4), 2, 1), ((1, 1, 1), (2, 3, 2))),
+                (lambda: ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=4),
+                 ((1, 1, 1), (2, 1, 2))),
+                (lambda: ConvTranspose((4, 4, 4), stride=2, padding=1), ((1, 1, 1), (2, 3, 2))),
             ),
         ),
         Entry(
             "conv_transpose2d_k3_s2_p1_op1",
             "ConvTranspose2d(kernel_size=3, stride=2, padding=1, output_padding=1): exact ×2 with a 3×3 kernel",
-            lambda: ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=2, groups=2),
+            lambda: ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=2,
+                                  groups=2),
             ((1, 2), (3, 2)),
             variants=(  # two output channels per group: the GEMM-like path
-                (lambda: ConvTranspose((3, 3), 2, 1, output_padding=1, in_channels=2, out_channels=4, groups=2),
+                (lambda: ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=4,
+                                       groups=2),
                  ((1, 2), (3, 2))),
             ),
         ),
         Entry(
             "conv2d_k3_s2_p1", "Conv2d(kernel_size=3, stride=2, padding=1): strided convolution (downsampling)",
-            lambda: Conv((3, 3), 2, 1, in_channels=2, out_channels=3), ((1, 1), (4, 5)),
-            variants=((lambda: Conv((3, 3), 2, 1, in_channels=2, out_channels=2, groups=2), ((1, 1), (4, 5))),),
+            lambda: Conv((3, 3), stride=2, padding=1, in_channels=2, out_channels=3), ((1, 1), (4, 5)),
+            variants=((lambda: Conv((3, 3), stride=2, padding=1, in_channels=2, out_channels=2, groups=2),
+                       ((1, 1), (4, 5))),),
         ),
         Entry(
             "conv2d_k3_d2_p2", "Conv2d(kernel_size=3, dilation=2, padding=2): dilated (atrous) convolution",
-            lambda: Conv((3, 3), 1, 2, dilation=2, in_channels=2, out_channels=2), ((2, 2), (4, 5)),
-            variants=((lambda: Conv((3, 3), 1, 2, dilation=2), ((2, 2), (4, 5))),),  # 1 → 1: the stencil path
+            lambda: Conv((3, 3), padding=2, dilation=2, in_channels=2, out_channels=2), ((2, 2), (4, 5)),
+            variants=((lambda: Conv((3, 3), padding=2, dilation=2), ((2, 2), (4, 5))),),  # 1 → 1: the stencil path
         ),
     ]
 
