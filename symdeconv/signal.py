@@ -339,8 +339,8 @@ def _extension(x: np.ndarray, idx: np.ndarray, side: str, mode: str, cval: Any) 
     # distance counted from the near end: t = −idx − 1 on the left, idx − n on the right (both ≥ 0)
     t = -idx - 1 if left else idx - n
     first, last = x[..., :1], x[..., n - 1:]
-    if mode == "constant":
-        return np.asarray(cval, dtype=x.dtype)
+    if mode == "constant":  # (a complex-typed cval here has no imaginary part when x is real)
+        return np.asarray(cval if x.dtype.kind == "c" else cval.real, dtype=x.dtype)
     if mode == "edge":
         return first if left else last
     if mode in ("smooth", "line"):
