@@ -29,6 +29,11 @@ from .algebra.convert import Conversion, WeightTransform, convert
 from .algebra.layers import Conv, ConvTranspose, Layer, output_padding_for
 from .codegen import compile, emit  # noqa: A004 - sd.compile is the public name; Numba loads lazily
 from . import signal  # scipy.signal.upfirdn / resample_poly on generated kernels (sd.upfirdn is the operator)
+# sd.torch.ConvTranspose2d(64, 32, 3, ...) / sd.keras.Conv2DTranspose(...): the frameworks' own argument orders;
+# neither module imports its framework (sd.from_torch / sd.from_keras import it when called)
+from . import keras, torch
+from .keras import from_keras
+from .torch import from_torch
 from .errors import SymdeconvError
 
 __version__ = "0.1.0"
@@ -40,5 +45,7 @@ __all__ = [
     "canonical", "NormalForm", "equivalent", "Equivalence", "Counterexample", "matrices_agree",
     "identities", "Identity", "Proof", "bilinear_kernel", "checkerboard", "CheckerboardReport", "testing",
     "Conv", "ConvTranspose", "Layer", "output_padding_for", "shapes", "convert", "Conversion", "WeightTransform",
-    "emit", "compile", "signal",
+    "emit", "signal", "from_torch", "from_keras",
 ]
+# not in __all__: compile (``from symdeconv import *`` would shadow the builtin; use sd.compile), and the
+# modules torch and keras (they would shadow the real frameworks; use sd.torch, sd.keras)

@@ -871,7 +871,10 @@ def identity(ndim: int = 1, channels: int = 1) -> Shift:
 
 
 def conv(taps: Any, origin: Any = 0) -> Conv:
-    """Single-channel true convolution ``y[n] = Σ_j taps[j] · x[n − j + origin]``.
+    """Single-channel true convolution ``y[n] = Σ_j taps[j] · x[n − j + origin]``: an *operator* with given taps.
+
+    (``sd.conv`` is this operator; ``sd.Conv`` is the deep-learning *layer* — cross-correlation with a stride,
+    padding, channels and a weight array, see :class:`symdeconv.algebra.layers.Conv`.)
 
     ``taps`` is a non-empty sequence (1-D) or a rectangular nested sequence / array (N-D), of numbers
     or SymPy expressions.  ``origin`` (an int or one per dimension) is the tap index aligned with the
