@@ -128,6 +128,10 @@ def polynomial_text(plan: KernelPlan, poly) -> str:
 # --- file parts -----------------------------------------------------------------------------------
 
 
+#: the header line that names the plan a module was emitted from (``KernelPlan.structure_key``)
+PLAN_KEY_LABEL = "Plan key:"
+
+
 def header(plan: KernelPlan, target: str, title: str | None = None) -> list[str]:
     what = "Numba CPU kernel (numba.njit, parallel)" if target == "cpu" else "Numba CUDA kernel (numba.cuda.jit)"
     kind = (
@@ -149,6 +153,7 @@ def header(plan: KernelPlan, target: str, title: str | None = None) -> list[str]
     lines += ["#", f"# Plan: {kind}; P = {plan.P}, Q = {plan.Q}"]
     if plan.symbols:
         lines.append("# Runtime symbols (order of w): " + ", ".join(plan.symbols))
+    lines.append(f"# {PLAN_KEY_LABEL} {plan.structure_key(target)} (sd.compile(..., path=) loads this file only for this plan)")
     lines.append("# " + "=" * 98)
     return lines
 

@@ -31,6 +31,7 @@ from ..canonical.normalform import NormalForm, canonical
 from ..errors import SymdeconvError, context, in_context
 from . import cache
 from ._alloc import output_empty
+from ._source import PLAN_KEY_LABEL
 from .emit_cpu import emit_cpu
 from .emit_cuda import emit_cuda
 from .plan import KernelPlan, natural_key, plan_chain, plan_grouped
@@ -321,15 +322,31 @@ def emit_plan(p: KernelPlan, target: str, title: str | None = None) -> str:
 # compile
 # ==================================================================================================
 
-def _check_x(x: Any, where: str = "x") -> np.ndarray:
+def _check_x(x: Any, where: str = "x", like: np.dtype | None = None) -> np.ndarray:
+    """``x`` as a C-contiguous float32 / float64 NumPy array.
+
+    Arrays keep their dtype (float32 or float64, else refused: no silent change of precision); strided
+    views are copied.  Python scalars, lists and other array-likes are taken as NumPy takes them and,
+    holding no dtype of their own, converted to ``like`` (the input's dtype, for weights and biases) or,
+    for integers and booleans, to float64.
+    """
     if not isinstance(x, np.ndarray):
-        raise SymdeconvError(f"{where} must be a NumPy array, got {type(x).__name__}")
+        if is_device_array(x):
+            raise SymdeconvError(f"{where} is a device array; this function takes host (NumPy) arrays here")
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as err:  # e.g. ragged nested lists
+            raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got "
+                                 f"{type(x).__name__} ({err})") from None
+        if arr.dtype.kind in "biuf":
+            arr = arr.astype(like if like is not None else (arr.dtype if arr.dtype in DTYPES else np.float64))
+        elif arr.dtype.kind != "c":
+            raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got {type(x).__name__}")
+        x = arr
     if x.dtype not in DTYPES:
         raise SymdeconvError(f"{where} must have dtype float32 or float64, got {x.dtype}")
     if not x.flags.c_contiguous:
-        raise SymdeconvError(
-            f"{where} must be C-contiguous (got a strided view); pass np.ascontiguousarray({where})"
-        )
+        x = np.ascontiguousarray(x)  # a strided view: the kernels read unit-stride rows
     return x
 
 
@@ -380,10 +397,33 @@ def _load(p: KernelPlan, target: str, path: Any = None):
         from pathlib import Path
 
         path = Path(path)
-        return path.read_text(), path, cache.load_module(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise SymdeconvError(f"path: cannot read {str(path)!r} ({err.__class__.__name__}: {err})") from None
+        _check_plan_key(text, p, target, path)
+        return text, path, cache.load_module(path)
     source = emit_plan(p, target)
     path = cache.store(source, p.name, p.key(target), target)
     return source, path, cache.load_module(path)
+
+
+def _check_plan_key(text: str, p: KernelPlan, target: str, path: Any) -> None:
+    """Refuse a file that was not emitted from ``p`` for ``target`` by this emitter version (read from its
+    header, before anything of the file runs)."""
+    want = p.structure_key(target)
+    found = None
+    for line in text.splitlines()[:200]:
+        if line.startswith("# " + PLAN_KEY_LABEL):
+            found = (line[len("# " + PLAN_KEY_LABEL):].split() or [""])[0]
+            break
+    if found != want:
+        what = "has no plan key (not a module emitted by this version of symdeconv)" if found is None else (
+            f"was emitted from another plan, target or emitter version (plan key {found}, this object's {want})")
+        raise SymdeconvError(
+            f"path: {str(path)!r} {what}; pass the file emitted for this object and target "
+            f"(sd.emit(obj, {target!r}) or `symdeconv generate`), or drop path= to compile it"
+        )
 
 
 def _host_copy(a: Any, where: str) -> Any:
@@ -661,8 +701,8 @@ class CompiledLayer(_Compiled):
                                      "channels first")
         else:
             x = _check_x(x)
-        weight = _check_x(weight, "weight")
-        b = None if bias is None else _check_x(bias, "bias")
+        weight = _check_x(weight, "weight", x.dtype)
+        b = None if bias is None else _check_x(bias, "bias", x.dtype)
         # after _check_x every dtype is native float32 or float64, told apart by its one-letter code
         key = (x.shape, x.dtype.char, weight.shape, weight.dtype.char, None if b is None else (b.shape, b.dtype.char))
         recipe = self._recipes.get(key)

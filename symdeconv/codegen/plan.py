@@ -163,6 +163,15 @@ class KernelPlan:
         blob = json.dumps([EMITTER_VERSION, target, self.to_dict()], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
+    def structure_key(self, target: str) -> str:
+        """Hash of (plan without its name and description, target, emitter version): what a module emitted
+        from this plan computes.  Written into every emitted module's header; ``sd.compile(..., path=)``
+        checks it, so a file emitted from another plan is refused rather than run."""
+        d = self.to_dict()
+        del d["name"], d["description"]
+        blob = json.dumps([EMITTER_VERSION, target, d], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
     @property
     def n_taps(self) -> int:
         """Multiplications per output block of one channel pair (grouped) or in total (chain)."""
