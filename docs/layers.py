@@ -45,6 +45,24 @@ def show_form(title: str, layer) -> None:
 
 
 # %% [markdown]
+# ## Writing a layer
+#
+# `sd.Conv` / `sd.ConvTranspose` take the kernel size and then keywords only (`stride=`, `padding=`,
+# `in_channels=`, ...). PyTorch's positional order — `ConvTranspose2d(64, 32, 3)` is 64 input channels, 32 output
+# channels, kernel 3 — is refused with the spelling to use; `sd.torch.ConvTranspose2d` takes it as written
+# (and `sd.keras.Conv2DTranspose` Keras's `(filters, kernel_size, strides, padding, ...)`).
+
+# %%
+try:
+    sd.ConvTranspose(64, 32, 3)
+except sd.SymdeconvError as err:
+    print(err)
+small = sd.torch.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+assert small.matrix((2, 2)) == sd.ConvTranspose(3, stride=2, padding=1, output_padding=1, in_channels=4,
+                                                out_channels=2, ndim=2).matrix((2, 2))
+small
+
+# %% [markdown]
 # ## The common layers and their polyphase forms
 #
 # The four upsampling layers of everyday architectures (1-D here; 2-D layers are their separable products):
@@ -259,6 +277,20 @@ if torch is not None:
         ours = np.array(layer2.matrix((4, 4), weight=weight).tolist(), dtype=float) @ xin.reshape(-1)
         assert np.allclose(ours, ref.reshape(-1))
         print(f"{title}: matches torch, output {ref.shape[1:]}")
+
+# %% [markdown]
+# A real module becomes a layer and its weights with `sd.from_torch` (NumPy arrays in the layer's own layout;
+# `sd.from_keras` does the same for a built Keras layer); the compiled layer computes the module's output:
+
+# %%
+if torch is not None:
+    module = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+    layer, w, b = sd.from_torch(module)
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    y = sd.compile(layer)(x, w, b)
+    with torch.no_grad():
+        assert np.allclose(y, module(torch.from_numpy(x)).numpy(), atol=1e-5)
+    print(f"sd.from_torch: {layer!r}, output {y.shape}")
 
 # %% [markdown]
 # ## Optional: a conversion run in TensorFlow and JAX
