@@ -34,6 +34,7 @@ bench: venv
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_kernels.py --allocator reuse
 	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_signal.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .cache

@@ -156,3 +156,29 @@ if torch is not None:
 # The committed catalogue `generated/` holds such kernels for the textbook chains and common layers;
 # `symdeconv generate --check` fails when it is stale and `symdeconv verify` runs every file against its
 # symbolic form.
+
+# %% [markdown]
+# ## SciPy's `upfirdn` on these kernels
+#
+# `sd.signal.upfirdn(h, x, up, down)` (and `sd.signal.resample_poly`) take SciPy's arguments and run the kernel
+# of the chain $\downarrow_{down} (h \ast \uparrow_{up} x)$, its taps passed at run time. They return SciPy's
+# output window, which is *shorter* than the chain's natural one: the natural window of $\uparrow_L$ ends with
+# the $L - 1$ zeros inserted after the last sample, and the outputs that read only those zeros (at most
+# $\lceil (L - 1) / M \rceil$ of them) are not in SciPy's result. The example is SciPy's own docstring example.
+
+# %%
+h3, x10 = np.array([0.5, 1.0, 0.5]), np.arange(10.0)
+chain3 = sd.compile(sd.upfirdn(sd.taps("h", 3), 2, 3), "cpu")
+natural = chain3(x10, h3)
+y = sd.signal.upfirdn(h3, x10, 2, 3)
+print(natural, y)
+assert chain3.window((10,)) == ((0, 8),) and y.shape == (7,)  # ⌈(10·2 + 2) / 3⌉ = 8, (9·2 + 2) // 3 + 1 = 7
+assert np.array_equal(natural[:7], y) and natural[7] == 0
+assert np.allclose(y, [0.0, 1.0, 2.5, 4.0, 5.5, 7.0, 8.5])
+try:
+    from scipy import signal as scipy_signal
+except ImportError:  # SciPy is not a dependency of symdeconv
+    scipy_signal = None
+if scipy_signal is not None:
+    assert np.allclose(y, scipy_signal.upfirdn(h3, x10, 2, 3))
+    print("equal to scipy.signal.upfirdn")
