@@ -287,3 +287,53 @@ def test_convert_validates():
     grouped = sd.convert(sd.ConvTranspose(3, stride=2, padding=1, groups=2, in_channels=2, out_channels=4), to="jax")
     assert not grouped.layer.transposed and grouped.layer.lhs_dilation == (2,) and grouped.weight.perm is None
     assert str(sd.convert(sd.Conv(3), to="torch").weight).startswith("w unchanged")
+
+
+def _tf_call_space(layer):
+    """Every TensorFlow call of the layer's rank, kernel, stride and dilation that symdeconv's TF dialect
+    accepts: 'SAME' / 'VALID', Keras's output_padding sizes, and explicit (lo, hi) pairs up to the kernel
+    span plus the stride (larger pads give outputs that only grow)."""
+    k, s, d, n = layer.kernel_size, layer.stride, layer.dilation, layer.ndim
+    com = dict(stride=s, dilation=d, in_channels=layer.in_channels, out_channels=layer.out_channels, ndim=n,
+               convention="tf")
+    reach = max((kk - 1) * dd + 1 for kk, dd in zip(k, d)) + max(s)
+    pairs = [((lo, hi),) * n for lo in range(reach) for hi in range(reach)]
+    if layer.transposed:
+        calls = [dict(padding=m) for m in ("SAME", "VALID")]
+        calls += [dict(padding=m, output_padding=(a,) * n) for m in ("SAME", "VALID") for a in range(max(s))]
+        calls += [dict(padding=p) for p in pairs]
+    else:
+        calls = [dict(padding=m) for m in ("SAME", "VALID")] + [dict(padding=p) for p in pairs]
+    build = sd.ConvTranspose if layer.transposed else sd.Conv
+    for call in calls:
+        try:
+            yield build(layer.kernel_size, **call, **com)
+        except sd.SymdeconvError:
+            continue  # a call TensorFlow refuses (its rules: see test_framework_oracles)
+
+
+def test_tf_refusals_are_confirmed_by_a_search_of_the_tf_call_space():
+    """Every PyTorch 1-D / 2-D layer (k ≤ 4, s ≤ 3, p < k, d ≤ 2, every valid output_padding) either
+    converts to TF, or no TF call that TensorFlow accepts computes it: a search of the call space over the
+    probe sizes of `convert` (which cover every input size, see docs/conversions.md) finds none."""
+    from symdeconv.algebra.convert import _probe_shapes, _signature
+
+    refused = 0
+    for n, transposed, k, s, p, d in itertools.product((1, 2), (False, True), range(1, 5), range(1, 4),
+                                                        range(0, 4), (1, 2)):
+        if p >= k:
+            continue
+        for a in (range(max(s, d)) if transposed else [0]):
+            kw = dict(stride=s, padding=p, dilation=d, in_channels=2, out_channels=2, ndim=n)
+            layer = sd.ConvTranspose(k, output_padding=a, **kw) if transposed else sd.Conv(k, **kw)
+            try:
+                sd.convert(layer, to="tf")
+                continue
+            except sd.SymdeconvError as err:
+                refused += 1
+                message = str(err)
+            probes = _probe_shapes(layer)
+            want = [_signature(layer, q) for q in probes]
+            for cand in _tf_call_space(layer):
+                assert [_signature(cand, q) for q in probes] != want, (layer, cand, message)
+    assert 0 < refused < 150, refused

@@ -107,7 +107,10 @@ def test_tf_conv_against_tensorflow(n):
         x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
         w = rng.standard_normal((k,) * n + (cin, cout)).astype(np.float32)
         tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
-        if n == 1:
+        if n == 1 and not isinstance(pad, str):  # tf.nn.conv1d refuses padding lists: conv2d on a unit axis
+            ref, ref_err = _run(lambda: tf.nn.conv2d(x[:, None], w[None], strides=(1, s), dilations=(1, d),
+                                                     padding=[[0, 0], [0, 0], list(pad[0]), [0, 0]])[:, 0])
+        elif n == 1:
             ref, ref_err = _run(lambda: fn(x, w, stride=s, padding=tf_pad, dilations=d))
         else:
             strides = s if n == 2 else [1] + [s] * n + [1]
@@ -153,7 +156,12 @@ def test_tf_conv_transpose_against_tensorflow(n):
         strides = s if n != 3 else [1, s, s, s, 1]
         dil = d if n != 3 else [1, d, d, d, 1]
         tf_pad = pad if isinstance(pad, str) else [[0, 0]] + [list(p) for p in pad] + [[0, 0]]
-        ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, tf_pad, dilations=dil))
+        if n == 1 and not isinstance(pad, str):  # conv1d_transpose refuses padding lists: conv2d_transpose
+            ref, ref_err = _run(lambda: tf.nn.conv2d_transpose(  # on a unit axis
+                x[:, None], w[None], (2, 1) + out + (cout,), (1, s), [[0, 0], [0, 0], list(pad[0]), [0, 0]],
+                dilations=(1, d))[:, 0])
+        else:
+            ref, ref_err = _run(lambda: fn(x, w, (2,) + out + (cout,), strides, tf_pad, dilations=dil))
         build = lambda: sd.ConvTranspose((k,) * n, stride=s, padding=pad, dilation=d, in_channels=cin,
                                          out_channels=cout,
                  convention="tf", output_shape=out)  # noqa: E731

@@ -160,7 +160,8 @@ def test_conv_transpose_normal_form_has_the_textbook_phases():
     (lambda: sd.Conv(3, padding_mode="reflect"), "padding_mode"),
     (lambda: sd.Conv((3,) * 4, padding="SAME", stride=2, dilation=2, convention="tf"),
      "dilations > 1 with strides > 1"),
-    (lambda: sd.Conv(3, padding=((1, 2),), convention="tf"), "tf.nn.conv1d takes padding 'SAME' or 'VALID' only"),
+    (lambda: sd.Conv((3,) * 3, padding=((1, 2),) * 3, convention="tf"),
+     "tf.nn.conv3d takes padding 'SAME' or 'VALID' only"),
     (lambda: sd.Conv(3, padding="same", convention="tf"), "upper case"),
     (lambda: sd.Conv(3, padding="SAME", convention="jax", lhs_dilation=2), "String padding is not implemented"),
     (lambda: sd.ConvTranspose(3, stride=2, padding="same", convention="jax"), "String padding is not implemented"),
@@ -285,3 +286,14 @@ def test_demo_prints_the_layers(capsys):
     assert "y[2m] = w_0_0_1·x[m] + w_0_0_3·x[m − 1]" in out
     assert "equals half-pixel linear interpolation: True" in out
     assert "np.transpose(w, (2, 3, 1, 0))" in out and "no exact equivalent" in out
+
+
+def test_tf_1d_explicit_padding_prints_the_unit_axis_conv2d_call():
+    """tf.nn.conv1d / conv1d_transpose refuse padding lists; a 1-D TF layer with explicit pairs prints one
+    tf.nn.conv2d / conv2d_transpose call on a unit axis, with the reshapes of data and filters (the call is
+    run in TensorFlow by test_framework_oracles)."""
+    call = sd.Conv(3, stride=2, padding=((1, 2),), convention="tf").framework_call()
+    assert call.startswith("tf.nn.conv2d(x[:, None], filters[None], strides=(1, 2)") and call.endswith("[:, 0]")
+    assert "[[0, 0], [0, 0], [1, 2], [0, 0]]" in call
+    call = sd.ConvTranspose(3, stride=2, padding=((1, 1),), convention="tf", output_shape=(5,)).framework_call()
+    assert call.startswith("tf.nn.conv2d_transpose(x[:, None], filters[None], output_shape=(N, 1, 5, 1)")

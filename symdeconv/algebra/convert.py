@@ -263,9 +263,9 @@ def _tf_candidates(src: Layer, shape, reasons):
         for a in itertools.product(*(range(v) for v in src._l)):
             yield lambda mode=mode, a=a: ConvTranspose(stride=src._l, padding=mode, output_padding=a,
                                                        convention="tf", **com)
-    if src.ndim == 2 and pairs is not None and all(hi is not None for _, hi in pairs):
-        # tf.nn.conv2d_transpose with explicit padding: the forward convolution's pads are what the
-        # general form's (lo, hi) leave of the kernel span, k_eff − 1 − lo and k_eff − 1 − hi
+    if src.ndim <= 2 and pairs is not None and all(hi is not None for _, hi in pairs):
+        # tf.nn.conv2d_transpose with explicit padding (in 1-D on a unit axis): the forward convolution's
+        # pads are what the general form's (lo, hi) leave of the kernel span, k_eff − 1 − lo and k_eff − 1 − hi
         explicit = tuple((ke - 1 - lo, ke - 1 - hi) for (lo, hi), ke in zip(pairs, src._ke))
         if all(a >= 0 and b >= 0 for a, b in explicit):
             yield lambda: ConvTranspose(stride=src._l, padding=explicit, convention="tf", **com)

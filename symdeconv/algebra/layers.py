@@ -394,10 +394,11 @@ class Layer:
                     f"dilation={_fmt(self.dilation)} with explicit padding: tf.nn.conv2d_transpose refuses it "
                     "('Current CPU implementations do not yet support dilation rates larger than 1')"
                 )
-            if _is_seq(self.padding) and n != 2 and not getattr(_BINDING, "active", False):
+            if _is_seq(self.padding) and n > 2 and not getattr(_BINDING, "active", False):
                 raise SymdeconvError(
                     f"padding={self.padding!r}: {fn} takes padding 'SAME' or 'VALID' only (TensorFlow's rule: "
-                    "explicit padding lists are accepted by tf.nn.conv2d and tf.nn.conv2d_transpose alone)"
+                    "explicit padding lists are accepted by tf.nn.conv2d and tf.nn.conv2d_transpose alone, "
+                    "which also serve 1-D layers on a unit axis)"
                 )
         if conv == "jax" and self.transposed and self.groups != 1:
             raise SymdeconvError(
@@ -755,6 +756,8 @@ class Layer:
             stride, dilation = full(self.stride), full(self.dilation)
         else:
             stride, dilation = _fmt(self.stride), _fmt(self.dilation)
+        if n == 1 and not isinstance(self.padding, str):
+            return self._tf_unit_axis_call(input_shape)
         args = [f"{key}={stride}", f"padding={pad!r}", f"data_format={fmt!r}"]
         if any(d != 1 for d in self.dilation):
             args.append(f"dilations={dilation}")
@@ -770,6 +773,28 @@ class Layer:
                      else f"(N, {self.out_channels}, {spatial})")
             return f"tf.nn.{base}_transpose(x, filters, output_shape={shape}, {', '.join(args)})"
         return f"tf.nn.{base}(x, filters, {', '.join(args)})"
+
+    def _tf_unit_axis_call(self, input_shape: Any) -> str:
+        """A 1-D layer with explicit padding: ``tf.nn.conv1d`` / ``conv1d_transpose`` refuse padding lists, so
+        the call is ``tf.nn.conv2d`` / ``conv2d_transpose`` on a unit axis — ``x[:, None]`` (``x[:, :, None]``
+        channels first), ``filters[None]`` (a 1 × k kernel) — and the unit axis dropped from the result."""
+        last = self.data_layout == "channels_last"
+        (lo, hi), = self.padding
+        pad = [[0, 0], [0, 0], [lo, hi], [0, 0]] if last else [[0, 0], [0, 0], [0, 0], [lo, hi]]
+        args = [f"strides=(1, {self.stride[0]})", f"padding={pad!r}", f"data_format={'NHWC' if last else 'NCHW'!r}"]
+        if self.dilation[0] != 1:
+            args.append(f"dilations=(1, {self.dilation[0]})")
+        x, drop = ("x[:, None]", "[:, 0]") if last else ("x[:, :, None]", "[:, :, 0]")
+        if not self.transposed:
+            return f"tf.nn.conv2d({x}, filters[None], {', '.join(args)}){drop}"
+        if self.output_shape_arg is not None:
+            o = str(self.output_shape_arg[0])
+        elif input_shape is not None:
+            o = str(self.output_shape(input_shape)[0])
+        else:
+            o = self._tf_output_size_rule()
+        shape = f"(N, 1, {o}, {self.out_channels})" if last else f"(N, {self.out_channels}, 1, {o})"
+        return f"tf.nn.conv2d_transpose({x}, filters[None], output_shape={shape}, {', '.join(args)}){drop}"
 
     def _tf_output_size_rule(self) -> str:
         """TF's output size per spatial dimension, as text in the input sizes (for every input size)."""
