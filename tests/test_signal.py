@@ -197,6 +197,15 @@ def test_up_equals_down_returns_a_copy_of_x():
         assert not np.shares_memory(y, x)
 
 
+def test_empty_batch_axes_give_empty_results_of_scipys_shape():
+    x = np.ones((0, 5, 7), dtype=np.float32)
+    for axis in (1, 2):
+        y, ref = sd.signal.upfirdn([1.0, 2.0, 3.0], x, 3, 2, axis=axis), signal.upfirdn([1.0, 2.0, 3.0], x, 3, 2, axis=axis)
+        assert y.shape == ref.shape and y.dtype == ref.dtype
+        y, ref = sd.signal.resample_poly(x, 3, 2, axis=axis), signal.resample_poly(x, 3, 2, axis=axis)
+        assert y.shape == ref.shape and y.dtype == ref.dtype
+
+
 def test_large_and_batched_calls_run_the_parallel_path():
     rng = np.random.default_rng(5)
     h = rng.standard_normal(33)
