@@ -198,9 +198,13 @@ def test_jax_conv_general_dilated_against_jax(n):
     lax = jax.lax
     rng = np.random.default_rng(300 + n)
     letters = "HWD"[:n] if n > 1 else "H"
-    dn = ("NC" + letters, "OI" + letters, "NC" + letters)
+    # data and kernel layouts: channels first or last, kernel OI…, …IO or IO… (out = lhs: one data layout)
+    layouts = [(a, b) for a in ("NC" + letters, "N" + letters + "C") for b in ("OI" + letters, letters + "IO",
+                                                                              "IO" + letters)]
     counts = {"both": 0, "refused": 0}
     for _ in range(N_CONFIGS):
+        lhs_spec, rhs_spec = layouts[int(rng.integers(len(layouts)))]
+        dn = (lhs_spec, rhs_spec, lhs_spec)
         k = int(rng.integers(1, 4))
         s = int(rng.integers(1, 3))
         d = int(rng.integers(1, 3))
@@ -211,8 +215,12 @@ def test_jax_conv_general_dilated_against_jax(n):
             cout *= 2  # keep clear of one channel per group (its stencil is compiled per layer: slow)
         pad = _jax_pad(n, rng, False)
         size = tuple(int(v) for v in rng.integers(2, 7, n))
-        x = rng.standard_normal((2, cin) + size).astype(np.float32)
+        x = rng.standard_normal((2, cin) + size).astype(np.float32)  # (N, C, spatial): moved to lhs_spec
+        x = np.ascontiguousarray(np.transpose(x, ["NC".index(c) if c in "NC" else 2 + letters.index(c)
+                                                  for c in lhs_spec]))
         w = rng.standard_normal((cout, cin // groups) + (k,) * n).astype(np.float32)
+        w = np.ascontiguousarray(np.transpose(w, ["OI".index(c) if c in "OI" else 2 + letters.index(c)
+                                                  for c in rhs_spec]))
         jpad = pad if isinstance(pad, str) else [tuple(p) for p in pad]
         ref, ref_err = _run(lambda: lax.conv_general_dilated(
             x, w, (s,) * n, jpad, lhs_dilation=(lhs,) * n, rhs_dilation=(d,) * n, dimension_numbers=dn,
@@ -224,7 +232,7 @@ def test_jax_conv_general_dilated_against_jax(n):
                  in_channels=cin, out_channels=cout, convention="jax", lhs_dilation=lhs,
                  dimension_numbers=dn)  # noqa: E731
         _check(ref, ref_err, build, x, w, size, cin * k**n, dict(jax=jax, w=w), counts,
-               (k, s, d, lhs, groups, pad, size))
+               (k, s, d, lhs, groups, pad, size, dn))
     assert counts["both"] >= N_CONFIGS // 4 and counts["refused"] >= 1, counts
 
 
