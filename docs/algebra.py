@@ -35,6 +35,7 @@
 # %%
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,46 @@ def tex(obj) -> str:
     return obj._repr_latex_().strip().strip("$")
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (formulas render), rather than as ``python docs/algebra.py``?"""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+# LaTeX of the captions below, as plain text for a terminal
+_TEXT = [(r"\uparrow", "↑"), (r"\downarrow", "↓"), (r"\ast", "∗"), (r"^{\mathsf T}", "ᵀ"), (r"\qquad", "    "),
+         (r"\quad", "  "), (r"\,", ""), (r"\ ", " "), (r"\mathbf 1", "1"), (r"\mathrm{hold}", "hold")]
+
+
+def text(obj) -> str:
+    """A part of a formula as terminal text: SymPy's pretty printing, captions without LaTeX markup."""
+    if isinstance(obj, str):
+        for tex_, plain in _TEXT:
+            obj = obj.replace(tex_, plain)
+        obj = re.sub(r"\\text\{([^}]*)\}", r"\1", obj)
+        obj = re.sub(r"_\{?(\w+)\}?", r"_\1", obj).replace("{", "").replace("}", "")
+        return obj
+    if isinstance(obj, (sp.Basic, sp.MatrixBase, tuple, list)):
+        return sp.pretty(obj, use_unicode=True)
+    return str(obj)
+
+
 def show(*parts) -> None:
-    """Display the parts side by side as one formula (strings are taken as LaTeX)."""
-    display(Math(r"\quad ".join(tex(p) for p in parts)))
+    """Display the parts side by side as one formula (strings are taken as LaTeX); as a script, print them."""
+    if in_notebook():
+        display(Math(r"\quad ".join(tex(p) for p in parts)))
+        return
+    out = [text(p) for p in parts]
+    print("\n".join(out) if any("\n" in t for t in out) else " ".join(out))
+
+
+def show_markdown(source: str) -> None:
+    """A Markdown table or paragraph: rendered in a notebook, printed as it is in a script."""
+    display(Markdown(source)) if in_notebook() else print(source)
 
 
 def as_numeric(matrix: sp.Matrix) -> np.ndarray:
@@ -451,5 +489,5 @@ for proof in proofs:
     status = "proved" if proof.holds else "refuted (as catalogued)"
     statement = proof.identity.statement.replace("|", r"\|")
     rows.append(f"| `{proof.identity.name}` | {statement} | {status} |")
-display(Markdown("\n".join(rows)))
+show_markdown("\n".join(rows))
 assert all(proof.ok for proof in proofs), [str(p) for p in proofs if not p.ok]

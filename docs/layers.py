@@ -37,6 +37,16 @@ from IPython.display import Markdown, display
 import symdeconv as sd
 
 
+def show_markdown(source: str) -> None:
+    """A Markdown table: rendered in a notebook (a Jupyter kernel), printed as it is when run as a script."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    display(Markdown(source)) if shell is not None and "IPKernelApp" in shell.config else print(source)
+
+
 def show_form(title: str, layer) -> None:
     print(f"{title}:  {layer!r}")
     print("  operator:", layer.operator)
@@ -230,7 +240,7 @@ for title, layer1 in list(common.items()) + [("FCN bilinear ×2 (4/2/1 + bilinea
         scope = "" if result.input_shape is None else f" (input {result.input_shape})"
         cells.append(f"`{result.layer.framework_call((4, 4))}`{scope}<br>weights: `{result.weight}`")
     rows.append(f"| {title} | " + " | ".join(cells) + " |")
-display(Markdown("| layer | PyTorch | TensorFlow | JAX |\n|---|---|---|---|\n" + "\n".join(rows)))
+show_markdown("| layer | PyTorch | TensorFlow | JAX |\n|---|---|---|---|\n" + "\n".join(rows))
 
 # %% [markdown]
 # TensorFlow's own example (datascience.stackexchange 6107): a 2×2 input, 3×3 ones, stride 2, `SAME`.
