@@ -51,3 +51,22 @@ def test_check_chain_fails_on_a_wrong_output(value):
     assert check_chain(f, op, (5,)).ok
     bad = check_chain(_Poisoned(f, value), op, (5,))
     assert not bad.ok and bad.max_error >= 1e-3
+
+
+def test_verify_progress_says_compiled_then_cached(tmp_path):
+    """``symdeconv verify``'s progress line names whether Numba compiled the kernel or loaded it from its
+    disk cache: a new process on an empty cache compiles, the next one loads."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from symdeconv.verify.catalogue import verify_catalogue\n"
+              "verify_catalogue(targets=('cpu',), dtypes=('float64',), names=['hold2_then_conv3'], progress=print)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    first, second = (run.stdout.split() for run in runs)
+    assert first[:4] == ["hold2_then_conv3", "cpu", "float64", "ok"] and first[4] == "compiled"
+    assert second[:4] == first[:4] and second[4] == "cached"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Iterable
@@ -50,13 +51,34 @@ def verify_catalogue(
                     f = compile(obj, target, name=entry.name, path=path)
                     label = name + (f" [{path_of(f, obj)}]" if target == "cpu" and hasattr(f, "binding") else "")
                     start = time.perf_counter()
-                    result = check(f, obj, sizes, dtype, rng=np.random.default_rng(1234), name=label)
+                    with _compilations() as compiled:
+                        result = check(f, obj, sizes, dtype, rng=np.random.default_rng(1234), name=label)
                     results.append(result)
                     if progress is not None:
                         status = "ok" if result.ok else "FAILED"
-                        progress(f"{label:40s} {target:4s} {np.dtype(dtype).name:7s} {status:6s} "
+                        how = "simulated" if target == "cuda" and _simulated() else (
+                            "compiled" if compiled else "cached")
+                        progress(f"{label:40s} {target:4s} {np.dtype(dtype).name:7s} {status:6s} {how:9s} "
                                  f"{time.perf_counter() - start:6.2f} s")
     return results
+
+
+@contextlib.contextmanager
+def _compilations():
+    """A list that holds, once the block has run, the Numba compilations it caused (none when every
+    function came from Numba's disk cache)."""
+    from numba.core import event
+
+    found: list = []
+    with event.install_recorder("numba:compile") as recorder:
+        yield found
+    found.extend(e for _, e in recorder.buffer if e.is_start)
+
+
+def _simulated() -> bool:
+    import os
+
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def path_of(f, layer) -> str:
