@@ -8,6 +8,7 @@ a separate process with the simulator off.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,61 @@ def test_every_emitter_path_compiles_to_ptx(tmp_path):
         path.write_text(src)
         paths.append(path)
     _check_ptx(paths)
+
+
+def _plan_literal(source: str) -> list[str]:
+    """The lines of a module's ``PLAN = LayerPlan(...)`` literal, from its leading comment to its ``)``."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# The normal form as data"))
+    return lines[start:lines.index(")", start) + 1]
+
+
+def test_cuda_layer_modules_are_written_from_the_layer_plan():
+    """Every CUDA layer module of the catalogue holds its LayerPlan as the CPU module does (the same literal
+    text but for the CPU module's own paths), and what its kernels read is that plan's: periods, slot count,
+    the slot numbers its tap loops use, and (tiled) the tap extents LOW / HIGH."""
+    from symdeconv.codegen.api import plan as make_plan
+    from symdeconv.codegen.cache import load_module
+    from symdeconv.codegen.layer_plan import LayerPlan
+
+    layers = [e for e in catalogue.entries() if make_plan(e.obj(), e.name).kind == "grouped"]
+    assert len(layers) == 6
+    for entry in layers:
+        p = make_plan(entry.obj(), entry.name)
+        cuda_src = (REPO / "generated" / "cuda" / f"{entry.name}.py").read_text()
+        cpu_lines = _plan_literal((REPO / "generated" / "cpu" / f"{entry.name}.py").read_text())
+        cuda_lines = _plan_literal(cuda_src)
+        assert [line for line in cuda_lines if "paths=" not in line] == [line for line in cpu_lines if "paths=" not in line]
+        assert "    paths=('gemm',)," in cuda_lines
+        module = load_module(REPO / "generated" / "cuda" / f"{entry.name}.py")
+        lp = module.PLAN
+        assert lp == LayerPlan.from_kernel_plan(p)
+        assert (module.P, module.Q, module.N_SLOTS) == (lp.P, lp.Q, lp.n_slots)
+        used = {int(s) for s in re.findall(r"\bw(?:_tile)?\[(\d+), (?:k|ci, co)\]", cuda_src)}
+        assert used == set(range(lp.n_slots)), entry.name
+        if module.STRATEGY == "tiled":
+            offsets = [off for ph in lp.phases for off in ph.offsets]
+            assert module.LOW == tuple(map(min, zip(*offsets))) and module.HIGH == tuple(map(max, zip(*offsets)))
+
+
+def test_cuda_emitter_reads_the_layer_plan():
+    """The grouped code path goes through LayerPlan: the plan it rebuilds from it is the plan it was given,
+    and slots not numbered phase by phase (which LayerPlan refuses) are refused by the CUDA emitter too."""
+    import dataclasses
+
+    from symdeconv.codegen.api import plan as make_plan
+    from symdeconv.codegen.emit_cuda import emit_cuda, layer_view
+
+    p = make_plan(sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=2, out_channels=2))
+    view, lp = layer_view(p)
+    assert view == p and lp.n_slots == p.n_slots and [ph.phase for ph in lp.phases] == [ph.phase for ph in p.phases]
+    first, second = p.phases[0], p.phases[1]
+    swapped = dataclasses.replace(p, phases=(dataclasses.replace(first, slots=second.slots),
+                                             dataclasses.replace(second, slots=first.slots)) + p.phases[2:])
+    with pytest.raises(ValueError, match="numbers its slots phase by phase"):
+        emit_cuda(swapped)
+    chain = sd.emit(CHAINS["channel_mixing"](), "cuda")
+    assert "PLAN" not in chain and "layer_plan" not in chain  # chain modules are unchanged
 
 
 def test_catalogue_has_cuda_files_for_every_entry():

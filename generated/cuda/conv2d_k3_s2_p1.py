@@ -30,6 +30,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from symdeconv.codegen.layer_plan import LayerPlan, Phase
+
 NDIM = 2
 P = (1, 1)  # output period (phases) per dimension
 Q = (2, 2)  # input period per dimension
@@ -46,6 +48,19 @@ X_TILE = (2, 33, 65)  # (CHANNELS, Q·(TILE − 1) + HIGH − LOW + 1 per dimens
 W_TILE = (9, 2)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_out
 W_SIZE = 18
 SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
+
+# The normal form as data: per output phase p, the offsets of its taps, y[P j + p] = Σ w[s]·x[Q j + offset]
+# (weight slots s numbered phase by phase, in this order).
+PLAN = LayerPlan(
+    P=(1, 1),
+    Q=(2, 2),
+    phases=(
+        # y[j0, j1] = w[0]·x[2·j0 - 1, 2·j1 - 1] + w[1]·x[2·j0 - 1, 2·j1] + w[2]·x[2·j0 - 1, 2·j1 + 1] + w[3]·x[2·j0, 2·j1 - 1] + w[4]·x[2·j0, 2·j1] + w[5]·x[2·j0, 2·j1 + 1] + w[6]·x[2·j0 + 1, 2·j1 - 1] + w[7]·x[2·j0 + 1, 2·j1] + w[8]·x[2·j0 + 1, 2·j1 + 1]
+        Phase((0, 0), ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0), (0, 1), (1, -1), (1, 0), (1, 1))),
+    ),
+    paths=('gemm',),
+)
+# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)
 
 
 @cuda.jit(cache=True)

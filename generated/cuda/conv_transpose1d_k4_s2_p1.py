@@ -31,6 +31,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from symdeconv.codegen.layer_plan import LayerPlan, Phase
+
 NDIM = 1
 P = (2,)  # output period (phases) per dimension
 Q = (1,)  # input period per dimension
@@ -47,6 +49,21 @@ W_TILE = (4, 8)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_ou
 W_SIZE = 32
 SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
 Y_TILE = (256,)  # the tile's outputs, P·TILE per dimension
+
+# The normal form as data: per output phase p, the offsets of its taps, y[P j + p] = Σ w[s]·x[Q j + offset]
+# (weight slots s numbered phase by phase, in this order).
+PLAN = LayerPlan(
+    P=(2,),
+    Q=(1,),
+    phases=(
+        # y[2·j0] = w[0]·x[j0 - 1] + w[1]·x[j0]
+        Phase((0,), ((-1,), (0,))),
+        # y[2·j0 + 1] = w[2]·x[j0] + w[3]·x[j0 + 1]
+        Phase((1,), ((0,), (1,))),
+    ),
+    paths=('gemm',),
+)
+# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)
 
 
 @cuda.jit(cache=True)

@@ -33,6 +33,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from symdeconv.codegen.layer_plan import LayerPlan, Phase
+
 NDIM = 2
 P = (2, 2)  # output period (phases) per dimension
 Q = (1, 1)  # input period per dimension
@@ -50,6 +52,25 @@ W_TILE = (9, 4)  # (N_SLOTS, CHANNELS): the staged channels' weights of one c_ou
 W_SIZE = 36
 SIMPLE_THREADS = (32, 8)  # kernel_simple (planes smaller than half a tile): (last dimension, rows)
 Y_TILE = (32, 64)  # the tile's outputs, P·TILE per dimension
+
+# The normal form as data: per output phase p, the offsets of its taps, y[P j + p] = Σ w[s]·x[Q j + offset]
+# (weight slots s numbered phase by phase, in this order).
+PLAN = LayerPlan(
+    P=(2, 2),
+    Q=(1, 1),
+    phases=(
+        # y[2·j0, 2·j1] = w[0]·x[j0, j1]
+        Phase((0, 0), ((0, 0),)),
+        # y[2·j0, 2·j1 + 1] = w[1]·x[j0, j1] + w[2]·x[j0, j1 + 1]
+        Phase((0, 1), ((0, 0), (0, 1))),
+        # y[2·j0 + 1, 2·j1] = w[3]·x[j0, j1] + w[4]·x[j0 + 1, j1]
+        Phase((1, 0), ((0, 0), (1, 0))),
+        # y[2·j0 + 1, 2·j1 + 1] = w[5]·x[j0, j1] + w[6]·x[j0, j1 + 1] + w[7]·x[j0 + 1, j1] + w[8]·x[j0 + 1, j1 + 1]
+        Phase((1, 1), ((0, 0), (0, 1), (1, 0), (1, 1))),
+    ),
+    paths=('gemm',),
+)
+# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)
 
 
 @cuda.jit(cache=True)

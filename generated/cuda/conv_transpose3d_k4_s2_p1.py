@@ -37,12 +37,41 @@ import math
 import numpy as np
 from numba import cuda
 
+from symdeconv.codegen.layer_plan import LayerPlan, Phase
+
 NDIM = 3
 P = (2, 2, 2)  # output period (phases) per dimension
 Q = (1, 1, 1)  # input period per dimension
 N_SLOTS = 64
 STRATEGY = "simple"  # one thread per output element, taps read from global memory
 THREADS = (32, 8)  # threads per block: (last output dimension, flattened rows)
+
+# The normal form as data: per output phase p, the offsets of its taps, y[P j + p] = Σ w[s]·x[Q j + offset]
+# (weight slots s numbered phase by phase, in this order).
+PLAN = LayerPlan(
+    P=(2, 2, 2),
+    Q=(1, 1, 1),
+    phases=(
+        # y[2·j0, 2·j1, 2·j2] = w[0]·x[j0 - 1, j1 - 1, j2 - 1] + w[1]·x[j0 - 1, j1 - 1, j2] + w[2]·x[j0 - 1, j1, j2 - 1] + w[3]·x[j0 - 1, j1, j2] + w[4]·x[j0, j1 - 1, j2 - 1] + w[5]·x[j0, j1 - 1, j2] + w[6]·x[j0, j1, j2 - 1] + w[7]·x[j0, j1, j2]
+        Phase((0, 0, 0), ((-1, -1, -1), (-1, -1, 0), (-1, 0, -1), (-1, 0, 0), (0, -1, -1), (0, -1, 0), (0, 0, -1), (0, 0, 0))),
+        # y[2·j0, 2·j1, 2·j2 + 1] = w[8]·x[j0 - 1, j1 - 1, j2] + w[9]·x[j0 - 1, j1 - 1, j2 + 1] + w[10]·x[j0 - 1, j1, j2] + w[11]·x[j0 - 1, j1, j2 + 1] + w[12]·x[j0, j1 - 1, j2] + w[13]·x[j0, j1 - 1, j2 + 1] + w[14]·x[j0, j1, j2] + w[15]·x[j0, j1, j2 + 1]
+        Phase((0, 0, 1), ((-1, -1, 0), (-1, -1, 1), (-1, 0, 0), (-1, 0, 1), (0, -1, 0), (0, -1, 1), (0, 0, 0), (0, 0, 1))),
+        # y[2·j0, 2·j1 + 1, 2·j2] = w[16]·x[j0 - 1, j1, j2 - 1] + w[17]·x[j0 - 1, j1, j2] + w[18]·x[j0 - 1, j1 + 1, j2 - 1] + w[19]·x[j0 - 1, j1 + 1, j2] + w[20]·x[j0, j1, j2 - 1] + w[21]·x[j0, j1, j2] + w[22]·x[j0, j1 + 1, j2 - 1] + w[23]·x[j0, j1 + 1, j2]
+        Phase((0, 1, 0), ((-1, 0, -1), (-1, 0, 0), (-1, 1, -1), (-1, 1, 0), (0, 0, -1), (0, 0, 0), (0, 1, -1), (0, 1, 0))),
+        # y[2·j0, 2·j1 + 1, 2·j2 + 1] = w[24]·x[j0 - 1, j1, j2] + w[25]·x[j0 - 1, j1, j2 + 1] + w[26]·x[j0 - 1, j1 + 1, j2] + w[27]·x[j0 - 1, j1 + 1, j2 + 1] + w[28]·x[j0, j1, j2] + w[29]·x[j0, j1, j2 + 1] + w[30]·x[j0, j1 + 1, j2] + w[31]·x[j0, j1 + 1, j2 + 1]
+        Phase((0, 1, 1), ((-1, 0, 0), (-1, 0, 1), (-1, 1, 0), (-1, 1, 1), (0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1))),
+        # y[2·j0 + 1, 2·j1, 2·j2] = w[32]·x[j0, j1 - 1, j2 - 1] + w[33]·x[j0, j1 - 1, j2] + w[34]·x[j0, j1, j2 - 1] + w[35]·x[j0, j1, j2] + w[36]·x[j0 + 1, j1 - 1, j2 - 1] + w[37]·x[j0 + 1, j1 - 1, j2] + w[38]·x[j0 + 1, j1, j2 - 1] + w[39]·x[j0 + 1, j1, j2]
+        Phase((1, 0, 0), ((0, -1, -1), (0, -1, 0), (0, 0, -1), (0, 0, 0), (1, -1, -1), (1, -1, 0), (1, 0, -1), (1, 0, 0))),
+        # y[2·j0 + 1, 2·j1, 2·j2 + 1] = w[40]·x[j0, j1 - 1, j2] + w[41]·x[j0, j1 - 1, j2 + 1] + w[42]·x[j0, j1, j2] + w[43]·x[j0, j1, j2 + 1] + w[44]·x[j0 + 1, j1 - 1, j2] + w[45]·x[j0 + 1, j1 - 1, j2 + 1] + w[46]·x[j0 + 1, j1, j2] + w[47]·x[j0 + 1, j1, j2 + 1]
+        Phase((1, 0, 1), ((0, -1, 0), (0, -1, 1), (0, 0, 0), (0, 0, 1), (1, -1, 0), (1, -1, 1), (1, 0, 0), (1, 0, 1))),
+        # y[2·j0 + 1, 2·j1 + 1, 2·j2] = w[48]·x[j0, j1, j2 - 1] + w[49]·x[j0, j1, j2] + w[50]·x[j0, j1 + 1, j2 - 1] + w[51]·x[j0, j1 + 1, j2] + w[52]·x[j0 + 1, j1, j2 - 1] + w[53]·x[j0 + 1, j1, j2] + w[54]·x[j0 + 1, j1 + 1, j2 - 1] + w[55]·x[j0 + 1, j1 + 1, j2]
+        Phase((1, 1, 0), ((0, 0, -1), (0, 0, 0), (0, 1, -1), (0, 1, 0), (1, 0, -1), (1, 0, 0), (1, 1, -1), (1, 1, 0))),
+        # y[2·j0 + 1, 2·j1 + 1, 2·j2 + 1] = w[56]·x[j0, j1, j2] + w[57]·x[j0, j1, j2 + 1] + w[58]·x[j0, j1 + 1, j2] + w[59]·x[j0, j1 + 1, j2 + 1] + w[60]·x[j0 + 1, j1, j2] + w[61]·x[j0 + 1, j1, j2 + 1] + w[62]·x[j0 + 1, j1 + 1, j2] + w[63]·x[j0 + 1, j1 + 1, j2 + 1]
+        Phase((1, 1, 1), ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1))),
+    ),
+    paths=('gemm',),
+)
+# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)
 
 
 @cuda.jit(cache=True)

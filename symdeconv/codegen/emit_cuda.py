@@ -40,10 +40,17 @@ taps, testing only the input positions that can fall outside ``x``.  It accumula
 
 ``launch(...)`` picks the grid and accepts device arrays or host NumPy arrays (Numba copies the
 latter).
+
+**Layer modules read the typed plan.**  For a grouped plan everything emitted — periods, phases, tap
+offsets, slot numbers, tap extents — comes from its :class:`~symdeconv.codegen.layer_plan.LayerPlan`
+(:func:`layer_view`), the plan the CPU layer module is written from, and the module holds it as the
+same ``PLAN = LayerPlan(...)`` literal (one comment per phase), so the normal form reads as data in
+both targets.  Chain modules spell out their taps as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -52,9 +59,11 @@ from ._source import (
     module_docstring, phase_banner, phase_text, plus, times,
 )
 from ..errors import SymdeconvError
+from .emit_cpu_layers import _emit_plan
+from .layer_plan import LayerPlan
 from .plan import KernelPlan, PhasePlan
 
-__all__ = ["emit_cuda", "tile_layout", "TileLayout", "THREADS", "SHARED_LIMIT"]
+__all__ = ["emit_cuda", "layer_view", "tile_layout", "TileLayout", "THREADS", "SHARED_LIMIT"]
 
 #: threads per block of the simple kernel: (last output dimension, flattened rows)
 THREADS = (32, 8)
@@ -71,6 +80,35 @@ SHARED_LIMIT = 40 * 1024
 CHANNEL_STEPS = (8, 4, 2, 1)
 #: more accumulators per thread than this spill registers: use the simple kernel
 MAX_ACCUMULATORS = 64
+
+
+# ==================================================================================================
+# Layer plans: the typed plan the grouped code path reads
+# ==================================================================================================
+
+
+def layer_view(plan: KernelPlan) -> tuple[KernelPlan, LayerPlan]:
+    """A grouped plan as the CUDA emitter reads it: its :class:`LayerPlan`, and the plan rebuilt from it.
+
+    Periods, phases, tap offsets and slot numbers (phase by phase, in order) all come from the
+    ``LayerPlan`` — the typed plan the CPU module is written from and that both modules print as their
+    ``PLAN`` literal; the rebuilt :class:`KernelPlan` only gives them the shape the kernel writers
+    (shared with chain plans) take.  ``LayerPlan.from_kernel_plan`` refuses slots numbered otherwise.
+    """
+    lp = LayerPlan.from_kernel_plan(plan)
+    phases, first = [], 0
+    for ph in lp.phases:
+        phases.append(PhasePlan(ph.phase, slots=tuple(enumerate(ph.offsets, first))))
+        first += len(ph.offsets)
+    view = dataclasses.replace(plan, ndim=lp.ndim, P=lp.P, Q=lp.Q, phases=tuple(phases), n_slots=lp.n_slots)
+    return view, lp
+
+
+def _tap_offsets(plan: KernelPlan) -> list[tuple[int, ...]]:
+    """Every tap offset of the plan (a grouped plan's from its ``LayerPlan``), with repeats."""
+    if plan.kind == "grouped":
+        return [off for ph in LayerPlan.from_kernel_plan(plan).phases for off in ph.offsets]
+    return [off for ph in plan.phases for off in ph.offsets()]
 
 
 # ==================================================================================================
@@ -158,7 +196,7 @@ def tile_layout(plan: KernelPlan, tile: tuple[int, ...] | None = None, rows: int
         )
     if math.prod(tile) // rows > 1024:
         raise SymdeconvError(f"tile {tile} with rows={rows} needs more than 1024 threads per block")
-    offsets = [off for ph in plan.phases for off in ph.offsets()]
+    offsets = _tap_offsets(plan)
     if not offsets:
         return None
     accumulators = len(plan.phases) * (plan.c_out if plan.kind == "chain" else 1)
@@ -189,6 +227,9 @@ def emit_cuda(
     (:func:`tile_layout`); ``tiled=False`` forces the
     simple kernel (both for tests and comparisons; ``sd.emit`` / ``sd.compile`` use the defaults).
     """
+    lp = None
+    if plan.kind == "grouped":  # everything below reads the layer's typed plan
+        plan, lp = layer_view(plan)
     layout = tile_layout(plan, tile, rows) if tiled else None
     w = Writer()
     for line in header(plan, "cuda", title) + module_docstring(plan, "cuda"):
@@ -199,6 +240,9 @@ def emit_cuda(
     w("import numpy as np")
     w("from numba import cuda")
     w()
+    if lp is not None:
+        w("from symdeconv.codegen.layer_plan import LayerPlan, Phase")
+        w()
     w(f"NDIM = {plan.ndim}")
     w(f"P = {plan.P}  # output period (phases) per dimension")
     w(f"Q = {plan.Q}  # input period per dimension")
@@ -212,6 +256,10 @@ def emit_cuda(
         w(f"THREADS = {THREADS}  # threads per block: (last output dimension, flattened rows)")
     else:
         _tiled_constants(plan, layout, w)
+    if lp is not None:  # the normal form as data, the CPU module's literal (emit_cpu_layers)
+        w()
+        _emit_plan(plan, lp, w)
+        w("# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)")
     w()
     w()
     if plan.kind == "chain":
