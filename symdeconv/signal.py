@@ -50,10 +50,11 @@ compiled with symbolic taps, ``sd.compile(sd.upfirdn(sd.taps("h", L·T), L, M))`
 process (and by Numba's disk cache for the next); the numeric taps are passed at call time, so a new
 filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
 Numba compiles each kernel once per dtype, float32 and float64, the first time on a machine; the
-kernels unroll every tap, so this grows with the filter: measured on 2 busy cores, 1–3 s for a few to
-64 taps, 6 s at 144, about a minute at 480 (``resample_poly`` with up/down 20/21).  Large coprime
-rates are therefore slow the first time: 160/147 (44.1 ↔ 48 kHz) designs a 3 201-tap filter, a kernel
-of 3 840 taps that takes minutes to compile.  Complex data runs the real kernels on the real and
+kernels unroll every tap, so this grows with the filter (1–3 s for a few to 64 taps, 6 s at 144, about a
+minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` taps therefore run on the once-compiled layer
+runtime instead (``_RuntimeKernel``: the same normal form as a one-channel layer plan, nothing compiled
+per filter), so a 44.1 ↔ 48 kHz resampler (160/147, a 3 201-tap filter) gives its first result in under
+a second once the runtime is in Numba's cache.  Complex data runs the real kernels on the real and
 imaginary parts: complex ``x`` as one call over its real rows stacked on its imaginary rows, complex
 ``h`` as one call per part (both complex: two calls over the stacked rows, combined as
 ``hr∗xr − hi∗xi + i·(hr∗xi + hi∗xr)``).  Any axis and any memory layout: the axis is moved last and
@@ -289,15 +290,57 @@ class _Kernel:
         return y.reshape(X.shape[0], count)
 
 
-def _kernel(L: int, M: int, T: int) -> _Kernel:
-    """The kernel of ``(L, M, T)``, compiled once per process."""
+class _RuntimeKernel:
+    """``↓M (h ∗ ↑L x)`` with ``L·T`` taps on the once-compiled layer runtime (:mod:`symdeconv.codegen.rt_layers`):
+    nothing is compiled per filter structure, for filters whose unrolled chain kernel would take long to compile.
+
+    The normal form, written down directly: output phase ``p < L`` reads the taps ``k = (M p mod L) + L t``
+    (``t < T``) at input offsets ``(M p − k) / L`` — ``y[L j + p] = Σ_t h[k_t] · x[M j + (M p − k_t) / L]`` —
+    which is the layer plan of a one-channel layer with periods ``P = L``, ``Q = M``.
+    """
+
+    def __init__(self, L: int, M: int, T: int):
+        from .codegen.layer_plan import LayerPlan, Phase
+
+        self.L, self.M, self.T, self.size = L, M, T, L * T
+        phases, taps = [], []
+        for p in range(L):
+            ks = range((M * p) % L, self.size, L)
+            phases.append(Phase((p,), tuple(((M * p - k) // L,) for k in ks)))
+            taps.extend(ks)
+        self.plan = LayerPlan((L,), (M,), tuple(phases))
+        self.tap_of_slot = np.array(taps, dtype=np.intp)
+        self.work = threading.local()  # per calling thread: the runtime's geometry and scratch buffers
+
+    def __call__(self, X: np.ndarray, h: np.ndarray, lo: int, count: int) -> np.ndarray:
+        from .codegen import rt_layers
+
+        w = np.zeros(self.size, dtype=X.dtype)
+        w[: h.size] = h
+        weight = np.ascontiguousarray(w[self.tap_of_slot]).reshape(-1, 1, 1)
+        y = np.empty((X.shape[0], 1, count), dtype=X.dtype)
+        work = getattr(self.work, "d", None)
+        if work is None:
+            work = self.work.d = {}
+        rt_layers.run_layer(self.plan, X, y, weight, np.zeros(1, dtype=X.dtype), 1, (lo,), work)
+        return y.reshape(X.shape[0], count)
+
+
+#: filters of more taps than this (after the gcd and the rounding to the kernels' grid) run on the
+#: once-compiled runtime instead of a chain kernel of their own, whose compile time grows with the taps
+RUNTIME_MIN_TAPS = 256
+
+
+def _kernel(L: int, M: int, T: int) -> _Kernel | _RuntimeKernel:
+    """The kernel of ``(L, M, T)``, compiled (or, for long filters, planned on the runtime) once per process."""
     key = (L, M, T)
     kernel = _kernels.get(key)
     if kernel is None:
         with _lock:
             kernel = _kernels.get(key)
             if kernel is None:
-                kernel = _kernels[key] = _Kernel(L, M, T)
+                build = _RuntimeKernel if L * T > RUNTIME_MIN_TAPS else _Kernel
+                kernel = _kernels[key] = build(L, M, T)
     return kernel
 
 

@@ -328,3 +328,26 @@ def test_resample_poly_without_scipy(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.signal", None)
     with pytest.raises(SymdeconvError, match=r"window=\('kaiser', 5.0\): designing the filter .* needs SciPy"):
         sd.signal.resample_poly(x, 3, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_long_filters_run_on_the_runtime_and_match_scipy(dtype):
+    """Filters of more than RUNTIME_MIN_TAPS taps (after the gcd) take the once-compiled runtime, not a chain
+    kernel of their own: a 44.1 -> 48 kHz resampler (160/147, a 3 201-tap filter), a 400-tap 7/5 upfirdn
+    with every extension mode's window start, and batched rows, against SciPy."""
+    from symdeconv.signal import RUNTIME_MIN_TAPS, _kernel, _RuntimeKernel
+
+    rng = np.random.default_rng(11)
+    real = np.float32 if dtype == np.float32 else np.float64
+    x = rng.standard_normal((3, 700)).astype(real)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal((3, 700))
+    tol = dict(rtol=2e-4, atol=2e-4) if real == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    got = sd.signal.resample_poly(x, 160, 147, axis=1)
+    np.testing.assert_allclose(got, signal.resample_poly(x, 160, 147, axis=1), **tol)
+    assert isinstance(_kernel(160, 147, -(-3201 // 160)), _RuntimeKernel)
+    h = rng.standard_normal(400)
+    assert 400 > RUNTIME_MIN_TAPS
+    for mode in ("constant", "edge", "symmetric"):
+        np.testing.assert_allclose(sd.signal.upfirdn(h, x, 7, 5, axis=-1, mode=mode),
+                                   signal.upfirdn(h, x, 7, 5, axis=-1, mode=mode), **tol)
