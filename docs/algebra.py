@@ -438,10 +438,17 @@ assert np.allclose(got, expected)
 # %% [markdown]
 # ## 9. Checkerboard artifacts: kernel 3 vs kernel 4 at stride 2
 #
-# A stride-2 transposed convolution has two output phases, reading $q[0::2]$ and $q[1::2]$. With
-# kernel 3 they read 2 and 1 taps ("uneven overlap", Odena, Dumoulin & Olah, Distill 2016): even with
-# all-ones weights a constant input gives an alternating output — the checkerboard. With kernel 4
-# the phases read 2 taps each and a constant input stays constant away from the borders.
+# A stride-2 transposed convolution has two output phases, reading $q[0::2]$ and $q[1::2]$. `sd.checkerboard`
+# keeps two facts apart (Odena, Dumoulin & Olah, *Deconvolution and Checkerboard Artifacts*, Distill 2016):
+#
+# * **structural overlap** — kernel size and stride only. With kernel 3 the phases read 2 and 1 taps
+#   ("uneven overlap"); with kernel 4, 2 taps each ("even overlap").
+# * **the weight condition** — a constant input gives a constant output away from the borders iff the phase
+#   gains (sums of each phase's taps) are equal: $w_0 + w_2 = w_1$ for kernel 3, $w_0 + w_2 = w_1 + w_3$ for
+#   kernel 4, as SymPy equations in the weight symbols.
+#
+# With all-ones weights kernel 3 fails its condition (gains 2 and 1: the checkerboard) and kernel 4 meets it.
+# With *learned* weights both need their condition: even overlap makes it easy to meet, not automatic.
 
 # %%
 reports = {k: sd.checkerboard((1,) * k, stride=2, n=4) for k in (3, 4)}
@@ -454,6 +461,10 @@ assert r3.taps_per_phase == (2, 1) and not r3.even_overlap and r3.has_checkerboa
 assert r3.overlap == (1, 1, 2, 1, 2, 1, 2, 1, 1)
 assert r4.taps_per_phase == (2, 2) and r4.even_overlap and r4.constant_preserving
 assert r4.overlap == (1, 1, 2, 2, 2, 2, 2, 2, 1, 1)
+w = sp.symbols("w0:4")
+assert r3.conditions == (sp.Eq(w[0] + w[2], w[1]),) and r3.satisfied is False
+assert r4.conditions == (sp.Eq(w[0] + w[2], w[1] + w[3]),) and r4.satisfied is True
+assert r4.verdict == "structural: even overlap; weights: constant-preserving iff w0 + w2 = w1 + w3; the given weights satisfy it"
 
 # %% [markdown]
 # Independently: with all-ones weights the response to a constant input of ones *is* the overlap

@@ -143,22 +143,29 @@ assert m2 == sp.Matrix(sp.kronecker_product(m1, m1))
 # %% [markdown]
 # ## Checkerboard analysis
 #
-# A constant input gives a constant output (away from the borders) iff every output phase has the same
-# gain — the sum of its taps (Odena, Dumoulin & Olah, *Deconvolution and Checkerboard Artifacts*, Distill
-# 2016). With symbolic weights the analysis says what a *learned* kernel must satisfy; with all-ones weights
-# it shows the overlap pattern. Kernel 3 with stride 2 overlaps unevenly (1 and 2 taps per phase): a
-# checkerboard for almost every weight; kernels 4 and 2 overlap evenly; the bilinear weights balance the gains.
+# `sd.checkerboard` reports two separate facts (Odena, Dumoulin & Olah, *Deconvolution and Checkerboard
+# Artifacts*, Distill 2016):
+#
+# * **structural** — kernel size and stride only: how many kernel taps reach each output phase. Kernel 3 at
+#   stride 2 overlaps unevenly (2 and 1 taps per phase); kernels 4 and 2 overlap evenly.
+# * **weights** — a constant input gives a constant output (away from the borders) iff every output phase
+#   has the same gain, the sum of its taps. The report gives this condition as equations in the layer's
+#   weight symbols and, for given values (`weight=`), says whether they satisfy it.
+#
+# Even overlap does not make a learned kernel checkerboard-free — 4/2/1 still needs $w_0 + w_2 = w_1 + w_3$ —
+# but it is what lets simple kernels (all ones, the bilinear kernel) satisfy the condition; uneven overlap
+# makes the all-ones kernel fail it.
 
 # %%
 reports = {}
 for title, layer in common.items():
     k = layer.kernel_size[0]
-    reports[title] = sd.checkerboard(layer.operator_with([[[1] * k]]))
+    reports[title] = sd.checkerboard(layer, weight=[[[1] * k]])
     print(title, "(all-ones weights)")
     print(reports[title])
-    print("  symbolic gains:", sd.checkerboard(layer).gains)
+    print("  symbolic weights:", sd.checkerboard(layer).verdict)
     print()
-reports["FCN bilinear ×2"] = sd.checkerboard(fcn_op)
+reports["FCN bilinear ×2"] = sd.checkerboard(fcn, weight=[[bilinear]])
 print("FCN bilinear ×2:\n", reports["FCN bilinear ×2"], sep="")
 
 assert reports["ConvTranspose 4/2/1"].even_overlap and reports["ConvTranspose 4/2/1"].constant_preserving
@@ -166,8 +173,12 @@ assert not reports["ConvTranspose 3/2/1, output_padding 1"].even_overlap
 assert reports["ConvTranspose 3/2/1, output_padding 1"].has_checkerboard
 assert reports["ConvTranspose 2/2/0"].constant_preserving
 assert reports["FCN bilinear ×2"].constant_preserving and reports["FCN bilinear ×2"].gains == (1, 1)
-# a learned 4/2/1 kernel is checkerboard-free iff w1 + w3 == w0 + w2
-g0, g1 = sd.checkerboard(common["ConvTranspose 4/2/1"]).gains
+assert reports["FCN bilinear ×2"].satisfied is True
+# a learned 4/2/1 kernel: even overlap, and checkerboard-free iff w1 + w3 == w0 + w2
+learned = sd.checkerboard(common["ConvTranspose 4/2/1"])
+assert learned.even_overlap and learned.satisfied is None and learned.has_checkerboard
+assert learned.conditions == (sp.Eq(w4[1] + w4[3], w4[0] + w4[2]),)
+g0, g1 = learned.gains
 assert sp.expand(g0 - (w4[1] + w4[3])) == 0 and sp.expand(g1 - (w4[0] + w4[2])) == 0
 
 # %% [markdown]

@@ -67,11 +67,13 @@ def layers() -> None:
         ("Conv 3/2/1 (its transpose is ConvTranspose 3/2/1)", sd.Conv(3, stride=2, padding=1)),
     ]
     for title, layer in common:
-        ones = sd.checkerboard(layer.operator_with([[[1] * layer.kernel_size[0]]])) if layer.transposed else None
+        ones = sd.checkerboard(layer, weight=[[[1] * layer.kernel_size[0]]]) if layer.transposed else None
         print(f"{title}:  {layer.operator!r}")
         for line in str(sd.canonical(layer)).splitlines():
             print("    " + line)
         if ones is not None:
+            print(f"    checkerboard: structural {ones.structural_verdict}; "
+                  f"weights {sd.checkerboard(layer).weight_verdict}")
             print(f"    all-ones weights: phase gains {ones.gains} -> "
                   f"{'constant output' if ones.constant_preserving else 'checkerboard'}")
     fcn = sd.ConvTranspose(4, stride=2, padding=1).operator_with([[sd.bilinear_kernel(4)]])
