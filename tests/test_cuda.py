@@ -7,6 +7,7 @@ a separate process with the simulator off.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -86,20 +87,20 @@ def test_cuda_source_is_tiled_with_a_simple_fallback_and_a_launcher():
     assert 'STRATEGY = "simple"' in src3 and "if t2 >= out2:" in src3 and "cuda.shared" not in src3
 
 
-def _ptx(paths: list[Path]) -> subprocess.CompletedProcess:
+def _without_simulator(args: list[str]) -> subprocess.CompletedProcess:
+    """``python args…`` in a process with the CUDA simulator off (PTX needs Numba's real CUDA target);
+    the test is skipped where NVVM is missing."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "symdeconv.verify.ptx", *map(str, paths)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-
-
-def _check_ptx(paths: list[Path]) -> None:
-    out = _ptx(paths)
+    out = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
     if "NvvmSupportError" in out.stdout + out.stderr or "libNVVM cannot be found" in out.stdout + out.stderr:
         pytest.skip("NVVM (numba-cuda[cu13]) is not installed")
     assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def _check_ptx(paths: list[Path]) -> None:
+    out = _without_simulator(["-m", "symdeconv.verify.ptx", *map(str, paths)])
     assert out.stdout.count("ok ") == len(paths)
 
 
@@ -185,6 +186,35 @@ def test_cuda_emitter_reads_the_layer_plan():
         emit_cuda(swapped)
     chain = sd.emit(CHAINS["channel_mixing"](), "cuda")
     assert "PLAN" not in chain and "layer_plan" not in chain  # chain modules are unchanged
+
+
+#: run with the simulator off: the float64 instructions in the float32 PTX of each named kernel, and the
+#: float32 arithmetic found there (to show the pattern sees the floating-point instructions at all)
+_F64_SCRIPT = """
+import json, re, sys
+from symdeconv.verify.ptx import compile_module_ptx
+out = {}
+for path, kernel in zip(sys.argv[1::2], sys.argv[2::2]):
+    ptx = compile_module_ptx(path, ("float32",))[kernel + " float32"]
+    ops = re.findall(r"^\\s*([a-z]+(?:\\.[a-z0-9]+)*)", ptx, re.M)
+    out[path + " " + kernel] = ([op for op in ops if ".f64" in op], sorted({op for op in ops if op.endswith(".f32")}))
+print(json.dumps(out))
+"""
+
+
+def test_layer_simple_kernels_accumulate_float32_data_in_float32():
+    """kernel_simple (beside a tiled kernel) and the simple-only kernel of a layer module, compiled to PTX for
+    float32 arguments: no float64 instruction at all (a float64 accumulator would add in float64, 1/32 or
+    1/64 of the float32 rate on consumer GPUs, and convert every product to float64 and back)."""
+    pytest.importorskip("numba.cuda")
+    kernels = [("conv_transpose2d_k4_s2_p1", "kernel_simple"), ("conv_transpose3d_k4_s2_p1", "kernel"),
+               ("conv2d_k3_s2_p1", "kernel_simple")]
+    args = [a for name, kernel in kernels for a in (str(REPO / "generated" / "cuda" / f"{name}.py"), kernel)]
+    found = json.loads(_without_simulator(["-c", _F64_SCRIPT, *args]).stdout.strip().splitlines()[-1])
+    assert len(found) == len(kernels)
+    for where, (f64, f32) in found.items():
+        assert f64 == [], f"{where}: float64 instructions in the float32 kernel: {sorted(set(f64))}"
+        assert any(op.startswith(("fma.", "add.")) for op in f32), f"{where}: no float32 accumulation found ({f32})"
 
 
 def test_catalogue_has_cuda_files_for_every_entry():

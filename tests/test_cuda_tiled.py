@@ -276,3 +276,58 @@ def test_simple_only_module_for_a_huge_halo(tmp_path):
     x, w = rng.standard_normal((1, 1, 6010)), rng.standard_normal((1, 1, 3))
     expect = sum(w[0, 0, k] * x[0, 0, 3000 * k: 3000 * k + 10] for k in range(3))
     np.testing.assert_allclose(f(x, w)[0, 0], expect, atol=1e-12)
+
+
+# --- the simple kernels' accumulator: the data's dtype ------------------------------------------------
+
+SIMPLE_LAYERS = {  # (layer, x shape): every output goes through a simple kernel
+    "kernel_simple_2d_groups": (  # small planes beside a tiled kernel
+        lambda: sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=4, out_channels=2, groups=2), (2, 4, 3, 4)),
+    "simple_only_3d_groups": (  # 3-D: the module holds only the simple kernel
+        lambda: sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=2, out_channels=4, groups=2),
+        (1, 2, 2, 3, 2)),
+}
+
+
+def _simple_module(name: str, monkeypatch):
+    layer = SIMPLE_LAYERS[name][0]()
+    f = sd.compile(layer, "cuda")
+    if f.module.STRATEGY == "tiled":
+        forbid(monkeypatch, f.module, "kernel")  # the launcher must take kernel_simple
+    return layer, f
+
+
+@simulator
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(SIMPLE_LAYERS))
+def test_simple_kernels_match_numpy_and_the_cpu_kernel(name, dtype, monkeypatch):
+    """The simple kernels (groups, bias) in float32 and float64: the data's dtype out, equal to the CPU
+    kernel and (2-D) to the naive NumPy transposed convolution within the dtype's rounding."""
+    layer, f = _simple_module(name, monkeypatch)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(SIMPLE_LAYERS[name][1]).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    bias = rng.standard_normal(int(layer.out_channels)).astype(dtype)
+    y = f(x, w, bias)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, sd.compile(layer, "cpu")(x, w, bias), rtol=tol, atol=tol)
+    if layer.ndim == 2:
+        expect = np_conv_transpose(x, w, 2, 1, groups=2) + bias.reshape(1, -1, 1, 1)
+        np.testing.assert_allclose(y, expect, rtol=tol, atol=tol)
+
+
+@simulator
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(SIMPLE_LAYERS))
+def test_simple_kernels_accumulate_in_the_data_dtype(name, dtype, monkeypatch):
+    """Bias 1 plus taps of half an ulp of 1 each: a simple kernel adds the bias first, then its taps one by one,
+    so in the data's dtype every sum rounds back to 1 exactly (ties to even); a float64 accumulator of
+    float32 data would end at 1 + k·2⁻²⁴ with k taps, rounded to float32 at the store (≠ 1 for k ≥ 2).
+    (In the simulator NumPy's scalar rules already keep float32; on a GPU this checks the kernel's types.)"""
+    layer, f = _simple_module(name, monkeypatch)
+    half_ulp = np.finfo(dtype).eps / 2
+    x = np.ones(SIMPLE_LAYERS[name][1], dtype=dtype)
+    w = np.full(layer.weight_shape, half_ulp, dtype=dtype)
+    y = f(x, w, np.ones(int(layer.out_channels), dtype=dtype))
+    assert y.dtype == dtype and np.all(y == 1)

@@ -272,8 +272,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
         ok6 = in0_1 & in1_m1
         ok7 = in0_1 & in1_0
         ok8 = in0_1 & in1_1
-        acc = 0.0
-        acc += bias[co]
+        acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
         for ci in range(cin_g):  # the input channels of co's group
             if ok0:
                 acc += w[0, ci, co] * x[b, ci0 + ci, base0 - 1, base1 - 1]

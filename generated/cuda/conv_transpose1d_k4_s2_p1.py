@@ -187,8 +187,7 @@ def kernel_simple(x, y, w, bias, groups, lo0):
             in0_0 = (base0 >= 0) & (base0 < n0)
             ok0 = in0_m1
             ok1 = in0_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok0:
                     acc += w[0, ci, co] * x[b, ci0 + ci, base0 - 1]
@@ -200,8 +199,7 @@ def kernel_simple(x, y, w, bias, groups, lo0):
             in0_1 = (base0 + 1 >= 0) & (base0 + 1 < n0)
             ok2 = in0_0
             ok3 = in0_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok2:
                     acc += w[2, ci, co] * x[b, ci0 + ci, base0]

@@ -280,8 +280,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             in0_0 = (base0 >= 0) & (base0 < n0)
             in1_0 = (base1 >= 0) & (base1 < n1)
             ok0 = in0_0 & in1_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok0:
                     acc += w[0, ci, co] * x[b, ci0 + ci, base0, base1]
@@ -292,8 +291,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             in1_1 = (base1 + 1 >= 0) & (base1 + 1 < n1)
             ok1 = in0_0 & in1_0
             ok2 = in0_0 & in1_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok1:
                     acc += w[1, ci, co] * x[b, ci0 + ci, base0, base1]
@@ -306,8 +304,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             in1_0 = (base1 >= 0) & (base1 < n1)
             ok3 = in0_0 & in1_0
             ok4 = in0_1 & in1_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok3:
                     acc += w[3, ci, co] * x[b, ci0 + ci, base0, base1]
@@ -323,8 +320,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             ok6 = in0_0 & in1_1
             ok7 = in0_1 & in1_0
             ok8 = in0_1 & in1_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok5:
                     acc += w[5, ci, co] * x[b, ci0 + ci, base0, base1]

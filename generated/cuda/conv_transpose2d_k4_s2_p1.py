@@ -300,8 +300,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             ok1 = in0_m1 & in1_0
             ok2 = in0_0 & in1_m1
             ok3 = in0_0 & in1_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok0:
                     acc += w[0, ci, co] * x[b, ci0 + ci, base0 - 1, base1 - 1]
@@ -321,8 +320,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             ok5 = in0_m1 & in1_1
             ok6 = in0_0 & in1_0
             ok7 = in0_0 & in1_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok4:
                     acc += w[4, ci, co] * x[b, ci0 + ci, base0 - 1, base1]
@@ -342,8 +340,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             ok9 = in0_0 & in1_0
             ok10 = in0_1 & in1_m1
             ok11 = in0_1 & in1_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok8:
                     acc += w[8, ci, co] * x[b, ci0 + ci, base0, base1 - 1]
@@ -363,8 +360,7 @@ def kernel_simple(x, y, w, bias, groups, lo0, lo1):
             ok13 = in0_0 & in1_1
             ok14 = in0_1 & in1_0
             ok15 = in0_1 & in1_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok12:
                     acc += w[12, ci, co] * x[b, ci0 + ci, base0, base1]

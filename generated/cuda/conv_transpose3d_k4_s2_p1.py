@@ -125,8 +125,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok5 = in0_0 & in1_m1 & in2_0
             ok6 = in0_0 & in1_0 & in2_m1
             ok7 = in0_0 & in1_0 & in2_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok0:
                     acc += w[0, ci, co] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2 - 1]
@@ -160,8 +159,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok13 = in0_0 & in1_m1 & in2_1
             ok14 = in0_0 & in1_0 & in2_0
             ok15 = in0_0 & in1_0 & in2_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok8:
                     acc += w[8, ci, co] * x[b, ci0 + ci, base0 - 1, base1 - 1, base2]
@@ -195,8 +193,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok21 = in0_0 & in1_0 & in2_0
             ok22 = in0_0 & in1_1 & in2_m1
             ok23 = in0_0 & in1_1 & in2_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok16:
                     acc += w[16, ci, co] * x[b, ci0 + ci, base0 - 1, base1, base2 - 1]
@@ -230,8 +227,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok29 = in0_0 & in1_0 & in2_1
             ok30 = in0_0 & in1_1 & in2_0
             ok31 = in0_0 & in1_1 & in2_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok24:
                     acc += w[24, ci, co] * x[b, ci0 + ci, base0 - 1, base1, base2]
@@ -265,8 +261,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok37 = in0_1 & in1_m1 & in2_0
             ok38 = in0_1 & in1_0 & in2_m1
             ok39 = in0_1 & in1_0 & in2_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok32:
                     acc += w[32, ci, co] * x[b, ci0 + ci, base0, base1 - 1, base2 - 1]
@@ -300,8 +295,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok45 = in0_1 & in1_m1 & in2_1
             ok46 = in0_1 & in1_0 & in2_0
             ok47 = in0_1 & in1_0 & in2_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok40:
                     acc += w[40, ci, co] * x[b, ci0 + ci, base0, base1 - 1, base2]
@@ -335,8 +329,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok53 = in0_1 & in1_0 & in2_0
             ok54 = in0_1 & in1_1 & in2_m1
             ok55 = in0_1 & in1_1 & in2_0
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok48:
                     acc += w[48, ci, co] * x[b, ci0 + ci, base0, base1, base2 - 1]
@@ -370,8 +363,7 @@ def kernel(x, y, w, bias, groups, lo0, lo1, lo2):
             ok61 = in0_1 & in1_0 & in2_1
             ok62 = in0_1 & in1_1 & in2_0
             ok63 = in0_1 & in1_1 & in2_1
-            acc = 0.0
-            acc += bias[co]
+            acc = bias[co]  # the running sum takes the data's dtype (bias has x's)
             for ci in range(cin_g):  # the input channels of co's group
                 if ok56:
                     acc += w[56, ci, co] * x[b, ci0 + ci, base0, base1, base2]

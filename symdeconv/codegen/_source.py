@@ -266,14 +266,17 @@ def chain_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
 
 
 def grouped_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
-    """One output (``b``, ``co``, ``t*``) of phase ``ph``: bias plus the group's channels times the slots."""
+    """One output (``b``, ``co``, ``t*``) of phase ``ph``: bias plus the group's channels times the slots.
+
+    The running sum starts as ``bias[co]``, so it has the data's dtype (the bias has ``x``'s): float32
+    data accumulate in float32, as the tiled kernels and cuDNN do (a ``0.0`` start would make it float64).
+    """
     if not ph.slots:
         w(f"{y_index(plan, 'co')} = bias[co]  # no tap: only the bias")
         return
     for s, off in ph.slots:
         w(f"ok{s} = {tap_ok(plan, off)}")
-    w("acc = 0.0")
-    w("acc += bias[co]")
+    w("acc = bias[co]  # the running sum takes the data's dtype (bias has x's)")
     w("for ci in range(cin_g):  # the input channels of co's group")
     with w.indent():
         for s, off in ph.slots:

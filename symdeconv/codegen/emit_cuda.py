@@ -26,17 +26,20 @@ one block, or of ``ROWS`` blocks stacked along dimension 0 in 2-D layer kernels)
    writing consecutive output columns (coalesced).  When the last dimension has one phase the threads'
    own outputs are already consecutive and are stored directly.
 
-Layer (grouped) tiled kernels accumulate in the data's dtype (float32 for float32 data, as cuDNN
-does); chain kernels, whose numeric taps are float64 literals, accumulate in float64.  A tiled module
-also holds ``kernel_simple``: ``launch`` sends a window with fewer than half a tile of blocks along
-the last dimension there, since most threads of a tile would idle.
+Layer (grouped) kernels — tiled and simple — accumulate in the data's dtype (float32 for float32
+data, as cuDNN does: the running sum starts as the bias); chain kernels, whose numeric taps are
+float64 literals, accumulate in float64.  A tiled module also holds ``kernel_simple``: ``launch``
+sends a window with fewer than half a tile of blocks along the last dimension there, since most
+threads of a tile would idle.
 
 **Simple** (the fallback: 3-D plans, tiles too large for shared memory — huge halos or many channels
 of a chain — or plans without taps).  One thread per output element: the grid's x axis runs along the
 last output dimension (adjacent threads write adjacent outputs), its y axis over the flattened (batch,
 [output channel,] leading output dimensions), with a grid-stride loop so any size fits the grid limits.
 Each thread finds its block ``j = ⌊(lo + t) / P⌋`` and phase ``p`` per dimension and runs that phase's
-taps, testing only the input positions that can fall outside ``x``.  It accumulates in float64.
+taps, testing only the input positions that can fall outside ``x``.  A layer kernel starts its running
+sum from the bias, in the data's dtype, and adds the taps one by one; a chain kernel accumulates in
+float64.
 
 ``launch(...)`` picks the grid and accepts device arrays or host NumPy arrays (Numba copies the
 latter).
