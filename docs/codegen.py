@@ -37,7 +37,7 @@ import numpy as np
 import sympy as sp
 
 import symdeconv as sd
-from symdeconv.cli import parse_chain
+from symdeconv.chainlang import parse_chain
 from symdeconv.verify.check import check_chain, check_layer
 
 # %% [markdown]

@@ -11,7 +11,8 @@ import pytest
 import sympy as sp
 
 import symdeconv as sd
-from symdeconv.cli import ParseError, main, parse_chain, tokenize
+from symdeconv.chainlang import ParseError, parse_chain, tokenize
+from symdeconv.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 q0, q1, q2, q3 = sp.symbols("q0 q1 q2 q3")
