@@ -255,6 +255,14 @@ def test_device_arrays_in_give_device_arrays_out():
             d_x, np.ones((2, 2, 3, 3), np.float32), out=d_x)
     with pytest.raises(sd.SymdeconvError, match="out must be a device array"):
         f(cuda.to_device(x), w, b, out=np.empty((1, 3, 6, 4), np.float32))
+    for bad, match in [  # the host's out= messages (one check serves both)
+        (cuda.device_array((1, 3, 6, 5), dtype=np.float32), r"out must have shape \(1, 3, 6, 4\) \(the output's\)"),
+        (cuda.device_array((1, 3, 6, 4), dtype=np.float64), "out has dtype float64 but the output is float32"),
+    ]:
+        with pytest.raises(sd.SymdeconvError, match=match):
+            f(cuda.to_device(x), w, b, out=bad)
+        with pytest.raises(sd.SymdeconvError, match=match):
+            f(x, w, b, out=np.empty(bad.shape, bad.dtype))
     with pytest.raises(sd.SymdeconvError, match="dtype float32 or float64"):
         f(cuda.to_device(x.astype(np.int32)), w, b)
     chain = sd.compile(sd.conv((1.0, 2.0, 1.0)) @ sd.up(2), "cuda")

@@ -344,10 +344,15 @@ def _check_x(x: Any, where: str = "x", like: np.dtype | None = None) -> np.ndarr
             raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got {type(x).__name__}")
         x = arr
     if x.dtype not in DTYPES:
-        raise SymdeconvError(f"{where} must have dtype float32 or float64, got {x.dtype}")
+        raise _dtype_error(x.dtype, where)
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)  # a strided view: the kernels read unit-stride rows
     return x
+
+
+def _dtype_error(dtype: Any, where: str) -> SymdeconvError:
+    """The refusal of an array, host or device, whose dtype is not one of ``DTYPES`` (float32, float64)."""
+    return SymdeconvError(f"{where} must have dtype float32 or float64, got {dtype}")
 
 
 def is_device_array(a: Any) -> bool:
@@ -367,10 +372,24 @@ def _device_view(a: Any, where: str):
     except Exception as err:  # noqa: BLE001 - any failure to view the memory is the caller's array
         raise SymdeconvError(f"{where}: cannot use this device array ({type(a).__name__}): {err}") from err
     if np.dtype(d.dtype) not in DTYPES:
-        raise SymdeconvError(f"{where} must have dtype float32 or float64, got {d.dtype}")
+        raise _dtype_error(d.dtype, where)
     if not d.is_c_contiguous():
         raise SymdeconvError(f"{where} must be C-contiguous (got a strided device view)")
     return d
+
+
+def _check_out_fits(got_shape: tuple[int, ...], got_dtype: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """What ``out=`` must be on the host and on the device alike: exactly the output's shape and dtype."""
+    if tuple(got_shape) != tuple(shape):
+        raise SymdeconvError(f"out must have shape {tuple(shape)} (the output's), got {tuple(got_shape)}")
+    if np.dtype(got_dtype) != dtype:
+        raise SymdeconvError(f"out has dtype {got_dtype} but the output is {dtype}; they must match")
+
+
+def _check_out_apart(overlaps: bool, inputs: str) -> None:
+    """``out=`` must not share memory with ``inputs`` (the kernel reads them while it writes the output)."""
+    if overlaps:
+        raise SymdeconvError(f"out must not overlap {inputs} (the kernel is not in-place)")
 
 
 def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -378,16 +397,12 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: tuple[
     and not overlapping an input (the kernel reads its inputs while writing the output)."""
     if not isinstance(out, np.ndarray):
         raise SymdeconvError(f"out must be a NumPy array, got {type(out).__name__}")
-    if out.shape != tuple(shape):
-        raise SymdeconvError(f"out must have shape {tuple(shape)} (the output's), got {out.shape}")
-    if out.dtype != dtype:
-        raise SymdeconvError(f"out has dtype {out.dtype} but the output is {dtype}; they must match")
+    _check_out_fits(out.shape, out.dtype, shape, dtype)
     if not out.flags.c_contiguous:
         raise SymdeconvError("out must be C-contiguous (got a strided view)")
     if not out.flags.writeable:
         raise SymdeconvError("out must be writeable")
-    if any(np.shares_memory(out, a) for a in inputs):
-        raise SymdeconvError("out must not overlap the input or the weights (the kernel is not in-place)")
+    _check_out_apart(any(np.shares_memory(out, a) for a in inputs), "the input or the weights")
     return out
 
 
@@ -446,15 +461,11 @@ def _check_device_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, x: Any 
     if not is_device_array(out):
         raise SymdeconvError(f"out must be a device array when x is one, got {type(out).__name__}")
     d = _device_view(out, "out")
-    if tuple(d.shape) != tuple(shape):
-        raise SymdeconvError(f"out must have shape {tuple(shape)} (the output's), got {tuple(d.shape)}")
-    if np.dtype(d.dtype) != dtype:
-        raise SymdeconvError(f"out has dtype {d.dtype} but the output is {dtype}; they must match")
+    _check_out_fits(d.shape, d.dtype, shape, dtype)
     if x is not None:
         spans = _device_span(d), _device_span(x)
         overlap = None not in spans and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
-        if d is x or out is x or overlap:
-            raise SymdeconvError("out must not overlap the input (the kernel is not in-place)")
+        _check_out_apart(d is x or out is x or overlap, "the input")
     return d
 
 
