@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[test,codegen]"
+	$(PIP) install -q -e ".[test,codegen,plot]"
 	# PyTorch is an optional oracle: the CPU build 2.13.0 installs from a local file on these machines;
 	# when it cannot be had, the torch tests skip and everything else still runs.
 	$(PIP) install -q "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; torch oracle tests will skip"

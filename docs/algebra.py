@@ -464,7 +464,8 @@ assert r4.overlap == (1, 1, 2, 2, 2, 2, 2, 2, 1, 1)
 w = sp.symbols("w0:4")
 assert r3.conditions == (sp.Eq(w[0] + w[2], w[1]),) and r3.satisfied is False
 assert r4.conditions == (sp.Eq(w[0] + w[2], w[1] + w[3]),) and r4.satisfied is True
-assert r4.verdict == "structural: even overlap; weights: constant-preserving iff w0 + w2 = w1 + w3; the given weights satisfy it"
+assert r4.verdict == ("structural: even overlap; "
+                      "weights: constant-preserving iff w0 + w2 = w1 + w3; the given weights satisfy it")
 
 # %% [markdown]
 # Independently: with all-ones weights the response to a constant input of ones *is* the overlap
@@ -486,6 +487,71 @@ for k, report in reports.items():
 # %%
 assert sd.checkerboard(bil, stride=2).constant_preserving
 print(sd.checkerboard(bil, stride=2))
+
+# %% [markdown]
+# Uneven overlap does not forbid a constant output: the binomial kernel $(1, 2, 1)$ at stride 2 has phases
+# $1 + 1$ and $2$ — uneven overlap, equal gains. Divided by 2 it is linear interpolation that keeps the input
+# samples (each inserted sample is the mean of its neighbours).
+
+# %%
+binomial = sd.checkerboard((1, 2, 1), stride=2)
+assert not binomial.even_overlap and binomial.constant_preserving
+print(binomial.verdict)
+
+# %% [markdown]
+# ### Pictures
+#
+# `report.plot()` draws the Distill picture: bars of how many kernel taps reach each output, coloured by
+# output phase (the structural fact), and for numeric weights the response to a constant input (the weight
+# fact). `sd.plot_taps` draws a normal form as a graph from inputs to outputs — for a transposed convolution
+# each input fans out into a copy of the kernel — and `sd.plot_matrix` the operator's matrix. matplotlib is an
+# optional extra (`pip install 'symdeconv[plot]'`); without it these cells say so and draw nothing. Each
+# picture returns its data (`.data`), checked here against the numbers above.
+
+# %%
+try:
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+    print("matplotlib is not installed (pip install 'symdeconv[plot]'): the pictures below are skipped")
+
+if plt is not None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), layout="constrained")
+    for k, ax in zip((3, 4), axes):
+        picture = reports[k].plot(ax=ax)
+        ax.set_title(f"kernel {k}, stride 2, all-ones weights\n" + ax.get_title(), fontsize="small")
+        assert tuple(picture.data["overlap"]) == reports[k].overlap
+        assert tuple(picture.data["response"]) == reports[k].overlap  # all-ones weights: response = overlap
+
+# %%
+if plt is not None:
+    q3 = sd.taps("q", 3)
+    picture = sd.plot_taps(sd.transposed_conv(q3, 2), n=4)
+    # input x[m] feeds output y[2m + j] with weight q_j: the kernel, pasted at every input
+    assert {(m, t, c) for m, t, _, c in picture.data["edges"]} == {
+        (m, 2 * m + j, q3[j]) for m in range(4) for j in range(3)}
+
+# %%
+if plt is not None:
+    picture = sd.plot_matrix(sd.transposed_conv(q3, 2), 4)
+    assert picture.data["matrix"] == sd.transposed_conv(q3, 2).matrix(4) and picture.data["mask"].sum() == 12
+
+# %% [markdown]
+# In 2-D the overlap is the product of the 1-D patterns. Kernel $3 \times 3$ at stride 2 overlaps unevenly
+# (4, 2, 2 and 1 taps per phase), yet the binomial kernel $(1, 2, 1) \otimes (1, 2, 1)$ gives a constant output:
+
+# %%
+binomial2 = [[[[a * b for b in (1, 2, 1)] for a in (1, 2, 1)]]]
+report2 = sd.checkerboard(sd.ConvTranspose(3, stride=2, ndim=2), n=3, weight=binomial2)
+assert report2.taps_per_phase == ((4, 2), (2, 1)) and report2.satisfied is True
+print(report2.verdict.split(";")[0])
+if plt is not None:
+    picture = report2.plot()
+    ones2 = np.zeros((7, 7), int)
+    for i in range(3):
+        for j in range(3):
+            ones2[2 * i: 2 * i + 3, 2 * j: 2 * j + 3] += 1  # scatter a ones kernel: the overlap counts
+    assert (picture.data["overlap"] == ones2).all()
 
 # %% [markdown]
 # ## 10. The whole catalogue

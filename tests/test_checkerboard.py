@@ -180,7 +180,8 @@ def test_numeric_weights_satisfy_or_not(kernel_shape, stride):
         assert ("the given weights satisfy it" in r.weight_verdict) is r.satisfied
         expected_response = y[tuple(slice(0, s) for s in np.array(r.response).shape)]
         assert np.array_equal(np.array(r.response, dtype=object), expected_response)
-        assert r.weights == dict(zip(layer.weight_symbols().reshape(-1), [sp.Integer(v) if isinstance(v, (int, np.integer)) else v for v in np.asarray(w).reshape(-1)]))
+        values = [sp.Integer(int(v)) if isinstance(v, (int, np.integer)) else v for v in np.asarray(w).reshape(-1)]
+        assert r.weights == dict(zip(layer.weight_symbols().reshape(-1), values))
 
 
 def test_bilinear_satisfies_random_does_not():

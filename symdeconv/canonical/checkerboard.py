@@ -210,8 +210,12 @@ class CheckerboardReport:
         return (f"CheckerboardReport(structural={self.structural_verdict!r}, taps_per_phase={self.taps_per_phase}, "
                 f"weights={self.weight_verdict!r}, gains={self.gains})")
 
-    def plot(self, ax: Any = None) -> Any:  # replaced by symdeconv.plot.plot_checkerboard on import
-        """Draw the overlap counts (and, for numeric weights, the response to a constant input)."""
+    def plot(self, ax: Any = None) -> Any:
+        """Draw the overlap counts (and, for numeric weights, the response to a constant input).
+
+        This layer does not import the plotting module: :mod:`symdeconv.plot` (above it, imported by
+        ``import symdeconv``) replaces this method with :func:`symdeconv.plot.plot_checkerboard`.
+        """
         raise SymdeconvError("CheckerboardReport.plot: import symdeconv.plot (it needs matplotlib)")
 
 
