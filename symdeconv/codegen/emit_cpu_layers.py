@@ -30,7 +30,7 @@ item (no atomics: deterministic).  Accumulation is in the data's dtype, as PyTor
 
 from __future__ import annotations
 
-from ._source import Writer, dims, header, module_docstring, plus, tuple_text
+from ._source import Writer, dims, emit_layer_plan, header, module_docstring, tuple_text
 from .emit_cpu_stencil import emit_cpu_stencil, has_stencil
 from .layer_plan import LayerPlan
 from .plan import KernelPlan
@@ -65,7 +65,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     w()
     w(f"N_SLOTS = {plan.n_slots}")
     w()
-    _emit_plan(plan, lp, w)
+    emit_layer_plan(plan, lp, w)
     w()
     w()
     _emit_run(plan, lp, w)
@@ -74,32 +74,6 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
         w()
         emit_cpu_stencil(plan, w)
     return w.text()
-
-
-def _emit_plan(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
-    """``PLAN = LayerPlan(...)``: per phase its tap offsets, commented with the normal form's terms."""
-    w("# The normal form as data: per output phase p, the offsets of its taps, y[P j + p] = Σ w[s]·x[Q j + offset]")
-    w("# (weight slots s numbered phase by phase, in this order).")
-    w("PLAN = LayerPlan(")
-    with w.indent():
-        w(f"P={tuple_text(lp.P)},")
-        w(f"Q={tuple_text(lp.Q)},")
-        w("phases=(")
-        with w.indent():
-            s = 0
-            for ph in lp.phases:
-                out = ", ".join(plus(f"{plan.P[d]}·j{d}" if plan.P[d] != 1 else f"j{d}", ph.phase[d]) for d in dims(plan))
-                terms = []
-                for off in ph.offsets:
-                    pos = ", ".join(plus(f"{plan.Q[d]}·j{d}" if plan.Q[d] != 1 else f"j{d}", off[d]) for d in dims(plan))
-                    terms.append(f"w[{s}]·x[{pos}]")
-                    s += 1
-                w(f"# y[{out}] = " + (" + ".join(terms) if terms else "bias only"))
-                offsets = ", ".join(tuple_text(o) for o in ph.offsets)
-                w(f"Phase({tuple_text(ph.phase)}, ({offsets}{',' if len(ph.offsets) == 1 else ''})),")
-        w("),")
-        w(f"paths={tuple_text(repr(v) for v in lp.paths)},")
-    w(")")
 
 
 def _emit_run(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:

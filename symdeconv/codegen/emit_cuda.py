@@ -58,11 +58,10 @@ import math
 from dataclasses import dataclass
 
 from ._source import (
-    Writer, axis_flags, chain_phase_body, coefficient, coefficients_function, dims, grouped_phase_body, header,
-    module_docstring, phase_banner, phase_text, plus, times,
+    Writer, axis_flags, chain_phase_body, coefficient, coefficients_function, dims, emit_layer_plan,
+    grouped_phase_body, header, module_docstring, phase_banner, phase_text, plus, times,
 )
 from ..errors import SymdeconvError
-from .emit_cpu_layers import _emit_plan
 from .layer_plan import LayerPlan
 from .plan import KernelPlan, PhasePlan
 
@@ -261,7 +260,7 @@ def emit_cuda(
         _tiled_constants(plan, layout, w)
     if lp is not None:  # the normal form as data, the CPU module's literal (emit_cpu_layers)
         w()
-        _emit_plan(plan, lp, w)
+        emit_layer_plan(plan, lp, w)
         w("# (PLAN.paths names the CPU runtime's paths; this module's kernels are the ones STRATEGY names.)")
     w()
     w()
