@@ -153,17 +153,129 @@ def fill_planes(x3, xb, b, ci0, m0, g):
                         o[i] = row[Ql * i]
 
 
+@intrinsic
+def _half_tile(typingctx, like):
+    """A ``(CO_BLOCK, TILE / 2)`` stack array (see ``_machine_tile``): the last tile of a short block."""
+    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+        return None
+    n_cols = max(1, (_TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64) // 2)
+    return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, n_cols)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
+def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
+    """``acc[c, mc + m]`` for the ``tile.shape[1]`` columns from ``mc``: the register-tiled micro-kernel.
+
+    Inlined into its caller (Numba IR), so ``tile`` is the caller's own stack array: LLVM keeps it in
+    vector registers over the channel loop (an array argument might alias the inputs)."""
+    T = tile.shape[1]
+    for m in range(T):
+        tile[0, m] = b0
+        tile[1, m] = b1
+        tile[2, m] = b2
+        tile[3, m] = b3
+    # taps four, then two, then one at a time: a group's loads and multiply-adds are one straight
+    # block per input channel, as a hand-written micro-kernel would have them
+    t = 0
+    while t + 4 <= nt:
+        d0 = max(0, ok[t] + mc)
+        d1 = max(0, ok[t + 1] + mc)
+        d2 = max(0, ok[t + 2] + mc)
+        d3 = max(0, ok[t + 3] + mc)
+        wa = wk[t]
+        wb = wk[t + 1]
+        wc = wk[t + 2]
+        wd = wk[t + 3]
+        for ci in range(cin_g):
+            ra = wa[ci]
+            rb = wb[ci]
+            rc = wc[ci]
+            rd = wd[ci]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
+            b0_ = rb[co]
+            b1_ = rb[co + 1]
+            b2_ = rb[co + 2]
+            b3_ = rb[co + 3]
+            c0 = rc[co]
+            c1 = rc[co + 1]
+            c2 = rc[co + 2]
+            c3 = rc[co + 3]
+            e0 = rd[co]
+            e1 = rd[co + 1]
+            e2 = rd[co + 2]
+            e3 = rd[co + 3]
+            for m in range(T):
+                va = xflat[ci, d0 + m]
+                vb = xflat[ci, d1 + m]
+                vc = xflat[ci, d2 + m]
+                vd = xflat[ci, d3 + m]
+                tile[0, m] = tile[0, m] + a0 * va + b0_ * vb + c0 * vc + e0 * vd
+                tile[1, m] = tile[1, m] + a1 * va + b1_ * vb + c1 * vc + e1 * vd
+                tile[2, m] = tile[2, m] + a2 * va + b2_ * vb + c2 * vc + e2 * vd
+                tile[3, m] = tile[3, m] + a3 * va + b3_ * vb + c3 * vc + e3 * vd
+        t += 4
+    if t + 2 <= nt:
+        d0 = max(0, ok[t] + mc)
+        d1 = max(0, ok[t + 1] + mc)
+        wa = wk[t]
+        wb = wk[t + 1]
+        for ci in range(cin_g):
+            ra = wa[ci]
+            rb = wb[ci]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
+            b0_ = rb[co]
+            b1_ = rb[co + 1]
+            b2_ = rb[co + 2]
+            b3_ = rb[co + 3]
+            for m in range(T):
+                va = xflat[ci, d0 + m]
+                vb = xflat[ci, d1 + m]
+                tile[0, m] = tile[0, m] + a0 * va + b0_ * vb
+                tile[1, m] = tile[1, m] + a1 * va + b1_ * vb
+                tile[2, m] = tile[2, m] + a2 * va + b2_ * vb
+                tile[3, m] = tile[3, m] + a3 * va + b3_ * vb
+        t += 2
+    if t < nt:
+        d0 = max(0, ok[t] + mc)
+        wa = wk[t]
+        for ci in range(cin_g):
+            ra = wa[ci]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
+            for m in range(T):
+                va = xflat[ci, d0 + m]
+                tile[0, m] += a0 * va
+                tile[1, m] += a1 * va
+                tile[2, m] += a2 * va
+                tile[3, m] += a3 * va
+    for c in range(CO_BLOCK):
+        row = acc[c, mc:]
+        for m in range(T):
+            row[m] = tile[c, m]
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
 def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
     """``acc[c, m]`` = bias + Σ over the group's input channels and the phase's taps ``t0 … t0 + nt − 1``
     of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < CO_BLOCK`` and ``base ≤ m < base + span``.
 
     ``TILE`` columns at a time in a register tile (``_machine_tile``): per input channel and tap, TILE
-    input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  ``span ≥ TILE``; the
-    last tile ends at ``base + span`` (it may overlap the one before).
+    input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  The columns past the
+    whole tiles take one or two half tiles (``_half_tile``; the last ends at ``base + span`` and may
+    overlap the one before): short blocks compute fewer padded columns.  ``span`` is at least a half tile.
     """
     tile = _machine_tile(acc)
+    half = _half_tile(acc)
     T = tile.shape[1]
+    H = half.shape[1]
     co = max(0, co)
     b0 = bias[co]
     b1 = bias[co + 1]
@@ -172,99 +284,15 @@ def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
     # the phase's taps as views from 0: their indices below are provably non-negative (no wraparound code)
     wk = w[max(0, t0):]
     ok = offs[max(0, t0):]
-    for tc in range(-(-span // T)):
-        mc = base + min(tc * T, span - T)
-        for m in range(T):
-            tile[0, m] = b0
-            tile[1, m] = b1
-            tile[2, m] = b2
-            tile[3, m] = b3
-        # taps four, then two, then one at a time: a group's loads and multiply-adds are one straight
-        # block per input channel, as a hand-written micro-kernel would have them
-        t = 0
-        while t + 4 <= nt:
-            d0 = max(0, ok[t] + mc)
-            d1 = max(0, ok[t + 1] + mc)
-            d2 = max(0, ok[t + 2] + mc)
-            d3 = max(0, ok[t + 3] + mc)
-            wa = wk[t]
-            wb = wk[t + 1]
-            wc = wk[t + 2]
-            wd = wk[t + 3]
-            for ci in range(cin_g):
-                ra = wa[ci]
-                rb = wb[ci]
-                rc = wc[ci]
-                rd = wd[ci]
-                a0 = ra[co]
-                a1 = ra[co + 1]
-                a2 = ra[co + 2]
-                a3 = ra[co + 3]
-                b0_ = rb[co]
-                b1_ = rb[co + 1]
-                b2_ = rb[co + 2]
-                b3_ = rb[co + 3]
-                c0 = rc[co]
-                c1 = rc[co + 1]
-                c2 = rc[co + 2]
-                c3 = rc[co + 3]
-                e0 = rd[co]
-                e1 = rd[co + 1]
-                e2 = rd[co + 2]
-                e3 = rd[co + 3]
-                for m in range(T):
-                    va = xflat[ci, d0 + m]
-                    vb = xflat[ci, d1 + m]
-                    vc = xflat[ci, d2 + m]
-                    vd = xflat[ci, d3 + m]
-                    tile[0, m] = tile[0, m] + a0 * va + b0_ * vb + c0 * vc + e0 * vd
-                    tile[1, m] = tile[1, m] + a1 * va + b1_ * vb + c1 * vc + e1 * vd
-                    tile[2, m] = tile[2, m] + a2 * va + b2_ * vb + c2 * vc + e2 * vd
-                    tile[3, m] = tile[3, m] + a3 * va + b3_ * vb + c3 * vc + e3 * vd
-            t += 4
-        if t + 2 <= nt:
-            d0 = max(0, ok[t] + mc)
-            d1 = max(0, ok[t + 1] + mc)
-            wa = wk[t]
-            wb = wk[t + 1]
-            for ci in range(cin_g):
-                ra = wa[ci]
-                rb = wb[ci]
-                a0 = ra[co]
-                a1 = ra[co + 1]
-                a2 = ra[co + 2]
-                a3 = ra[co + 3]
-                b0_ = rb[co]
-                b1_ = rb[co + 1]
-                b2_ = rb[co + 2]
-                b3_ = rb[co + 3]
-                for m in range(T):
-                    va = xflat[ci, d0 + m]
-                    vb = xflat[ci, d1 + m]
-                    tile[0, m] = tile[0, m] + a0 * va + b0_ * vb
-                    tile[1, m] = tile[1, m] + a1 * va + b1_ * vb
-                    tile[2, m] = tile[2, m] + a2 * va + b2_ * vb
-                    tile[3, m] = tile[3, m] + a3 * va + b3_ * vb
-            t += 2
-        if t < nt:
-            d0 = max(0, ok[t] + mc)
-            wa = wk[t]
-            for ci in range(cin_g):
-                ra = wa[ci]
-                a0 = ra[co]
-                a1 = ra[co + 1]
-                a2 = ra[co + 2]
-                a3 = ra[co + 3]
-                for m in range(T):
-                    va = xflat[ci, d0 + m]
-                    tile[0, m] += a0 * va
-                    tile[1, m] += a1 * va
-                    tile[2, m] += a2 * va
-                    tile[3, m] += a3 * va
-        for c in range(CO_BLOCK):
-            row = acc[c, mc:]
-            for m in range(T):
-                row[m] = tile[c, m]
+    full = span // T
+    for tc in range(full):
+        _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, base + tc * T, b0, b1, b2, b3)
+    # the rest: one half tile ending at base + span, after another one when the rest is longer than H
+    rest = span - full * T
+    n_half = (1 if rest > H else 0) + (1 if rest > 0 else 0)
+    for i in range(n_half):
+        mc = base + full * T if i + 1 < n_half else base + span - H
+        _tile_pass(half, acc, xflat, wk, ok, nt, co, cin_g, max(0, mc), b0, b1, b2, b3)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
@@ -445,7 +473,8 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
         tags[thread] = block
         fill_planes(x3, xb, b, grp * cin_g, m0, g)
     acc = acc_all[thread]
-    M = -(-cols // g[_TILE]) * g[_TILE]  # whole tiles
+    H = max(1, g[_TILE] // 2)
+    M = -(-cols // H) * H  # whole half tiles (the kernel takes whole tiles, then at most one half tile)
     n_phases = g[_NPHASES]
     if kb < wide:
         co = grp * cout_g + kb * CO_BLOCK
@@ -461,7 +490,7 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
             cf = pl_first[pl]
             span = pl_stop[pl] - cf
             # row by row, the phase's output columns only, when that takes fewer tiles than the flat block
-            if g[_NDIM] > 1 and span >= T and n_rows * (-(-span // T)) < M // T:
+            if g[_NDIM] > 1 and span >= T and n_rows * (-(-span // T)) * T < M:
                 rho0 = m0 // Lrow
                 for r in range(n_rows):
                     if _row_base(rho0 + r, k // PL, g) >= 0:
