@@ -28,19 +28,16 @@ output row loads the weights of its phases into scalars, so that only they are l
 loop.  Accumulation is in the data's dtype, compiled with ``fastmath={"contract"}`` only
 (multiply-adds may fuse; no reassociation).
 
-What the row code costs besides the interior loop was measured on the 1 → 1 ConvTranspose2d k4 s2 of
-benchmark case a (emitter 18; 256² at 1 thread, 52 → 41 µs; 1024² at 2 threads, 0.49 → 0.41 ms):
+Design choices of the row code (each measured; the figures are in ``benchmarks/README.md``):
 
-* ``np.zeros`` in the parallel function is a parallel region of its own, launched every call
-  (~0.05 ms at 2 threads): the row of zeros is filled by a serial loop (and is empty in 1-D, where
-  no row lies outside x: a 1-D layer on a long signal would otherwise fill a row as long as the signal);
-* the border loop, which runs one or two blocks per row, was vectorised with masked gathers and
-  scatters whose set-up cost more than the blocks: a second exit (the window's end) keeps it scalar;
-* Numba counted references to every row view (atomic operations, 7 % of the time at 256²): ``stencil_rows``
-  allocates nothing and is compiled without reference counting (``_nrt=False``);
-* the weights of every phase, loaded once per item, stayed live through all the row code (16
-  broadcast registers for case a): loaded per output row, only its phases' are (2–5 %, and the
-  interior loop's registers did not spill in any variant measured).
+* the row of zeros is filled by a serial loop, not ``np.zeros`` (which in a parallel function is a
+  parallel region of its own, launched every call), and is empty in 1-D, where no row lies outside x;
+* the border loop, which runs one or two blocks per row, has a second exit (the window's end) that
+  keeps it scalar: vectorised with masked gathers and scatters, its set-up cost more than the blocks;
+* ``stencil_rows`` allocates nothing and is compiled without reference counting (``_nrt=False``):
+  Numba would otherwise count references to every row view with atomic operations;
+* an output row loads only its own phases' weights, so that few broadcast registers are live in its
+  interior loop.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
 than ``STENCIL_MAX_TAPS`` taps (whose spelled-out source would be long and slow to compile) keep the

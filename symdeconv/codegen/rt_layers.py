@@ -101,56 +101,59 @@ def fill_planes(x3, xb, b, ci0, m0, g):
     Ql = g[_Q + last]
     xal = g[_XA + last]
     nl = g[_N + last]
-    # positions i of a plane row (last dimension) that hold inputs: 0 ≤ Q (i + xa) + r < n
-    for ci in range(xb.shape[0]):
-        xc = x3[b, ci0 + ci]
-        for r in range(g[_NPLANES]):
-            rl = r % Ql
-            first = max(0, -xal)
-            stop = min(Lrow, max(first, (nl - rl + Ql - 1) // Ql - xal))
-            dst = xb[ci, r * band:(r + 1) * band]
-            for rho in range(m0 // Lrow, -(-(m0 + band) // Lrow)):
-                i0 = max(0, m0 - rho * Lrow)
-                i1 = min(Lrow, m0 + band - rho * Lrow)
-                at = rho * Lrow + i0 - m0
-                # the leading dimensions' positions of this row, and its input row (if inside x)
-                inside = True
-                src = 0
-                rem = rho
-                rr = r // Ql
-                for d in range(last - 1, -1, -1):
-                    Ld = g[_L + d]
-                    u = rem % Ld
-                    rem //= Ld
-                    Qd = g[_Q + d]
-                    rd = rr % Qd
-                    rr //= Qd
-                    s = Qd * (u + g[_XA + d]) + rd
-                    if s < 0 or s >= g[_N + d]:
-                        inside = False
-                    src += s * g[_NS + d]
-                if rem > 0:  # past the planes (the band's tail)
+    C = xb.shape[0]
+    # plane by plane and row by row, the row's geometry once for all channels (the divisions below cost
+    # more than copying a short row)
+    for r in range(g[_NPLANES]):
+        rl = r % Ql
+        # positions i of a plane row (last dimension) that hold inputs: 0 ≤ Q (i + xa) + r < n
+        first = max(0, -xal)
+        stop = min(Lrow, max(first, (nl - rl + Ql - 1) // Ql - xal))
+        for rho in range(m0 // Lrow, -(-(m0 + band) // Lrow)):
+            i0 = max(0, m0 - rho * Lrow)
+            i1 = min(Lrow, m0 + band - rho * Lrow)
+            at = r * band + rho * Lrow + i0 - m0
+            # the leading dimensions' positions of this row, and its input row (if inside x)
+            inside = True
+            src = 0
+            rem = rho
+            rr = r // Ql
+            for d in range(last - 1, -1, -1):
+                Ld = g[_L + d]
+                u = rem % Ld
+                rem //= Ld
+                Qd = g[_Q + d]
+                rd = rr % Qd
+                rr //= Qd
+                s = Qd * (u + g[_XA + d]) + rd
+                if s < 0 or s >= g[_N + d]:
                     inside = False
-                out = dst[at:at + i1 - i0]
-                if not inside:
-                    for i in range(i1 - i0):
-                        out[i] = 0.0
-                    continue
-                c0 = min(max(first, i0), i1)
-                c1 = max(c0, min(stop, i1))
+                src += s * g[_NS + d]
+            if rem > 0:  # past the planes (the band's tail)
+                inside = False
+            c0 = min(max(first, i0), i1)
+            c1 = max(c0, min(stop, i1))
+            if not inside:
+                c0 = c1 = i1
+            # unsigned indices: no negative-index wraparound code in these short loops
+            start = np.uint64(max(0, src + Ql * (c0 + xal) + rl))
+            head = np.uint64(at)
+            body = np.uint64(at + c0 - i0)
+            tail = np.uint64(at + c1 - i0)
+            q = np.uint64(Ql)
+            for ci in range(C):
+                dst = xb[ci]
+                xc = x3[b, ci0 + ci]
                 for i in range(c0 - i0):
-                    out[i] = 0.0
-                for i in range(c1 - i0, i1 - i0):
-                    out[i] = 0.0
-                o = out[c0 - i0:]
-                if Ql == 1:
-                    row = xc[max(0, src + c0 + xal + rl):]
+                    dst[head + np.uint64(i)] = 0.0
+                if Ql == 1:  # unit stride: a vectorised copy
                     for i in range(c1 - c0):
-                        o[i] = row[i]
+                        dst[body + np.uint64(i)] = xc[start + np.uint64(i)]
                 else:
-                    row = xc[max(0, src + Ql * (c0 + xal) + rl):]
                     for i in range(c1 - c0):
-                        o[i] = row[Ql * i]
+                        dst[body + np.uint64(i)] = xc[start + q * np.uint64(i)]
+                for i in range(i1 - c1):
+                    dst[tail + np.uint64(i)] = 0.0
 
 
 @intrinsic

@@ -8,10 +8,8 @@ the loop over input channels runs, and LLVM keeps a memory location in a registe
 when it can prove that no other load or store in the loop touches it.  For a heap array (``np.empty``)
 it cannot: the input and weight arrays might overlap it.  An ``alloca`` that never escapes overlaps
 nothing, so after the column loop is vectorised the tile's loads and stores are hoisted out of the
-channel loop (LICM scalar promotion) and each tap costs one fused multiply-add from registers.  On the
-project's 2-core AVX-512 machine this took the 256→128-channel transposed convolution (benchmark case d)
-from ~110 to ~180 useful GFLOP/s, and a stand-alone micro-kernel of the same form to ~220 (see
-``benchmarks/``).
+channel loop (LICM scalar promotion) and each tap costs one fused multiply-add from registers (what
+that gained is measured in ``benchmarks/README.md``).
 
 The tile's contents are undefined until written; it lives until the calling function returns, and the
 same storage is reused by every call of the statement in that function (a loop reuses one tile).
