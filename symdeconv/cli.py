@@ -177,7 +177,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             return 1
         print(f"{root}: up to date ({len(catalogue.render())} files)")
         return 0
-    changed = catalogue.write(root)
+    changed = catalogue.write(root, progress=lambda line: print(line, flush=True))
     print(f"{root}: {len(changed)} file(s) written, {len(catalogue.render())} in the catalogue")
     for path in changed:
         print(f"  {path}")

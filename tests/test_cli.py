@@ -140,7 +140,13 @@ def test_command_line_process_exit_codes_and_no_traceback():
 
 
 def test_generate_and_check(tmp_path, capsys):
+    from symdeconv.codegen.catalogue import entries
+
     assert main(["generate", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # progress: one line per catalogue entry, with its seconds, before the summary
+    assert [line.split()[0] for line in lines[:len(entries())]] == [e.name for e in entries()]
+    assert all(line.rstrip().endswith(" s") for line in lines[:len(entries())])
     assert main(["generate", "--check", "--out", str(tmp_path)]) == 0
     path = tmp_path / "cuda" / "conv2d_k3_s2_p1.py"
     path.write_text(path.read_text() + "# edited\n")

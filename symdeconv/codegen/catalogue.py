@@ -13,6 +13,7 @@ counts only fix what ``verify`` checks.
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -169,25 +170,34 @@ def _index(items: list[tuple[Entry, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(selected: list[Entry] | None = None) -> dict[str, str]:
-    """Relative path → file text, for every catalogue file (in memory; nothing is written)."""
-    items = [(e, plan(e.obj(), e.name)) for e in (selected if selected is not None else entries())]
+def render(selected: list[Entry] | None = None, progress=None) -> dict[str, str]:
+    """Relative path → file text, for every catalogue file (in memory; nothing is written).
+
+    ``progress`` (optional) is called with a line per entry once it is planned and emitted (name, seconds:
+    the SymPy derivation of its normal form and the emitters)."""
+    items = []
     out: dict[str, str] = {}
-    for entry, p in items:
+    for entry in (selected if selected is not None else entries()):
+        start = time.perf_counter()
+        p = plan(entry.obj(), entry.name)
+        items.append((entry, p))
         for target in TARGETS:
             out[f"{target}/{entry.name}.py"] = emit_plan(p, target, title=f"Catalogue entry: {entry.title}")
+        if progress is not None:
+            progress(f"{entry.name:40s} planned and emitted ({', '.join(TARGETS)}) {time.perf_counter() - start:6.2f} s")
     out["README.md"] = _index(items)
     out[".gitignore"] = "# Numba's compiled-kernel cache, written next to these files when they are imported\n__pycache__/\n"
     return out
 
 
-def write(root: Path | None = None) -> list[Path]:
+def write(root: Path | None = None, progress=None) -> list[Path]:
     """Write the catalogue under ``root`` (default: ``generated/``); return the files that changed.
 
-    Files of the catalogue's targets that no entry produces any more are removed.
+    Files of the catalogue's targets that no entry produces any more are removed.  ``progress``: as
+    :func:`render`'s.
     """
     root = Path(root) if root is not None else default_root()
-    files = render()
+    files = render(progress=progress)
     changed = []
     for rel, text in sorted(files.items()):
         if write_atomic(root / rel, text):
