@@ -51,7 +51,7 @@ process (and by Numba's disk cache for the next); the numeric taps are passed at
 filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
 Numba compiles each kernel once per dtype, float32 and float64, the first time on a machine; the
 kernels unroll every tap, so this grows with the filter (1–3 s for a few to 64 taps, 6 s at 144, about a
-minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` taps therefore run on the once-compiled layer
+minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` (48) taps therefore run on the once-compiled layer
 runtime instead (``_RuntimeKernel``: the same normal form as a one-channel layer plan, nothing compiled
 per filter), so a 44.1 ↔ 48 kHz resampler (160/147, a 3 201-tap filter) gives its first result in under
 a second once the runtime is in Numba's cache.  Complex data runs the real kernels on the real and
@@ -327,8 +327,9 @@ class _RuntimeKernel:
 
 
 #: filters of more taps than this (after the gcd and the rounding to the kernels' grid) run on the
-#: once-compiled runtime instead of a chain kernel of their own, whose compile time grows with the taps
-RUNTIME_MIN_TAPS = 256
+#: once-compiled runtime instead of a chain kernel of their own: a chain kernel's first compile grows with
+#: its taps (3–8 s from 33 to 101), and from about 60 taps the runtime is about as fast (benchmarks/README.md)
+RUNTIME_MIN_TAPS = 48
 
 
 def _kernel(L: int, M: int, T: int) -> _Kernel | _RuntimeKernel:
