@@ -15,6 +15,8 @@ os.environ.setdefault(
 )
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -29,3 +31,22 @@ VECTORS = REPO / "tests" / "data" / "public.json"
 @pytest.fixture(scope="session")
 def shared_vectors() -> dict:
     return json.loads(VECTORS.read_text())
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the controller (which runs no tests) first compiles the shared layer runtime into
+    Numba's disk cache — float32 and float64 in two processes at once — so that the workers load it rather
+    than each compiling it.  A failure here is ignored: the tests themselves then compile and report."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return
+    runs = [subprocess.Popen([sys.executable, "-m", "symdeconv.codegen.precompile", dtype], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for dtype in ("float32", "float64")]
+    for run in runs:
+        try:
+            run.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            run.kill()

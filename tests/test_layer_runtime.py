@@ -176,3 +176,22 @@ def test_more_dimensions_than_the_runtime_holds_are_refused():
     w = np.ones(layer.weight_shape)
     with pytest.raises(sd.SymdeconvError, match=f"at most {rt_layers.MAX_NDIM}"):
         f(x, w)
+
+
+def test_precompile_runs_every_runtime_path(monkeypatch):
+    """``python -m symdeconv.codegen.precompile`` (run by the test session's controller before its workers)
+    runs the GEMM-like kernel on one thread and in parallel, the one-channel pass and the Winograd path."""
+    from symdeconv.codegen import precompile, rt_layers, rt_wino
+
+    seen = set()
+    for mod, names in ((rt_layers, ("run_serial", "run_parallel")), (rt_wino, ("_serial", "_parallel"))):
+        for name in names:
+            real = getattr(mod, name)
+
+            def spy(*args, _real=real, _name=name):
+                seen.add(_name)
+                return _real(*args)
+
+            monkeypatch.setattr(mod, name, spy)
+    assert precompile.main(["float32"]) == 0
+    assert seen == {"run_serial", "run_parallel", "_serial", "_parallel"}
