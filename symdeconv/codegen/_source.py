@@ -156,6 +156,9 @@ def header(plan: KernelPlan, target: str, title: str | None = None) -> list[str]
     lines += ["# Normal form it was generated from:"]
     lines += [f"#   {line}" for line in plan.description]
     lines += ["#", f"# Plan: {kind}; P = {plan.P}, Q = {plan.Q}"]
+    if plan.kind == "grouped" and target == "cpu":
+        lines.append("# Machine: none in this file; the runtime sizes its register tiles for the ISA Numba compiles for "
+                     "(symdeconv.codegen.machine), and Numba's cache is keyed by that CPU")
     if plan.symbols:
         lines.append("# Runtime symbols (order of w): " + ", ".join(plan.symbols))
     lines.append(f"# {PLAN_KEY_LABEL} {plan.structure_key(target)} (sd.compile(..., path=) loads this file only for this plan)")
