@@ -515,6 +515,8 @@ def _show(v: Any) -> str:
         if max(abs(v.p).bit_length(), v.q.bit_length()) > 200:
             return f"a number of about {int(max(abs(v.p).bit_length(), v.q.bit_length()) * _DIGITS_PER_BIT)} digits"
         return str(v)
+    if isinstance(v, _Tuple):
+        return _clip("(" + ", ".join(_show(item) for item in v.items) + ")")
     try:
         return "an expression" if isinstance(v, sp.Expr) and len(v.args) > 20 else _clip(str(v))
     except ValueError:  # a number too long for str()

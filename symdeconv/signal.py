@@ -5,7 +5,8 @@
 array([0. , 1. , 2.5, 4. , 5.5, 7. , 8.5])
 
 Same signatures, output lengths, dtypes and values as SciPy's (to rounding: the kernels sum in another
-order, and accumulate float32 input in float64).  SciPy is not needed to run them; ``resample_poly``
+order; the chain kernels of short filters accumulate float32 input in float64, the runtime that takes
+longer ones in the data's dtype, as SciPy does).  SciPy is not needed to run them; ``resample_poly``
 needs it only to design its filter from a window name (pass the FIR coefficients as ``window``
 otherwise).
 
@@ -51,7 +52,8 @@ process (and by Numba's disk cache for the next); the numeric taps are passed at
 filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
 Numba compiles each kernel once per dtype, float32 and float64, the first time on a machine; the
 kernels unroll every tap, so this grows with the filter (1–3 s for a few to 64 taps, 6 s at 144, about a
-minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` (48) taps therefore run on the once-compiled layer
+minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` (48) taps, counted after ``up`` and ``down``
+are divided by their gcd and the taps per phase rounded to the grid, therefore run on the once-compiled layer
 runtime instead (``_RuntimeKernel``: the same normal form as a one-channel layer plan, nothing compiled
 per filter), so a 44.1 ↔ 48 kHz resampler (160/147, a 3 201-tap filter) gives its first result in under
 a second once the runtime is in Numba's cache.  Complex data runs the real kernels on the real and
@@ -337,6 +339,9 @@ def _kernel(L: int, M: int, T: int) -> _Kernel | _RuntimeKernel:
     key = (L, M, T)
     kernel = _kernels.get(key)
     if kernel is None:
+        from .codegen.api import require_numba
+
+        require_numba()
         with _lock:
             kernel = _kernels.get(key)
             if kernel is None:

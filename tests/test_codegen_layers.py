@@ -147,3 +147,24 @@ def test_non_contiguous_list_and_too_small_inputs(layer_f):
     g = sd.compile(conv, "cpu")
     with pytest.raises(sd.SymdeconvError, match="negative or zero output size"):
         g(np.zeros((1, 1, 3)), np.zeros((1, 1, 5)))
+
+
+@pytest.mark.parametrize("channels", [(2, 4), (1, 1)], ids=["gemm", "stencil"])
+def test_an_empty_batch_gives_an_empty_output(channels):
+    cin, cout = channels
+    layer = sd.ConvTranspose(3, stride=2, padding=1, in_channels=cin, out_channels=cout)
+    w = np.ones(layer.weight_shape)
+    y = sd.compile(layer, "cpu")(np.zeros((0, cin, 5)), w)
+    assert y.shape == (0, cout, 9)
+
+
+def test_without_numba_compile_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("numba") else real(name, *a))
+    with pytest.raises(sd.SymdeconvError, match=r"symdeconv\[codegen\]"):
+        sd.compile(sd.ConvTranspose(3, stride=2), "cpu")
+    monkeypatch.setattr(sd.signal, "_kernels", {})  # (no kernel of this process's earlier calls)
+    with pytest.raises(sd.SymdeconvError, match=r"symdeconv\[codegen\]"):
+        sd.signal.upfirdn(np.ones(97), np.ones(10), 7, 5)

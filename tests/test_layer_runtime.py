@@ -180,7 +180,7 @@ def test_more_dimensions_than_the_runtime_holds_are_refused():
 
 def test_precompile_runs_every_runtime_path(monkeypatch):
     """``python -m symdeconv.codegen.precompile`` (run by the test session's controller before its workers)
-    runs the GEMM-like kernel on one thread and in parallel, the one-channel pass and the Winograd path."""
+    runs the GEMM-like runtime and the Winograd path, each on one thread and in parallel."""
     from symdeconv.codegen import precompile, rt_layers, rt_wino
 
     seen = set()

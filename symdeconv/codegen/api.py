@@ -338,8 +338,13 @@ def _check_x(x: Any, where: str = "x", like: np.dtype | None = None) -> np.ndarr
         except (TypeError, ValueError) as err:  # e.g. ragged nested lists
             raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got "
                                  f"{type(x).__name__} ({err})") from None
+        if arr.dtype.kind == "f" and arr.dtype not in DTYPES:  # (float16, long double: as for arrays)
+            raise _dtype_error(arr.dtype, where)
         if arr.dtype.kind in "biuf":
             arr = arr.astype(like if like is not None else (arr.dtype if arr.dtype in DTYPES else np.float64))
+        elif arr.dtype.kind == "O":
+            raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got {type(x).__name__} "
+                                 "whose values NumPy holds only as Python objects (e.g. integers beyond 64 bits)")
         elif arr.dtype.kind != "c":
             raise SymdeconvError(f"{where} must be a NumPy array or array-like of numbers, got {type(x).__name__}")
         x = arr
@@ -790,6 +795,7 @@ def compile(  # noqa: A001 - the public name is sd.compile
     """
     with context("sd.compile"):
         target = _target(target)
+        require_numba(target)
         if is_layer(obj):
             return CompiledLayer(obj, target, name, path)
         if not isinstance(obj, NormalForm):
@@ -798,6 +804,16 @@ def compile(  # noqa: A001 - the public name is sd.compile
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
+
+def require_numba(target: str = "cpu") -> None:
+    """A ``SymdeconvError`` naming the extra to install when Numba (or numba-cuda for CUDA) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        raise SymdeconvError("compiled kernels need Numba: pip install 'symdeconv[codegen]'")
+    if target == "cuda" and importlib.util.find_spec("numba.cuda") is None:
+        raise SymdeconvError("target='cuda' needs numba-cuda: pip install 'symdeconv[codegen]'")
 
 
 def _symbols_of(nf: NormalForm) -> set[sp.Symbol]:

@@ -508,6 +508,8 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
     window ``τ`` reads plane positions ``3τ … 3τ + 3``, which hold input ``position + jlo + e_min`` (zero
     outside ``x``).
     """
+    if x.shape[0] == 0:  # an empty batch: nothing to write
+        return
     key = ("wino", x.shape, x.dtype.char, tuple(lo), y.shape, groups)
     state = work.get(key) if work is not None else None
     if state is None:
