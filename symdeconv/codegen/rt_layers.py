@@ -446,6 +446,17 @@ def _write_rows(y3, acc, b, co_first, width, m0, cols, g, pl_first, pl_stop):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
+def split_item(item, row_blocks, groups, per_group):
+    """``(batch, row block, group, channel block)`` of a parallel work item (C order over those four)."""
+    b = item // (row_blocks * groups * per_group)
+    i = item - b * (row_blocks * groups * per_group)
+    rb = i // (groups * per_group)
+    i -= rb * (groups * per_group)
+    grp = i // per_group
+    return b, rb, grp, i - grp * per_group
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
     (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
@@ -461,12 +472,7 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     cin_g = g[_CIN_G]
     cout_g = g[_COUT_G]
     wide = g[_WIDE]
-    b = item // (row_blocks * groups * per_group)
-    i = item - b * (row_blocks * groups * per_group)
-    rb = i // (groups * per_group)
-    i -= rb * (groups * per_group)
-    grp = i // per_group
-    kb = i - grp * per_group
+    b, rb, grp, kb = split_item(item, row_blocks, groups, per_group)
     q0 = rb * g[_BLOCK_ROWS]
     nq = min(g[_BLOCK_ROWS], g[_ROWS] - q0)
     S0 = g[_S0]

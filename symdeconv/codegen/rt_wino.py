@@ -54,7 +54,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
-from .rt_layers import _TILE_F32, _TILE_F64, _machine_tile, acc_stride
+from .rt_layers import SERIAL_MAX_MACS, _TILE_F32, _TILE_F64, _machine_tile, acc_stride, split_item
 from .runtime import LINE_BYTES, line_head, store_fence, stream_line, stream_pair, tile_codegen
 
 __all__ = ["run_wino", "weight_transform", "block_rows", "BT", "G", "AT", "WINO_M", "WINO_COLS", "VEC",
@@ -325,12 +325,7 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     a2 = g[_A2]
     first = max(0, -a2)  # plane positions along the last dimension that hold inputs
     stop = max(first, min(Lx, x.shape[4] - a2))
-    b = item // (row_blocks * groups * wide)
-    i = item - b * (row_blocks * groups * wide)
-    rb = i // (groups * wide)
-    i = i - rb * (groups * wide)
-    grp = i // wide
-    kb = i - grp * wide
+    b, rb, grp, kb = split_item(item, row_blocks, groups, wide)
     q0 = rb * brows
     nq = min(brows, rows - q0)
     ci0 = grp * cin_g
@@ -470,11 +465,9 @@ def _serial(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
 
 
 # ==================================================================================================
-# The driver (plain Python, geometry cached per shape)
+# The driver (plain Python, geometry cached per shape; calls of fewer than rt_layers.SERIAL_MAX_MACS
+# multiply-adds run on the calling thread, as the GEMM-like path's do)
 # ==================================================================================================
-
-#: multiply-adds (direct form) below which a call runs on the calling thread
-SERIAL_MAX_MACS = 1 << 18
 
 
 def block_rows(rows: int, Lx: int) -> int:
@@ -537,7 +530,7 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
         g = np.concatenate([g, np.asarray(tabs.shift[0], np.int64), np.asarray(tabs.shift[1], np.int64),
                             tabs.xshift.ravel()])
         state = (
-            _serial if serial else _parallel, n_items, g,
+            _serial if serial else _parallel, n_items, g, tabs,
             np.zeros((threads, cin_g, _POINTS, M + plan.e_span[2]), dtype=x.dtype),  # a block's V
             np.empty(threads, dtype=np.int64),  # the block each thread's V holds
             np.zeros(x.shape[4], dtype=x.dtype),  # stands for an input row outside x
@@ -547,8 +540,8 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
         if work is not None:
             work.clear()
             work[key] = state
-    run, n_items, g, vb, tags, zrow, acc, u = state
+    run, n_items, g, tabs, vb, tags, zrow, acc, u = state
     # streaming stores only for one or two last-dimension phases (whole lines of one or two rows)
     g[_STREAM] = int(y.nbytes >= STREAM_MIN_BYTES and plan.P[2] <= 2)
-    weight_transform(w, u, plan.wino_tables().slots, plan.wino_tables().nx)
+    weight_transform(w, u, tabs.slots, tabs.nx)
     run(n_items, x, vb, tags, zrow, y, u, bias, acc, g)
