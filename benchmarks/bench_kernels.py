@@ -25,6 +25,11 @@ Method (see benchmarks/README.md):
 - the machine's own limits (float32 FMA peak, fill and copy bandwidth; ``benchmarks/_machine.py``) are
   measured in the same process and printed above the table, so that GFLOP/s can be read against the
   machine they were measured on;
+- ``--isa avx2`` measures what an AVX2-only machine would show, on an AVX-512 CPU: the script re-executes
+  itself with Numba generating AVX2 code (``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2,+fma``) and
+  PyTorch restricted to AVX2 as well (``ATEN_CPU_CAPABILITY=avx2`` for ATen, ``ONEDNN_MAX_CPU_ISA=AVX2``
+  for oneDNN, ``MKL_ENABLE_INSTRUCTIONS=AVX2`` for MKL): both competitors then run the code they
+  would run on such a machine.  The ISA torch reports is printed with the table;
 - the table is printed and written as JSON to ``benchmarks/results/kernels.json``
   (``kernels_reuse.json`` with ``--allocator reuse``).
 """
@@ -51,6 +56,13 @@ from typing import Callable  # noqa: E402
 ALLOCATORS = {
     "default": None,
     "reuse": "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483648",
+}
+
+# ``--isa``: the environment that makes every competitor generate or pick code of that ISA only
+ISA_ENV = {
+    "host": {},
+    "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma", "ATEN_CPU_CAPABILITY": "avx2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
 
 import numpy as np  # noqa: E402
@@ -238,22 +250,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="default",
                         help="'reuse': glibc malloc keeps freed memory (every competitor without page faults)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/kernels[_reuse].json)")
+    parser.add_argument("--isa", choices=sorted(ISA_ENV), default="host",
+                        help="'avx2': symdeconv and torch both restricted to AVX2 code (an AVX2 machine's view)")
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/kernels[_reuse][_avx2].json)")
     args = parser.parse_args(argv)
     tunables = ALLOCATORS[args.allocator]
-    if tunables is not None and os.environ.get("GLIBC_TUNABLES") != tunables:
-        # the dynamic loader reads GLIBC_TUNABLES when the process starts: run again with it set
-        env = dict(os.environ, GLIBC_TUNABLES=tunables)
+    wanted = dict(ISA_ENV[args.isa], **({} if tunables is None else {"GLIBC_TUNABLES": tunables}))
+    if any(os.environ.get(k) != v for k, v in wanted.items()):
+        # the dynamic loader reads GLIBC_TUNABLES at start-up, and Numba, ATen and oneDNN read their ISA
+        # settings at import: run again with them set
+        env = dict(os.environ, **wanted)
         script = [sys.executable, str(Path(__file__).resolve())]
         os.execve(sys.executable, script + (sys.argv[1:] if argv is None else list(argv)), env)
-    suffix = "" if args.allocator == "default" else f"_{args.allocator}"
+    suffix = ("" if args.allocator == "default" else f"_{args.allocator}") + ("" if args.isa == "host" else f"_{args.isa}")
     args.out = args.out or str(ROOT / "benchmarks" / "results" / f"kernels{suffix}.json")
 
     print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}")
-    print(f"allocator: {args.allocator} (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')})")
+    print(f"allocator: {args.allocator} (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}); "
+          f"isa: {args.isa} {ISA_ENV[args.isa] or ''}")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model() or platform.processor() or platform.platform()}"
     try:
-        torch_version = _torch().__version__
+        torch = _torch()
+        torch_version = f"{torch.__version__} (CPU capability {torch.backends.cpu.get_cpu_capability()}, " \
+                        f"oneDNN max ISA {os.environ.get('ONEDNN_MAX_CPU_ISA', 'host')})"
     except ImportError:
         torch_version = "not installed"
     from symdeconv.codegen.machine import host_machine
@@ -294,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "torch": torch_version, "quick": args.quick,
-                               "allocator": args.allocator, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                               "allocator": args.allocator, "isa": args.isa, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
                                "machine_limits": {str(t): m for t, m in limits.items()},
                                "rows": [asdict(r) for r in rows]}, indent=1, ensure_ascii=False))
     print(f"\nwritten: {out}")
