@@ -232,11 +232,15 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
                 w(f"if 0 <= t < out{last}:")
                 with w.indent():
                     w("acc = bv")
+                    # one bounds test per input column: the taps reading it, from any input row, follow it
+                    by_column: dict[int, list[str]] = {}
                     for s, off in ph.slots:
                         u = plus(times(QL, "j"), off[last])
-                        w(f"u = {u}")
-                        w(f"if 0 <= u < n{last}:")
-                        w(f"    acc += w{s} * xr{row_of[off[:last]]}[u]")
+                        by_column.setdefault(u, []).append(f"w{s} * xr{row_of[off[:last]]}[{u}]")
+                    for u, terms in by_column.items():
+                        w(f"if 0 <= {u} < n{last}:")
+                        for k in range(0, len(terms), 4):
+                            w(f"    acc += {' + '.join(terms[k:k + 4])}")
                     w("yr[t] = acc")
     used_rows = sorted({row_of[off[:last]] for ph in phases for _, off in ph.slots})
     values = sorted({(row_of[off[:last]], off[last]) for ph in phases for _, off in ph.slots})
