@@ -194,7 +194,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .codegen import catalogue
-    from .verify.catalogue import report, verify_catalogue
+    from .verify.catalogue import report, shorten_gil_switches, verify_catalogue
+
+    shorten_gil_switches()
 
     root = Path(args.dir) if args.dir else catalogue.default_root()
     dtypes = (np.float64, np.float32) if args.dtype == "all" else (np.dtype(args.dtype).type,)

@@ -109,7 +109,9 @@ def kernels() -> bool:
     if "numba" not in sys.modules:
         os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # CUDA kernels in the simulator unless a GPU is used
     from symdeconv.codegen import catalogue
-    from symdeconv.verify.catalogue import report, verify_catalogue
+    from symdeconv.verify.catalogue import report, shorten_gil_switches, verify_catalogue
+
+    shorten_gil_switches()
 
     _section("Generated kernels: the catalogue in generated/ (symdeconv generate)")
     changed = catalogue.write()

@@ -70,3 +70,19 @@ def test_verify_progress_says_compiled_then_cached(tmp_path):
     first, second = (run.stdout.split() for run in runs)
     assert first[:4] == ["hold2_then_conv3", "cpu", "float64", "ok"] and first[4] == "compiled"
     assert second[:4] == first[:4] and second[4] == "cached"
+
+
+@pytest.mark.parametrize("simulated", ["1", "0"])
+def test_command_line_runs_shorten_gil_switches_only_when_simulating(simulated, monkeypatch):
+    import sys
+
+    from symdeconv.verify.catalogue import shorten_gil_switches
+
+    before = sys.getswitchinterval()
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", simulated)
+    sys.setswitchinterval(0.005)
+    try:
+        shorten_gil_switches()
+        assert sys.getswitchinterval() == pytest.approx(1e-4 if simulated == "1" else 0.005)
+    finally:
+        sys.setswitchinterval(before)
