@@ -311,6 +311,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{target:>7}  {row.title} vs {row.competitor}",
                 flush=True,
             )
+    # the shared machines this runs on lose whole seconds to their neighbours: the FMA peak is measured
+    # again after the cases, and every row's fraction of peak is taken against the higher of the two
+    for t in thread_counts:
+        again = measure_machine(t, quick=args.quick)["fma_peak_gflops"]
+        if again > limits[t]["fma_peak_gflops"]:
+            limits[t]["fma_peak_gflops"] = again
+    for row in rows:
+        row.peak_fraction = row.ours_gflops / limits[row.threads]["fma_peak_gflops"]
+    print("\nFMA peak, the higher of the measurements before and after the cases: " + "; ".join(
+        f"{t} thread{'s' if t > 1 else ''} {limits[t]['fma_peak_gflops']:.0f} GFLOP/s" for t in thread_counts))
+    print("% of that peak: " + ", ".join(f"{r.case}/{r.threads}t {100 * r.peak_fraction:.0f}%" for r in rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "torch": torch_version, "quick": args.quick,
