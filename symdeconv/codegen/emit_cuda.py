@@ -357,15 +357,18 @@ def _simple_kernel(plan: KernelPlan, w: Writer, suffix: str = "") -> None:
     w()
     w(f"def launch{suffix}({args}):")
     with w.indent():
-        w(f'"""Launch one thread per output element: blocks of {threads}, enough to cover the output."""')
+        w(f'"""Launch one thread per output element: blocks of {threads} threads, enough to cover the output;')
+        w('a block is no wider than the output (a power of two), its other threads take more rows."""')
         w(f"columns = y.shape[{last + 2}]")
         w("rows = y.shape[0] * y.shape[1]" if plan.kind == "grouped" else "rows = y.shape[0]")
         for d in range(last):
             w(f"rows *= y.shape[{d + 2}]")
         w("if columns == 0 or rows == 0:")
         w("    return")
-        w(f"blocks = (math.ceil(columns / {threads}[0]), min(math.ceil(rows / {threads}[1]), 65535))")
-        w(f"kernel{suffix}[blocks, {threads}]({args})")
+        w(f"wide = min({threads}[0], 1 << (columns - 1).bit_length())")
+        w(f"shape = (wide, {threads}[0] * {threads}[1] // wide)")
+        w("blocks = (math.ceil(columns / wide), min(math.ceil(rows / shape[1]), 65535))")
+        w(f"kernel{suffix}[blocks, shape]({args})")
 
 
 # --- tiled kernel -----------------------------------------------------------------------------------
