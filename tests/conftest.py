@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the TensorFlow and JAX oracles: quiet, CPU only
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# two xdist workers share two cores: OpenMP pools (Numba's threading layer, torch) that spin after each
+# parallel region would take the other worker's core
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault(
     "SYMDECONV_CACHE_DIR",
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "symdeconv-test"),
