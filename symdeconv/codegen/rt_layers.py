@@ -166,11 +166,8 @@ def _half_tile(typingctx, like):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
-def _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, mc, b0, b1, b2, b3):
+def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
     """``acc[c, mc + m]`` for the ``tile.shape[1]`` columns from ``mc``: the register-tiled micro-kernel.
-
-    ``wk[t, ci, c]`` is the block's packed weight (see ``pack_weights``): the ``CO_BLOCK`` weights of a
-    tap and input channel are 16 or 32 contiguous bytes, the next channel's right after them.
 
     LLVM inlines it into ``_phase_wide`` (checked in the generated assembly), where ``tile`` is that
     function's own stack array: only then can it keep the tile in vector registers over the channel loop
@@ -199,22 +196,22 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, mc, b0, b1, b2, b3):
             rb = wb[ci]
             rc = wc[ci]
             rd = wd[ci]
-            a0 = ra[0]
-            a1 = ra[1]
-            a2 = ra[2]
-            a3 = ra[3]
-            b0_ = rb[0]
-            b1_ = rb[1]
-            b2_ = rb[2]
-            b3_ = rb[3]
-            c0 = rc[0]
-            c1 = rc[1]
-            c2 = rc[2]
-            c3 = rc[3]
-            e0 = rd[0]
-            e1 = rd[1]
-            e2 = rd[2]
-            e3 = rd[3]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
+            b0_ = rb[co]
+            b1_ = rb[co + 1]
+            b2_ = rb[co + 2]
+            b3_ = rb[co + 3]
+            c0 = rc[co]
+            c1 = rc[co + 1]
+            c2 = rc[co + 2]
+            c3 = rc[co + 3]
+            e0 = rd[co]
+            e1 = rd[co + 1]
+            e2 = rd[co + 2]
+            e3 = rd[co + 3]
             for m in range(T):
                 va = xflat[ci, d0 + m]
                 vb = xflat[ci, d1 + m]
@@ -233,14 +230,14 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, mc, b0, b1, b2, b3):
         for ci in range(cin_g):
             ra = wa[ci]
             rb = wb[ci]
-            a0 = ra[0]
-            a1 = ra[1]
-            a2 = ra[2]
-            a3 = ra[3]
-            b0_ = rb[0]
-            b1_ = rb[1]
-            b2_ = rb[2]
-            b3_ = rb[3]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
+            b0_ = rb[co]
+            b1_ = rb[co + 1]
+            b2_ = rb[co + 2]
+            b3_ = rb[co + 3]
             for m in range(T):
                 va = xflat[ci, d0 + m]
                 vb = xflat[ci, d1 + m]
@@ -254,10 +251,10 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, mc, b0, b1, b2, b3):
         wa = wk[t]
         for ci in range(cin_g):
             ra = wa[ci]
-            a0 = ra[0]
-            a1 = ra[1]
-            a2 = ra[2]
-            a3 = ra[3]
+            a0 = ra[co]
+            a1 = ra[co + 1]
+            a2 = ra[co + 2]
+            a3 = ra[co + 3]
             for m in range(T):
                 va = xflat[ci, d0 + m]
                 tile[0, m] += a0 * va
@@ -271,10 +268,9 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, mc, b0, b1, b2, b3):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
-def _phase_wide(acc, xflat, wblock, bias, offs, t0, nt, co, cin_g, base, span):
+def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
     """``acc[c, m]`` = bias + Σ over the group's input channels and the phase's taps ``t0 … t0 + nt − 1``
-    of ``wblock[t, ci, c] · xflat[ci, offs[t] + m]``, for ``c < CO_BLOCK`` and ``base ≤ m < base + span``;
-    ``wblock`` is the packed weight of output channels ``co … co + CO_BLOCK − 1``.
+    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < CO_BLOCK`` and ``base ≤ m < base + span``.
 
     ``TILE`` columns at a time in a register tile (``_machine_tile``): per input channel and tap, TILE
     input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  The columns past the
@@ -291,17 +287,17 @@ def _phase_wide(acc, xflat, wblock, bias, offs, t0, nt, co, cin_g, base, span):
     b2 = bias[co + 2]
     b3 = bias[co + 3]
     # the phase's taps as views from 0: their indices below are provably non-negative (no wraparound code)
-    wk = wblock[max(0, t0):]
+    wk = w[max(0, t0):]
     ok = offs[max(0, t0):]
     full = span // T
     for tc in range(full):
-        _tile_pass(tile, acc, xflat, wk, ok, nt, cin_g, base + tc * T, b0, b1, b2, b3)
+        _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, base + tc * T, b0, b1, b2, b3)
     # the rest: one half tile ending at base + span, after another one when the rest is longer than H
     rest = span - full * T
     n_half = (1 if rest > H else 0) + (1 if rest > 0 else 0)
     for i in range(n_half):
         mc = base + full * T if i + 1 < n_half else base + span - H
-        _tile_pass(half, acc, xflat, wk, ok, nt, cin_g, max(0, mc), b0, b1, b2, b3)
+        _tile_pass(half, acc, xflat, wk, ok, nt, co, cin_g, max(0, mc), b0, b1, b2, b3)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
@@ -461,7 +457,7 @@ def split_item(item, row_blocks, groups, per_group):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
+def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
     (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
     only, since the symbol exists once the threading layer has started)."""
@@ -494,7 +490,6 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
     if kb < wide:
         co = grp * cout_g + kb * CO_BLOCK
         width = CO_BLOCK
-        wblock = wp[grp * wide + kb]
         T = g[_TILE]
         Lrow = g[_LROW]
         PL = g[_PL]
@@ -510,9 +505,9 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
                 rho0 = m0 // Lrow
                 for r in range(n_rows):
                     if _row_base(rho0 + r, k // PL, g) >= 0:
-                        _phase_wide(acc[k], xb, wblock, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span)
+                        _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span)
             else:
-                _phase_wide(acc[k], xb, wblock, bias, offs, t0, nt, co, cin_g, 0, M)
+                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, 0, M)
     else:
         co = grp * cout_g + wide * CO_BLOCK
         width = cout_g - wide * CO_BLOCK
@@ -526,39 +521,19 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
     _write_rows(y3, acc, b, co, width, m0, cols, g, pl_first, pl_stop)
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def pack_weights(w, wp, blk, g):
-    """``wp[blk, s, ci, c]`` = ``w[s, ci, co + c]`` for the ``blk``-th whole block of ``CO_BLOCK`` output
-    channels (group ``blk // wide``, block ``blk % wide`` in it; ``co`` its first channel): the weights
-    the micro-kernel reads per input channel and tap are contiguous, and a block's are 16·taps·channels
-    bytes apart rather than spread over the rows of all output channels."""
-    wide = g[_WIDE]
-    co = (blk // wide) * g[_COUT_G] + (blk % wide) * CO_BLOCK
-    dst = wp[blk]
-    for s in range(w.shape[0]):
-        for ci in range(w.shape[1]):
-            row = w[s, ci, co:]
-            for c in range(CO_BLOCK):
-                dst[s, ci, c] = row[c]
-
-
 @numba.njit(parallel=True, cache=True)
-def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
+def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
     for i in range(tags.size):  # no thread's buffer holds a block of this call's input yet
         tags[i] = -1
-    for blk in prange(wp.shape[0]):
-        pack_weights(w, wp, blk, g)
     for item in prange(n_items):
-        work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, wp, bias, g)
+        work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
 @numba.njit(cache=True)
-def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, wp, bias, g):
+def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
     tags[0] = -1
-    for blk in range(wp.shape[0]):
-        pack_weights(w, wp, blk, g)
     for item in range(n_items):
-        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, wp, bias, g)
+        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
 # ==================================================================================================
@@ -655,13 +630,9 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
         acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
         tags = np.empty(nbuf, dtype=np.int64)
-        # the whole output-channel blocks' weights, packed per block on every call (see pack_weights)
-        wp = np.empty((groups * (y.shape[1] // groups // CO_BLOCK), w.shape[0], x.shape[1] // groups, CO_BLOCK),
-                      dtype=x.dtype)
-        state = (run_serial if serial else run_parallel, n_items, g, xb, acc, tags, wp)
+        state = (run_serial if serial else run_parallel, n_items, g, xb, acc, tags)
         if work is not None:
             work.clear()
             work[key] = state
-    run, n_items, g, xb, acc, tags, wp = state
-    run(n_items, x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, wp,
-        bias, g)
+    run, n_items, g, xb, acc, tags = state
+    run(n_items, x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g)
