@@ -57,13 +57,21 @@ _TILE_F32 = tile_shape(4)[1]
 _TILE_F64 = tile_shape(8)[1]
 
 
+def tile_columns_of(like) -> int | None:
+    """At typing time: the machine's tile columns for the float array type ``like``'s dtype (``None`` for
+    any other type, which makes the intrinsics below refuse it)."""
+    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+        return None
+    return _TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64
+
+
 @intrinsic
 def _machine_tile(typingctx, like):
     """A ``(CO_BLOCK, TILE)`` array of ``like.dtype`` on the caller's stack (see ``runtime.stack_tile``),
     ``TILE`` the machine's tile columns for that dtype: LLVM keeps it in vector registers over the K loop."""
-    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+    n_cols = tile_columns_of(like)
+    if n_cols is None:
         return None
-    n_cols = _TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64
     return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, n_cols)
 
 
@@ -159,10 +167,10 @@ def fill_planes(x3, xb, b, ci0, m0, g):
 @intrinsic
 def _half_tile(typingctx, like):
     """A ``(CO_BLOCK, TILE / 2)`` stack array (see ``_machine_tile``): the last tile of a short block."""
-    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+    n_cols = tile_columns_of(like)
+    if n_cols is None:
         return None
-    n_cols = max(1, (_TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64) // 2)
-    return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, n_cols)
+    return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, max(1, n_cols // 2))
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)

@@ -54,7 +54,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
-from .rt_layers import SERIAL_MAX_MACS, _TILE_F32, _TILE_F64, _machine_tile, acc_stride, split_item
+from .rt_layers import SERIAL_MAX_MACS, _machine_tile, acc_stride, split_item, tile_columns_of
 from .runtime import LINE_BYTES, line_head, store_fence, stream_line, stream_pair, tile_codegen
 
 __all__ = ["run_wino", "weight_transform", "block_rows", "BT", "G", "AT", "WINO_M", "WINO_COLS", "VEC",
@@ -107,11 +107,9 @@ _G_SIZE = 21
 @intrinsic
 def _tile_rows(typingctx, like, rows):
     """A ``(rows, TILE)`` array of ``like.dtype`` on the caller's stack, ``TILE`` the machine's tile width."""
-    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+    n_cols = tile_columns_of(like)
+    if n_cols is None or not isinstance(rows, types.IntegerLiteral):
         return None
-    if not isinstance(rows, types.IntegerLiteral):
-        return None
-    n_cols = _TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64
     return types.Array(like.dtype, 2, "C")(like, rows), tile_codegen(like.dtype, rows.literal_value, n_cols)
 
 
