@@ -20,16 +20,15 @@ os.environ.setdefault(
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-
-# The CUDA simulator runs each GPU thread of a block as a Python thread, and its block manager polls them
-# in a loop that holds the GIL for whole switch intervals (5 ms by default): simulated kernels then spend
-# most of their time waiting for the GIL.  A 0.1 ms interval makes them ~4× faster; the other tests run
-# one Python thread (Numba's and the frameworks' worker threads run without the GIL) and do not notice.
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    sys.setswitchinterval(1e-4)
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from symdeconv.verify.catalogue import shorten_gil_switches  # noqa: E402
+
+# simulated CUDA kernels wait for the GIL most of the time otherwise; the other tests run one Python
+# thread (Numba's and the frameworks' worker threads run without the GIL) and do not notice
+shorten_gil_switches()
 
 REPO = Path(__file__).resolve().parents[1]
 

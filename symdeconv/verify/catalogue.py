@@ -82,12 +82,12 @@ def _simulated() -> bool:
 
 
 def shorten_gil_switches() -> None:
-    """For a command-line run that simulates CUDA kernels: a 0.1 ms GIL switch interval.
+    """For a process that simulates CUDA kernels: a 0.1 ms GIL switch interval.
 
     The simulator runs each GPU thread of a block as a Python thread and polls them in a loop that keeps
     the GIL for whole switch intervals (5 ms by default), so simulated kernels mostly wait; with 0.1 ms
-    they run ~4× faster.  Called by ``symdeconv verify`` and ``make demo`` only (their own processes):
-    a library does not change its caller's interpreter settings.
+    they run ~4× faster.  Called by ``symdeconv verify``, ``make demo`` and the test suite only (their own
+    processes): a library does not change its caller's interpreter settings.
     """
     import sys
 
