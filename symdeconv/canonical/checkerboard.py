@@ -32,7 +32,7 @@ from ..algebra.arrays import as_tap_array
 from ..algebra.constructions import transposed_conv
 from ..algebra.operators import Compose, Conv, Operator, Scale, Sum, as_operator, conv, up
 from ..errors import SymdeconvError, context
-from .normalform import NormalForm, canonical
+from .normalform import NormalForm, canonical, phase_text
 
 __all__ = ["CheckerboardReport", "checkerboard"]
 
@@ -54,10 +54,6 @@ def _nest(values: dict[tuple[int, ...], Any], P: tuple[int, ...]) -> tuple:
 
 def _flat(nested: Any, ndim: int) -> list:
     return list(nested) if ndim == 1 else [v for row in nested for v in _flat(row, ndim - 1)]
-
-
-def _fmt_phase(p: tuple[int, ...]) -> str:
-    return str(p[0]) if len(p) == 1 else "(" + ", ".join(map(str, p)) + ")"
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,7 @@ class CheckerboardReport:
         values = _flat(nested, self.ndim)
         if self.ndim == 1:
             return ", ".join(map(str, values))
-        return ", ".join(f"{_fmt_phase(p)}: {v}" for p, v in zip(self._struct.phases(), values))
+        return ", ".join(f"{phase_text(p)}: {v}" for p, v in zip(self._struct.phases(), values))
 
     def __str__(self) -> str:
         counts = self._phase_list(self.taps_per_phase)

@@ -38,11 +38,16 @@ import sympy as sp
 from ..algebra.operators import Compose, Operator, Primitive, Scale, Sum, as_operator
 from ..errors import SymdeconvError, context
 
-__all__ = ["NormalForm", "canonical", "Taps"]
+__all__ = ["NormalForm", "canonical", "Taps", "phase_text"]
 
 Index = tuple[int, ...]
 TapKey = tuple[int, Index]  # (input channel, input offset)
 Taps = dict[tuple[Index, int], dict[TapKey, sp.Expr]]  # (phase, output channel) -> taps
+
+
+def phase_text(p: Index) -> str:
+    """A phase as messages and generated comments print it: ``1`` in 1-D, ``(0, 1)`` from 2-D on."""
+    return str(p[0]) if len(p) == 1 else "(" + ", ".join(map(str, p)) + ")"
 
 
 def _box(dims: tuple[int, ...]) -> Iterator[Index]:

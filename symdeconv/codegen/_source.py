@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..canonical.normalform import phase_text  # noqa: F401  (the emitters import it from here)
 from .plan import EMITTER_VERSION, ChainTap, KernelPlan, PhasePlan
 
 if TYPE_CHECKING:
@@ -72,10 +73,6 @@ def times(k: int, expr: str) -> str:
 
 def dims(plan: KernelPlan) -> range:
     return range(plan.ndim)
-
-
-def phase_text(p: tuple[int, ...]) -> str:
-    return str(p[0]) if len(p) == 1 else "(" + ", ".join(map(str, p)) + ")"
 
 
 def positions(plan: KernelPlan, ph: PhasePlan) -> str:
