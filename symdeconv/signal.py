@@ -315,7 +315,7 @@ class _RuntimeKernel:
         self.work = threading.local()  # per calling thread: the runtime's geometry and scratch buffers
 
     def __call__(self, X: np.ndarray, h: np.ndarray, lo: int, count: int) -> np.ndarray:
-        from .codegen import rt_layers
+        from .codegen import rt_driver
 
         w = np.zeros(self.size, dtype=X.dtype)
         w[: h.size] = h
@@ -324,7 +324,7 @@ class _RuntimeKernel:
         work = getattr(self.work, "d", None)
         if work is None:
             work = self.work.d = {}
-        rt_layers.run_layer(self.plan, X, y, weight, np.zeros(1, dtype=X.dtype), 1, (lo,), work)
+        rt_driver.run_layer(self.plan, X, y, weight, np.zeros(1, dtype=X.dtype), 1, (lo,), work)
         return y.reshape(X.shape[0], count)
 
 

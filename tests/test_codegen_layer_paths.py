@@ -21,7 +21,8 @@ from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
 from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
-from symdeconv.codegen.rt_layers import ROW_TARGET  # noqa: E402
+from symdeconv.codegen import rt_driver  # noqa: E402
+from symdeconv.codegen.rt_driver import ROW_TARGET  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -243,7 +244,7 @@ def test_accumulator_stride_avoids_4k_aliasing():
     rows = CO_BLOCK
     for itemsize in (4, 8):
         for n in list(range(1, 700, 7)) + [510, 512, 1020, 1024, 2048, 4096]:
-            s = rt_layers.acc_stride(n, itemsize, rows)
+            s = rt_driver.acc_stride(n, itemsize, rows)
             assert s >= n and s % 16 == 0 and s < n + 16 + 256 * 16
             for k in range(1, rows):
                 r = (k * s * itemsize) % 4096
@@ -295,7 +296,7 @@ def test_fill_copies_the_band_of_a_block(name):
     x = rng.standard_normal((2, 5) + tuple(shape))
     x3 = x.reshape(2, 5, -1)
     for tile in (16, 64):  # the band's length follows the tile width
-        g = rt_layers._geometry(plan, x.shape, (2, 4) + out, 1, lo, tile)[0]
+        g = rt_driver._geometry(plan, x.shape, (2, 4) + out, 1, lo, tile)[0]
         band = int(g[rt_layers.G_FIELDS["band"]])
         S0 = int(g[rt_layers.G_FIELDS["S0"]])
         for b in range(2):

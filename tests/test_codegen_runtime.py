@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from symdeconv.codegen._alloc import aligned_empty
+from symdeconv.codegen.rt_driver import GATHER_PARALLEL_MIN, gather_strided  # noqa: E402
 from symdeconv.codegen.runtime import (
-    GATHER_PARALLEL_MIN, LINE_BYTES, gather_strided, line_head, stack_tile, store_fence, stream_line, stream_pair,
+    LINE_BYTES, line_head, stack_tile, store_fence, stream_line, stream_pair,
 )
 
 

@@ -23,7 +23,7 @@ from symdeconv.codegen.layer_plan import choose_strategy
 from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
-from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
+from symdeconv.codegen import rt_driver  # noqa: E402
 
 
 def _refuse(*args, **kwargs):
@@ -38,7 +38,7 @@ def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal(layer.weight_shape).astype(np.float32)
     expected = f(x, w)
-    monkeypatch.setattr(rt_layers, "run_layer", _refuse)  # the GEMM-like runtime kernel is not called
+    monkeypatch.setattr(rt_driver, "run_layer", _refuse)  # the GEMM-like runtime kernel is not called
     np.testing.assert_array_equal(f(x, w), expected)
     monkeypatch.undo()
     wide = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group

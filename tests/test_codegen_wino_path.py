@@ -19,11 +19,12 @@ import sympy as sp
 import symdeconv as sd
 from symdeconv.codegen._alloc import aligned_empty
 from symdeconv.codegen.api import LayerBinding
-from symdeconv.codegen import rt_wino
+from symdeconv.codegen import rt_driver, rt_layout
 from symdeconv.codegen.emit_cpu_layers import layer_plan
 from symdeconv.codegen.layer_plan import WINO_MIN_CIN
 from symdeconv.codegen.machine import CO_BLOCK
-from symdeconv.codegen.rt_wino import AT, BT, G, WINO_COLS, WINO_M
+from symdeconv.codegen.rt_layout import WINO_COLS, WINO_M
+from symdeconv.codegen.rt_wino import AT, BT, G
 
 pytest.importorskip("numba")
 
@@ -73,14 +74,14 @@ def _close(got, expected, dtype, terms):
 
 def _spy_on_wino(module, monkeypatch) -> list:
     calls = []
-    real = rt_wino.run_wino
+    real = rt_driver.run_wino
 
     def spy(plan, x, *args, **kwargs):
         if plan is module.PLAN:
             calls.append(x.shape)
         return real(plan, x, *args, **kwargs)
 
-    monkeypatch.setattr(rt_wino, "run_wino", spy)
+    monkeypatch.setattr(rt_driver, "run_wino", spy)
     return calls
 
 
@@ -107,11 +108,11 @@ def test_block_rows_give_the_fewest_padded_columns():
     those the one with the fullest last block."""
     def padded(rows, per, Lx):  # columns of all blocks of ``per`` rows (the last one shorter), rounded up
         sizes = [min(per, rows - q) for q in range(0, rows, per)]
-        return sum(-(-(n * Lx) // rt_wino.VEC) * rt_wino.VEC for n in sizes)
+        return sum(-(-(n * Lx) // rt_layout.VEC) * rt_layout.VEC for n in sizes)
 
-    assert rt_wino.block_rows(121, 34) == 11  # 11 blocks of 384 columns, not 10 of 13 rows
+    assert rt_driver.block_rows(121, 34) == 11  # 11 blocks of 384 columns, not 10 of 13 rows
     for rows, Lx in [(121, 34), (289, 34), (1, 10), (7, 200), (1000, 18), (50, 600), (64, 66)]:
-        got = rt_wino.block_rows(rows, Lx)
+        got = rt_driver.block_rows(rows, Lx)
         most = max(1, WINO_COLS // Lx)
         fewest = -(-rows // most)
         assert 1 <= got <= most
@@ -244,8 +245,8 @@ def test_streamed_rows_against_the_layer_definition(dtype, offset, kind, monkeyp
     against the naive definition."""
     layer, oracle, shapes = STREAMED[kind]
     f = sd.compile(layer, "cpu")
-    assert rt_wino.STREAM_MIN_BYTES > 0
-    monkeypatch.setattr(rt_wino, "STREAM_MIN_BYTES", 0)
+    assert rt_driver.STREAM_MIN_BYTES > 0
+    monkeypatch.setattr(rt_driver, "STREAM_MIN_BYTES", 0)
     calls = _spy_on_wino(f.module, monkeypatch)
     itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(offset + itemsize)

@@ -3,7 +3,8 @@
 * ``LayerPlan``: the plan as data — its tables against a restatement of the normal form's taps, and its
   validation;
 * ``choose_strategy``: the rules that pick a path, with their reasons;
-* serial and parallel drivers give the same result as the naive NumPy definition of the layer, for 1-D to 4-D
+* serial and parallel drivers, through Numba's dispatchers and natively (``native``: the same machine code
+  loaded from object files), give the same result as the naive NumPy definition of the layer, for 1-D to 4-D
   layers (4-D: no framework has one, so the oracle is the definition itself);
 * compiled code loaded from Numba's disk cache in a new process runs (the runtime's functions are shared by
   every layer, so a process usually loads rather than compiles them).
@@ -26,7 +27,7 @@ from symdeconv.codegen.layer_plan import WINO_MIN_CIN, LayerPlan, Phase, choose_
 from symdeconv.codegen.machine import machine_from
 
 pytest.importorskip("numba")
-from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
+from symdeconv.codegen import native, rt_driver, rt_layers  # noqa: E402  (imports Numba)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,10 +84,12 @@ CASES = {  # layer, input shape (N, C, *spatial)
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("serial", [True, False], ids=["serial", "parallel"])
-def test_runtime_equals_the_naive_definition(name, serial, monkeypatch):
+@pytest.mark.parametrize("native", [True, False], ids=["native", "numba"])
+def test_runtime_equals_the_naive_definition(name, serial, native, monkeypatch):
     build, shape = CASES[name]
     layer = build()
-    monkeypatch.setattr(rt_layers, "SERIAL_MAX_MACS", 1 << 62 if serial else 0)
+    monkeypatch.setattr(rt_driver, "SERIAL_MAX_MACS", 1 << 62 if serial else 0)
+    monkeypatch.setattr(rt_driver, "NATIVE", native)
     if name == "convT1d_1to5_long":
         assert 2 * shape[-1] > 2 * rt_layers.NARROW_CHUNK  # more than two chunks of the block's columns
     rng = np.random.default_rng(17)
@@ -143,19 +146,20 @@ def test_choose_strategy_rules_and_reasons():
 
 def test_compiled_runtime_loads_from_the_disk_cache_in_a_new_process(tmp_path):
     """Two processes with one fresh Numba cache: the first compiles the runtime, the second loads it (and its
-    serial and parallel drivers run correctly from there; a cached function that names a symbol of the
-    threading layer before any parallel region started once crashed here)."""
+    serial and parallel drivers run correctly from there, through Numba's dispatchers and natively; a cached
+    function that names a symbol of the threading layer before any parallel region started once crashed here)."""
     code = (
         "import numpy as np, symdeconv as sd\n"
-        "from symdeconv.codegen import rt_layers\n"
+        "from symdeconv.codegen import rt_driver\n"
         "layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=5)\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((1, 3, 4, 5)); w = rng.standard_normal(layer.weight_shape)\n"
         "M = np.array(layer.matrix((4, 5), weight=w).tolist(), float)\n"
         "f = sd.compile(layer)\n"
-        "for limit in (1 << 62, 0):  # serial, then parallel\n"
-        "    rt_layers.SERIAL_MAX_MACS = limit\n"
-        "    assert np.allclose(f(x, w).reshape(-1), M @ x.reshape(-1)), limit\n"
+        "for rt_driver.NATIVE in (False, True):\n"
+        "    for limit in (1 << 62, 0):  # serial, then parallel\n"
+        "        rt_driver.SERIAL_MAX_MACS = limit\n"
+        "        assert np.allclose(f(x, w).reshape(-1), M @ x.reshape(-1)), limit\n"
         "print('ok')\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
@@ -164,6 +168,74 @@ def test_compiled_runtime_loads_from_the_disk_cache_in_a_new_process(tmp_path):
                               timeout=600)
         assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
     assert any((tmp_path / "numba").rglob("*.nbi"))  # the second process had an index to load from
+
+
+# a layer by its definition, in NumPy only (no symdeconv, no Numba): PyTorch's transposed convolution,
+# y[n, o, s·i + k − p] += x[n, c, i] · w[c, o, k] per spatial dimension, then cropped to the output
+_NAIVE_TRANSPOSED = """
+import itertools
+def naive_transposed(x, w, stride, padding):
+    D = x.ndim - 2
+    k = w.shape[2:]
+    full = [(x.shape[2 + d] - 1) * stride + k[d] for d in range(D)]
+    y = np.zeros((x.shape[0], w.shape[1], *full))
+    for tap in itertools.product(*(range(v) for v in k)):
+        window = tuple(slice(t, t + stride * (x.shape[2 + d] - 1) + 1, stride) for d, t in enumerate(tap))
+        y[(slice(None), slice(None)) + window] += np.einsum("nc...,co->no...", x, w[(slice(None), slice(None)) + tap])
+    return y[(slice(None), slice(None)) + tuple(slice(padding, f - padding) for f in full)]
+"""
+
+
+@pytest.mark.skipif(not native.enabled(), reason="native runtime objects are built on Linux x86-64 / AArch64 only")
+def test_a_new_process_runs_cached_layers_without_importing_numba(tmp_path):
+    """Once a machine has the runtime's object files, a new process computes GEMM-path, Winograd-path and
+    stencil-carrying layers (on their GEMM path) from the disk caches without importing Numba, serially and
+    on threads, and matches the layer's NumPy definition."""
+    code = (
+        "import sys, numpy as np, symdeconv as sd\n"
+        "from symdeconv.codegen import rt_driver\n" + _NAIVE_TRANSPOSED +
+        "rng = np.random.default_rng(0)\n"
+        "cases = [((3, 3), 3, 5, (1, 3, 7, 6)), ((4, 4, 4), 16, 8, (2, 16, 3, 4, 5)), ((4,), 8, 8, (2, 8, 40))]\n"
+        "for k, cin, cout, shape in cases:\n"
+        "    layer = sd.ConvTranspose(k, stride=2, padding=1, in_channels=cin, out_channels=cout)\n"
+        "    f = sd.compile(layer)\n"
+        "    x = rng.standard_normal(shape); w = rng.standard_normal(layer.weight_shape)\n"
+        "    for limit in (1 << 62, 0):  # serial, then parallel\n"
+        "        rt_driver.SERIAL_MAX_MACS = limit\n"
+        "        for dt, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):\n"
+        "            got = f(x.astype(dt), w.astype(dt))\n"
+        "            ref = naive_transposed(x, w, 2, 1)\n"
+        "            assert np.allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max()), (k, limit, dt)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
+    imported = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        imported.append(proc.stdout.strip())
+    assert imported == ["True", "False"]  # the first process compiled (with Numba), the second did not need it
+    names = {p.name.split("-")[0] for p in (tmp_path / "sd" / "native").glob("*.o")}
+    assert names == {"layers", "gather", "wino", "wino_weights"}
+
+
+@pytest.mark.skipif(not native.enabled(), reason="native runtime objects are built on Linux x86-64 / AArch64 only")
+def test_a_damaged_native_object_is_not_loaded(tmp_path, monkeypatch):
+    """An object file whose bytes do not match its recorded hash is refused (never linked), and the call runs
+    on Numba's dispatcher with the right result; unknown files are ignored the same way."""
+    monkeypatch.setenv("SYMDECONV_CACHE_DIR", str(tmp_path))
+    x = np.arange(8.0).reshape(1, 2, 4)
+    w = np.ones((2, 2, 3))
+    base = native.artifact_path("layers", "float64")
+    base.parent.mkdir(parents=True)
+    base.with_suffix(".o").write_bytes(b"\x7fELF" + bytes(100))
+    base.with_suffix(".json").write_text('{"symbol": "f", "args": [], "sha256": "0"}')
+    assert native.load("layers", "float64", retry=True) is None
+    layer = sd.ConvTranspose(3, stride=1, padding=1, in_channels=2, out_channels=2)
+    got = sd.compile(layer)(x, w)
+    ref = np.array(layer.matrix((4,), weight=w).tolist(), float) @ x.reshape(-1)
+    np.testing.assert_allclose(got.reshape(-1), ref)
 
 
 def test_more_dimensions_than_the_runtime_holds_are_refused():
@@ -178,20 +250,24 @@ def test_more_dimensions_than_the_runtime_holds_are_refused():
         f(x, w)
 
 
-def test_precompile_runs_every_runtime_path(monkeypatch):
+def test_precompile_runs_every_runtime_path(monkeypatch, tmp_path):
     """``python -m symdeconv.codegen.precompile`` (run by the test session's controller before its workers)
-    runs the GEMM-like runtime and the Winograd path, each on one thread and in parallel."""
-    from symdeconv.codegen import precompile, rt_layers, rt_wino
+    runs the GEMM-like runtime and the Winograd path through Numba, each on one thread and in parallel, and
+    writes the native object of every runtime function."""
+    from symdeconv.codegen import precompile
 
     seen = set()
-    for mod, names in ((rt_layers, ("run_serial", "run_parallel")), (rt_wino, ("_serial", "_parallel"))):
-        for name in names:
-            real = getattr(mod, name)
+    real = rt_driver._numba_function
 
-            def spy(*args, _real=real, _name=name):
-                seen.add(_name)
-                return _real(*args)
+    def spy(entry, parallel):
+        seen.add((entry, parallel))
+        return real(entry, parallel)
 
-            monkeypatch.setattr(mod, name, spy)
+    monkeypatch.setattr(rt_driver, "_numba_function", spy)
+    monkeypatch.setenv("SYMDECONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(rt_driver, "_tried", set())
     assert precompile.main(["float32"]) == 0
-    assert seen == {"run_serial", "run_parallel", "_serial", "_parallel"}
+    assert {("layers", False), ("layers", True), ("wino", False), ("wino", True)} <= seen
+    if native.enabled():
+        names = {p.name.split("-")[0] for p in (tmp_path / "native").glob("*-float32-*.o")}
+        assert names == {"layers", "gather", "wino", "wino_weights"}

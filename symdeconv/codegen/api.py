@@ -224,7 +224,7 @@ class LayerBinding:
         g, o, c = np.ogrid[: self.groups, : self.cout_g, : self.cin_g]
         if not (p == g * strides[0] + o * strides[1] + c * strides[2]).all():
             return None
-        return base.reshape(-1), scale, strides
+        return np.ascontiguousarray(base.reshape(-1), dtype=np.int64), scale, strides
 
     def gather(self, weight: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
         """The kernel's weight array ``w[slot, c, c']`` from the framework weight (into ``out`` if given)."""
@@ -236,7 +236,7 @@ class LayerBinding:
             index = self.index.transpose(0, 2, 1)
             np.multiply(flat[index], self.scale.transpose(0, 2, 1), out=out, casting="unsafe")
             return out
-        from .runtime import gather_strided  # Numba: imported when a kernel runs, not with the package
+        from .rt_driver import gather_strided
 
         base, scale, strides = self._strided
         gather_strided(flat, base, scale.astype(dtype), *strides, self.cout_g, out)

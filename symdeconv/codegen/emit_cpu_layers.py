@@ -8,7 +8,8 @@ transposed convolution [Shi et al. 2016], the *space-to-depth* form of a strided
 The emitted module holds that statement as data — a :class:`~symdeconv.codegen.layer_plan.LayerPlan`
 literal: the periods and, per phase, its tap offsets, each commented with the normal form's terms —
 and a ``run`` driver.  The loops live in :mod:`symdeconv.codegen.rt_layers`, compiled by Numba once
-per machine and dtype and shared by every layer (a new layer costs no compilation there):
+per machine and dtype and shared by every layer (a new layer costs no compilation there), and run by
+:mod:`symdeconv.codegen.rt_driver` (from their native object files, without Numba, where the machine has them):
 
 1. per block of work, the input band it reads is copied into zero-padded *flattened planes* (one per
    input phase ``r = off mod Q``): every tap becomes a unit-stride read at a constant offset;
@@ -21,7 +22,7 @@ rules).  Besides the GEMM-like kernel, the runtime has the Winograd F(3, 2) path
 :mod:`symdeconv.codegen.rt_wino` for 3-D layers with paired taps (``LayerPlan.wino_tables``); the one
 kernel emitted with the module, where the plan allows it, is the *stencil* of
 :mod:`symdeconv.codegen.emit_cpu_stencil` for one input and one output channel per group in 1-D and
-2-D (Numba compiles it on its first call only).
+2-D (Numba is imported and compiles it on its first call only: :mod:`symdeconv.codegen.lazyjit`).
 
 Every multiplication is by a real kernel tap, every output element is written by exactly one work
 item (no atomics: deterministic).  Accumulation is in the data's dtype, as PyTorch/oneDNN do, with
@@ -56,11 +57,11 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
         w(line)
     w()
     if "stencil" in lp.paths:
-        w("import numba")
         w("import numpy as np")
-        w("from numba import prange")
         w()
-    w("from symdeconv.codegen import rt_layers" + (", rt_wino" if "winograd" in lp.paths else ""))
+    w("from symdeconv.codegen import rt_driver")
+    if "stencil" in lp.paths:  # Numba is imported when the stencil first runs, not with the module
+        w("from symdeconv.codegen.lazyjit import njit, prange")
     w("from symdeconv.codegen.layer_plan import LayerPlan, Phase" + (", choose_strategy" if len(lp.paths) > 1 else ""))
     w()
     w(f"N_SLOTS = {plan.n_slots}")
@@ -93,5 +94,5 @@ def _emit_run(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
                 w(f"    return stencil(x, y, w, bias, {lo})")
             if "winograd" in lp.paths:
                 w('if path == "winograd":')
-                w(f"    return rt_wino.run_wino(PLAN, x, y, w, bias, groups, {los}, work)")
-        w(f"rt_layers.run_layer(PLAN, x, y, w, bias, groups, {los}, work)")
+                w(f"    return rt_driver.run_wino(PLAN, x, y, w, bias, groups, {los}, work)")
+        w(f"rt_driver.run_layer(PLAN, x, y, w, bias, groups, {los}, work)")

@@ -104,7 +104,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     # counting references to the row views cost 7 % of a 1 → 1 layer's time on 256² (numba marks its own
     # hot helpers _nrt=False too)
     w("# _nrt=False: no reference counting of the row views made here (this function allocates nothing)")
-    w("@numba.njit(cache=True, fastmath={'contract'}, _nrt=False)")
+    w("@njit(cache=True, fastmath={'contract'}, _nrt=False)")
     w(f"def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, {extra}):")
     with w.indent():
         w('"""Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, 0, c].')
@@ -151,7 +151,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                     w.dedent()
     w()
     w()
-    w("@numba.njit(parallel=True, cache=True)")
+    w("@njit(parallel=True, cache=True)")
     w(f"def stencil(x, y, w, bias, {names}):")
     with w.indent():
         w('"""One input and one output channel per group: y[b, c] from x[b, c] alone, x read in place.')

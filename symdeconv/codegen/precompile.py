@@ -1,8 +1,8 @@
 """Compile the shared CPU layer runtime into Numba's disk cache ahead of use.
 
 ``python -m symdeconv.codegen.precompile [float32] [float64]`` runs a few small layers through every
-runtime path — the GEMM-like kernel on one thread and in parallel, the one-channel pass, the Winograd path —
-so that a later process (a notebook, a server, a test worker) loads them instead of compiling them (the
+runtime path — the GEMM-like kernel on one thread and in parallel, the one-channel pass, the Winograd path,
+each through Numba's dispatchers and natively (:mod:`.native`) — so that a later process (a notebook, a server, a test worker) loads them instead of compiling them (the
 first compile costs tens of seconds per dtype; see ``benchmarks/README.md``).  Useful when building an
 image or before running many processes at once: each dtype can run in a process of its own.
 """
@@ -17,8 +17,12 @@ __all__ = ["precompile"]
 
 
 def precompile(dtype: str = "float32") -> None:
-    """Run every path of the layer runtime once in ``dtype`` (small inputs; results are discarded)."""
+    """Run every path of the layer runtime once in ``dtype`` (small inputs; results are discarded): through
+    Numba's dispatchers (serial and ``prange`` drivers), then natively (writing the object files of
+    :mod:`.native` where the machine takes them)."""
     import symdeconv as sd
+
+    from . import rt_driver
 
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
@@ -30,11 +34,16 @@ def precompile(dtype: str = "float32") -> None:
         (wino, [(1, 16, 2, 3, 3), (1, 16, 20, 20, 20)]),
         (one_channel, [(1, 2, 3, 3, 3)]),
     ]
-    for layer, shapes in cases:
-        f = sd.compile(layer, "cpu")
-        w = rng.standard_normal(layer.weight_shape).astype(dt)
-        for shape in shapes:
-            f(rng.standard_normal(shape).astype(dt), w)
+    native = rt_driver.NATIVE
+    try:
+        for rt_driver.NATIVE in (False, native):
+            for layer, shapes in cases:
+                f = sd.compile(layer, "cpu")
+                w = rng.standard_normal(layer.weight_shape).astype(dt)
+                for shape in shapes:
+                    f(rng.standard_normal(shape).astype(dt), w)
+    finally:
+        rt_driver.NATIVE = native
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,9 @@ dimension are then written interleaved into the output rows.
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
 so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one int64 vector ``g``
-(:data:`G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
-(``prange``) or ``run_serial`` (calls too small to wake threads for).
+(:data:`~.rt_layout.G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
+(``prange``) or ``run_range`` (a range of items on one thread: calls too small to wake threads for, and
+each thread of the native runtime, :mod:`.native`).  The driver that sizes a call is :mod:`.rt_driver`.
 """
 
 from __future__ import annotations
@@ -26,35 +27,17 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ..errors import SymdeconvError
-from .machine import CO_BLOCK, host_machine, tile_columns
+from .machine import CO_BLOCK
+from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,  # noqa: F401
+                        _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
+                        _ROW_BLOCKS, _ROWS, _S, _S0, _TILE, _WIDE, _XA, G_FIELDS, G_SIZE, MAX_NDIM, TILE_F32, TILE_F64,
+                        tile_shape)
 from .runtime import tile_codegen
 
-__all__ = ["G_FIELDS", "run_parallel", "run_serial", "acc_stride", "fill_planes", "tile_shape", "MAX_NDIM"]
+__all__ = ["run_range", "run_parallel", "fill_planes", "work_item", "NARROW_CHUNK"]
 
-#: spatial dimensions the flattened geometry vector has room for (a layer with more is refused by run_layer)
-MAX_NDIM = 8
-
-#: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
-_SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
-            "groups", "wide", "per_group", "Lrow", "S0", "tile", "at_taps", "at_offs", "at_first", "at_stop")
-_VECTORS = ("P", "Q", "L", "S", "J", "jlo", "xa", "n", "ns", "out", "os", "lo")
-G_FIELDS = {name: i for i, name in enumerate(_SCALARS)}
-for _k, _name in enumerate(_VECTORS):
-    G_FIELDS[_name] = len(_SCALARS) + _k * MAX_NDIM
-G_SIZE = len(_SCALARS) + len(_VECTORS) * MAX_NDIM
-(_NDIM, _NPLANES, _NPHASES, _PL, _ROWS, _BLOCK_ROWS, _ROW_BLOCKS, _BAND, _CIN_G, _COUT_G, _GROUPS, _WIDE,
- _PER_GROUP, _LROW, _S0, _TILE, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
-_P, _Q, _L, _S, _J, _JLO, _XA, _N, _NS, _OUT, _OS, _LO = (G_FIELDS[v] for v in _VECTORS)
-
-
-def tile_shape(itemsize: int) -> tuple[int, int]:
-    """The register tile (output channels, columns) of this machine for a dtype of ``itemsize`` bytes."""
-    return CO_BLOCK, tile_columns(host_machine(), itemsize)
-
-
-_TILE_F32 = tile_shape(4)[1]
-_TILE_F64 = tile_shape(8)[1]
+#: columns per chunk of the one-channel pass (all phases of a chunk run before the next chunk)
+NARROW_CHUNK = 2048
 
 
 def tile_columns_of(like) -> int | None:
@@ -62,7 +45,7 @@ def tile_columns_of(like) -> int | None:
     any other type, which makes the intrinsics below refuse it)."""
     if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
         return None
-    return _TILE_F32 if like.dtype.bitwidth == 32 else _TILE_F64
+    return TILE_F32 if like.dtype.bitwidth == 32 else TILE_F64
 
 
 @intrinsic
@@ -73,26 +56,6 @@ def _machine_tile(typingctx, like):
     if n_cols is None:
         return None
     return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, n_cols)
-
-
-@numba.njit(cache=True)
-def acc_stride(n, itemsize, rows):
-    """Distance (elements) between accumulator rows: ``n`` rounded up to 16, then stepped past 4 KiB aliasing.
-
-    Rows a multiple of 4 KiB apart make the CPU see false dependencies between the stores to one
-    accumulator row and the loads of another ("4K aliasing"), which slowed the micro-kernel by ~30 %.
-    """
-    stride = ((n + 15) // 16) * 16
-    for _ in range(256):
-        ok = True
-        for k in range(1, rows):
-            r = (k * stride * itemsize) % 4096
-            if r < 256 or r > 4096 - 256:
-                ok = False
-        if ok:
-            return stride
-        stride += 16
-    return ((n + 15) // 16) * 16
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -537,110 +500,11 @@ def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
         work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
-@numba.njit(cache=True)
-def run_serial(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
-    tags[0] = -1
-    for item in range(n_items):
-        work_item(item, 0, x3, xb_all, acc_all, tags, y3, w, bias, g)
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def run_range(i0, i1, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
+    """Items ``i0 … i1 − 1`` on one thread (``thread``: its buffers), ``tags[thread]`` reset by the caller.
 
-
-# ==================================================================================================
-# The driver: a call's geometry from the plan's tables and the shapes (plain Python, cached per shape)
-# ==================================================================================================
-
-#: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
-ROW_TARGET = 2048
-
-#: columns per chunk of the one-channel pass (all phases of a chunk run before the next chunk)
-NARROW_CHUNK = 2048
-
-#: blocks of groups with one input channel aim at this many times ROW_TARGET outputs per phase
-NARROW_SCALE = 8
-
-#: multiply-adds below which a call runs on the calling thread (waking the pool costs tens of µs)
-SERIAL_MAX_MACS = 1 << 18
-
-
-def _geometry(t, x_shape, y_shape, groups, lo, tile):
-    """Everything a call needs that depends only on the shapes: the geometry vector and the tables."""
-    D = t.ndim
-    n, out = x_shape[2:], y_shape[2:]
-    cin, cout = x_shape[1], y_shape[1]
-    jlo, jhi, L = t.blocks(out, lo)
-    J = [jhi[d] - jlo[d] for d in range(D)]
-    S = [1] * D
-    for d in range(D - 2, -1, -1):
-        S[d] = S[d + 1] * L[d + 1]
-    ns, os_ = [1] * D, [1] * D
-    for d in range(D - 2, -1, -1):
-        ns[d] = ns[d + 1] * n[d + 1]
-        os_[d] = os_[d + 1] * out[d + 1]
-    rows = J[0]
-    # one input channel per group: little work per output, so larger blocks (fewer, cheaper work items)
-    target = ROW_TARGET * (NARROW_SCALE if cin // groups == 1 else 1)
-    block_rows = max(1, target // S[0])
-    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
-    row_blocks = -(-rows // block_rows)
-    m_max = -(-(block_rows * S[0]) // tile) * tile
-    plane_reach = sum(t.e_span[d] * S[d] for d in range(D))
-    band = m_max + plane_reach
-    cin_g, cout_g = cin // groups, cout // groups
-    wide = cout_g // CO_BLOCK
-    per_group = wide + (1 if cout_g % CO_BLOCK else 0)
-    g = np.zeros(G_SIZE, dtype=np.int64)
-    scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
-                row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
-                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile)
-    for k, v in scal.items():
-        g[G_FIELDS[k]] = v
-    vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,
-                out=out, os=os_, lo=lo)
-    for k, v in vecs.items():
-        g[G_FIELDS[k]:G_FIELDS[k] + D] = v
-    phase_taps, slot_plane, slot_shift = t.tables()
-    offs = slot_plane * band + (slot_shift * np.asarray(S, dtype=np.int64)).sum(axis=1)
-    Pl, jl, ll, ol = t.P[-1], jlo[-1], lo[-1], out[-1]
-    pl_first = np.array([max(0, -((pl - ll) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
-    pl_stop = np.array([min(J[-1], -((pl - ll - ol) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
-    n_items = x_shape[0] * row_blocks * groups * per_group
-    macs = x_shape[0] * cout * cin_g * int(np.prod(J)) * t.n_slots
-    tables = [phase_taps, offs.astype(np.int64), pl_first, pl_stop]
-    at = G_SIZE
-    for name, table in zip(("at_taps", "at_offs", "at_first", "at_stop"), tables):
-        g[G_FIELDS[name]] = at
-        at += len(table)
-    g = np.concatenate([g] + tables)
-    return g, n_items, macs, (cin_g, t.n_planes * band), m_max
-
-
-def run_layer(plan, x, y, w, bias, groups, lo, work=None):
-    """``y`` = the layer of ``plan`` (a :class:`~symdeconv.codegen.layer_plan.LayerPlan`) on ``x``.
-
-    ``x (N, C_in, *n)`` and ``y (N, C_out, *out)`` are C-contiguous, channels first; ``w[slot, ci, co]``
-    the gathered weight, ``bias (C_out,)``; ``lo`` the window's first operator output position per
-    dimension.  ``work`` (a dict, kept by the caller between calls) holds the geometry and scratch
-    buffers of the last shapes seen.
-    """
-    t = plan
-    if x.shape[0] == 0:  # an empty batch: nothing to write
-        return
-    if t.ndim > MAX_NDIM:
-        raise SymdeconvError(f"layer: {t.ndim} spatial dimensions; the CPU runtime takes at most {MAX_NDIM}")
-    key = (x.shape, x.dtype.char, tuple(lo), y.shape, groups)
-    state = work.get(key) if work is not None else None
-    if state is None:
-        threads = numba.config.NUMBA_NUM_THREADS
-        # the tile width the compiled micro-kernel was built with (fixed at import, as Numba froze it)
-        tile = _TILE_F32 if x.itemsize == 4 else _TILE_F64
-        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile)
-        serial = macs < SERIAL_MAX_MACS or n_items == 1
-        nbuf = 1 if serial else threads
-        xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
-        acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
-        tags = np.empty(nbuf, dtype=np.int64)
-        state = (run_serial if serial else run_parallel, n_items, g, xb, acc, tags)
-        if work is not None:
-            work.clear()
-            work[key] = state
-    run, n_items, g, xb, acc, tags = state
-    run(n_items, x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g)
+    The serial driver (``run_range(0, n_items, 0, …)``), and what the native runtime (:mod:`.native`)
+    runs on each of its threads."""
+    for item in range(i0, i1):
+        work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g)

@@ -30,14 +30,14 @@ Nothing here depends on a layer: the tap tables, periods and shapes are runtime 
 tile is the machine's (:func:`symdeconv.codegen.rt_layers.tile_shape`).  The functions:
 
 1. :func:`weight_transform`: ``U[phase, k, t, ci, co] = Σ_a G[k, a] · w[slot(phase, a, t), ci, co]``;
-2. :func:`block_rows`: rows of windows per block of work (fewest padded columns, then equal blocks);
-3. ``_item`` (run by ``_parallel`` over batch × row blocks × groups × channel tiles, or ``_serial``):
+2. ``block_rows`` (in the driver, :mod:`.rt_driver`): rows of windows per block of work;
+3. ``_item`` (run by ``run_parallel`` over batch × row blocks × groups × channel tiles, or ``run_range``):
    ``Bᵀ`` along both leading dimensions of each window's 16 input rows, read from ``x`` in place (a zero
    row outside it), into this thread's buffer ``V[ci, k, r · Lx + i]``; then, per phase and tile of
    columns, the register-tiled micro-kernel over ``V`` for every point (the point's products ``M_k``,
    with the phase's last-dimension taps), kept on the stack; then ``Aᵀ`` (the last leading dimension
    first), plus the bias, into the block's accumulators; then the phases of the last dimension are
-   written interleaved.  Outputs of at least ``STREAM_MIN_BYTES`` have their rows of whole 64-byte
+   written interleaved.  Outputs of at least ``rt_layout.STREAM_MIN_BYTES`` have their rows of whole 64-byte
    lines written with non-temporal stores.
 
 Why each design choice was made (F(3, 2) rather than F(2, 2), the factored ``Aᵀ``, per-block input
@@ -54,11 +54,13 @@ from numba import types
 from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
-from .rt_layers import SERIAL_MAX_MACS, _machine_tile, acc_stride, split_item, tile_columns_of
+from .rt_layers import _machine_tile, split_item, tile_columns_of
+from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0,
+                        W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE,
+                        WINO_M)
 from .runtime import LINE_BYTES, line_head, store_fence, stream_line, stream_pair, tile_codegen
 
-__all__ = ["run_wino", "weight_transform", "block_rows", "BT", "G", "AT", "WINO_M", "WINO_COLS", "VEC",
-           "STREAM_MIN_BYTES"]
+__all__ = ["run_range", "run_parallel", "weight_transform", "BT", "G", "AT", "WINO_M"]
 
 #: Winograd's F(3, 2) along one dimension: the rows of Bᵀ (point k of the window's input), G (point k of the
 #: filter) and Aᵀ (output e from the points).
@@ -66,28 +68,10 @@ BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, -1, 0, 1))
 G = ((1, 0), (Fraction(1, 2), Fraction(1, 2)), (Fraction(1, 2), Fraction(-1, 2)), (0, 1))
 AT = ((1, 1, 1, 0), (0, 1, -1, 0), (0, 1, 1, 1))
 
-#: outputs of a window per leading dimension (the m of F(m, 2)); a window reads WINO_M + 1 positions
-WINO_M = len(AT)
-_POINTS = (WINO_M + 1) ** 2  # transform points of a window (two leading dimensions)
-_OUTS = WINO_M ** 2  # outputs of a window, per phase
-
-#: columns (windows along the last dimension × rows) per block of work: the block's accumulators (phases of
-#: the last dimension × 9 outputs × CO_BLOCK rows) stay in L2
-WINO_COLS = 512
-
-#: accumulator lengths are rounded up to a multiple of VEC elements (a multiple of every machine's tile
-#: width), so the vectorised column loops never end in a scalar remainder loop
-VEC = 64
-
-#: outputs of at least this many bytes have the rows that are whole 64-byte lines written with
-#: non-temporal stores (one or two last-dimension phases): such an output does not stay in L2 for a next
-#: layer anyway, and the stores skip reading each line before it is written
-STREAM_MIN_BYTES = 4 << 20
-
 # point k (C order over (0 … 3)²) of the weight: Σ_j _GC[k, j] · (tap combination _GI[k, j]), from G ⊗ G
-_GI = np.zeros((_POINTS, 4), dtype=np.int64)
-_GC = np.zeros((_POINTS, 4), dtype=np.float64)
-_GN = np.zeros(_POINTS, dtype=np.int64)
+_GI = np.zeros((POINTS, 4), dtype=np.int64)
+_GC = np.zeros((POINTS, 4), dtype=np.float64)
+_GN = np.zeros(POINTS, dtype=np.int64)
 for _k0 in range(WINO_M + 1):
     for _k1 in range(WINO_M + 1):
         _k = _k0 * (WINO_M + 1) + _k1
@@ -98,10 +82,6 @@ for _k0 in range(WINO_M + 1):
                 _GC[_k, _GN[_k]] = float(_c)
                 _GN[_k] += 1
 
-# the geometry vector of a call (scalars), followed by the tables shift0, shift1 and xshift
-(_GROUPS, _ROWS, _BLOCK_ROWS, _T1, _LX, _JLO0, _JLO1, _JLO2, _LO0, _LO1, _LO2, _A0, _A1, _A2, _STREAM, _P0, _P1,
- _PL, _NX, _AT_SHIFT1, _AT_XSHIFT) = range(21)
-_G_SIZE = 21
 
 
 @intrinsic
@@ -113,7 +93,7 @@ def _tile_rows(typingctx, like, rows):
     return types.Array(like.dtype, 2, "C")(like, rows), tile_codegen(like.dtype, rows.literal_value, n_cols)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def weight_transform(w, u, slots, nx):
     """``U[k, point, t, ci, co] = Σ_j GC[point, j] · w[slots[k, GI[point, j], t], ci, co]`` (G g, per phase k)."""
     for k in range(u.shape[0]):
@@ -132,11 +112,11 @@ def weight_transform(w, u, slots, nx):
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
 def _transform_input(xc, vb, ci, zrow, q0, nq, g, first, stop):
     """``vb[ci, point, r · Lx + i]``: Bᵀ along both leading dimensions of the windows of rows ``q0 …``."""
-    T1 = g[_T1]
-    Lx = g[_LX]
-    a0 = g[_A0]
-    a1 = g[_A1]
-    a2 = g[_A2]
+    T1 = g[W_T1]
+    Lx = g[W_LX]
+    a0 = g[W_A0]
+    a1 = g[W_A1]
+    a2 = g[W_A2]
     n0 = xc.shape[0]
     n1 = xc.shape[1]
     for r in range(nq):
@@ -304,23 +284,23 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     thread share it.  This thread's rows ``acc[p · 9 + e, c · S + m]`` hold output ``e`` of the windows of
     column ``m``, for channel ``c`` and last-dimension phase ``p``.
     """
-    groups = g[_GROUPS]
-    rows = g[_ROWS]
-    brows = g[_BLOCK_ROWS]
-    T1 = g[_T1]
-    Lx = g[_LX]
-    P1 = g[_P1]
-    PL = g[_PL]
-    nx = g[_NX]
-    shift0 = g[_G_SIZE:g[_AT_SHIFT1]]
-    shift1 = g[g[_AT_SHIFT1]:g[_AT_XSHIFT]]
-    xshift = g[g[_AT_XSHIFT]:]
+    groups = g[W_GROUPS]
+    rows = g[W_ROWS]
+    brows = g[W_BLOCK_ROWS]
+    T1 = g[W_T1]
+    Lx = g[W_LX]
+    P1 = g[W_P1]
+    PL = g[W_PL]
+    nx = g[W_NX]
+    shift0 = g[WG_SIZE:g[W_AT_SHIFT1]]
+    shift1 = g[g[W_AT_SHIFT1]:g[W_AT_XSHIFT]]
+    xshift = g[g[W_AT_XSHIFT]:]
     cin_g = x.shape[1] // groups
     cout_g = y.shape[1] // groups
     wide = cout_g // CO_BLOCK
     row_blocks = (rows + brows - 1) // brows
     S = acc_all.shape[2] // CO_BLOCK  # distance of a block's channel rows
-    a2 = g[_A2]
+    a2 = g[W_A2]
     first = max(0, -a2)  # plane positions along the last dimension that hold inputs
     stop = max(first, min(Lx, x.shape[4] - a2))
     b, rb, grp, kb = split_item(item, row_blocks, groups, wide)
@@ -343,8 +323,8 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     out0 = y.shape[2]
     out1 = y.shape[3]
     out2 = y.shape[4]
-    lo2 = g[_LO2]
-    k0 = g[_JLO2]
+    lo2 = g[W_LO2]
+    k0 = g[W_JLO2]
     # the columns where every last-dimension phase's output is inside the row: one interleaved loop
     kA = k0
     kB = k0 + Lx
@@ -352,7 +332,7 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
         kA = max(kA, -((p - lo2) // PL))
         kB = min(kB, -((p - lo2 - out2) // PL))
     kB = max(kA, kB)
-    for f in range(g[_P0] * P1):  # leading phase components (C order)
+    for f in range(g[W_P0] * P1):  # leading phase components (C order)
         f0 = f // P1
         f1 = f % P1
         for p in range(PL):
@@ -361,7 +341,7 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
             xs = xshift[k * nx:(k + 1) * nx]
             for tc in range(M // T):  # T columns at a time: the tile stays in vector registers
                 mc = tc * T
-                for point in range(_POINTS):
+                for point in range(POINTS):
                     _products(prod, vb, point, uk[point], xs, nx, mc, cin_g, cw)
                 # Aᵀ: the window outputs of the column tile, plus the bias
                 for c in range(CO_BLOCK):
@@ -376,13 +356,13 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
                             zt[3 * r + 2, m] = q1_ + q2_ + q3_
                     bc = bias[cw + c]
                     for j in range(3):  # along dimension 0: output row 3 e0 + j, one per loop (one store stream)
-                        ac = acc[p * _OUTS + j, c * S + mc:]
+                        ac = acc[p * OUTS + j, c * S + mc:]
                         for m in range(T):
                             ac[m] = zt[j, m] + zt[3 + j, m] + zt[6 + j, m] + bc
-                        ac = acc[p * _OUTS + 3 + j, c * S + mc:]
+                        ac = acc[p * OUTS + 3 + j, c * S + mc:]
                         for m in range(T):
                             ac[m] = zt[3 + j, m] - zt[6 + j, m] + bc
-                        ac = acc[p * _OUTS + 6 + j, c * S + mc:]
+                        ac = acc[p * OUTS + 6 + j, c * S + mc:]
                         for m in range(T):
                             ac[m] = zt[3 + j, m] + zt[6 + j, m] + zt[9 + j, m] + bc
         # write: outputs y[..., PL (k0 + i) + p − lo2] of every last-dimension phase p, row by row
@@ -391,15 +371,15 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
             tau0 = q // T1
             tau1 = q % T1
             seg = r * Lx
-            for e in range(_OUTS):
-                t0 = g[_P0] * (g[_JLO0] + WINO_M * tau0 + e // WINO_M - shift0[f0]) + f0 - g[_LO0]
-                t1 = P1 * (g[_JLO1] + WINO_M * tau1 + e % WINO_M - shift1[f1]) + f1 - g[_LO1]
+            for e in range(OUTS):
+                t0 = g[W_P0] * (g[W_JLO0] + WINO_M * tau0 + e // WINO_M - shift0[f0]) + f0 - g[W_LO0]
+                t1 = P1 * (g[W_JLO1] + WINO_M * tau1 + e % WINO_M - shift1[f1]) + f1 - g[W_LO1]
                 if t0 < 0 or t0 >= out0 or t1 < 0 or t1 >= out1:
                     continue
                 for c in range(CO_BLOCK):
                     yr = y[b, co + c, t0, t1]
-                    _write_row(yr, acc, e, c * S + seg - k0, kA, kB, k0, Lx, PL, lo2, g[_STREAM])
-    if g[_STREAM]:
+                    _write_row(yr, acc, e, c * S + seg - k0, kA, kB, k0, Lx, PL, lo2, g[W_STREAM])
+    if g[W_STREAM]:
         store_fence()  # the item's non-temporal stores, ordered before the region ends
 
 
@@ -420,7 +400,7 @@ def _write_row(yr, acc, e, col, kA, kB, k0, Lx, PL, lo2, stream):
                     yv[i] = av[i]
         elif PL == 2:
             av0 = acc[e, start:]
-            av1 = acc[_OUTS + e, start:]
+            av1 = acc[OUTS + e, start:]
             per = LINE_BYTES // yv.itemsize // 2  # outputs of each phase in a 64-byte line
             if stream and (kB - kA) % per == 0 and line_head(yv) == 0:
                 for at in range(0, kB - kA, per):
@@ -433,7 +413,7 @@ def _write_row(yr, acc, e, col, kA, kB, k0, Lx, PL, lo2, stream):
                     yv[np.uint64(2 * i + 1)] = av1[iu]
         else:
             for p in range(PL):
-                av = acc[p * _OUTS + e, start:]
+                av = acc[p * OUTS + e, start:]
                 yp = yv[p:]
                 for i in range(kB - kA):
                     yp[PL * i] = av[i]
@@ -442,104 +422,21 @@ def _write_row(yr, acc, e, col, kA, kB, k0, Lx, PL, lo2, stream):
         lo_p = max(k0, -((p - lo2) // PL))
         hi_p = min(k0 + Lx, -((p - lo2 - out2) // PL))
         for k in range(lo_p, min(hi_p, kA)):
-            yr[PL * k + p - lo2] = acc[p * _OUTS + e, col + k]
+            yr[PL * k + p - lo2] = acc[p * OUTS + e, col + k]
         for k in range(max(lo_p, kB), hi_p):
-            yr[PL * k + p - lo2] = acc[p * _OUTS + e, col + k]
+            yr[PL * k + p - lo2] = acc[p * OUTS + e, col + k]
 
 
 @numba.njit(parallel=True, cache=True)
-def _parallel(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
+def run_parallel(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     for i in range(tags.size):  # no thread's buffer holds a block of this call's input yet
         tags[i] = -1
     for item in numba.prange(n_items):
         _item(item, numba.get_thread_id(), x, vb_all, tags, zrow, y, u, bias, acc_all, g)
 
 
-@numba.njit(cache=True)
-def _serial(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
-    tags[0] = -1
-    for item in range(n_items):
-        _item(item, 0, x, vb_all, tags, zrow, y, u, bias, acc_all, g)
-
-
-# ==================================================================================================
-# The driver (plain Python, geometry cached per shape; calls of fewer than rt_layers.SERIAL_MAX_MACS
-# multiply-adds run on the calling thread, as the GEMM-like path's do)
-# ==================================================================================================
-
-
-def block_rows(rows: int, Lx: int) -> int:
-    """Rows of windows per block of work: the fewest padded columns, then the most equal blocks.
-
-    A block holds at most ``WINO_COLS // Lx`` rows (its buffers stay in L2); the candidates split the
-    rows into 1 to 2 times the fewest such blocks, as equally as they can.  A block's columns are
-    rounded up to a multiple of VEC, so the row count decides the padded columns.  Of two candidates
-    as long, the one whose last block is fuller wins (its threads get more equal work).  E.g. 121
-    rows of 34 columns: 11 blocks of 11 rows, 384 columns each (9 blocks of 14 rows would be 512
-    columns each; 10 of 13 rows give as many columns, but a last block of 4 rows).
-    """
-    most = max(1, WINO_COLS // Lx)
-    fewest = -(-rows // most)  # blocks
-    best, best_rows = (-1, -1), most
-    for n in range(fewest, min(rows, 2 * fewest) + 1):
-        per = -(-rows // n)  # rows per block
-        full = rows // per  # blocks of per rows; the last one has the rest
-        columns = full * -(-(per * Lx) // VEC) * VEC + -(-((rows - full * per) * Lx) // VEC) * VEC
-        cost = (columns, -(-rows // per) * per - rows)  # then the rows the last block lacks
-        if best[0] < 0 or cost < best:
-            best, best_rows = cost, per
-    return best_rows
-
-
-def run_wino(plan, x, y, w, bias, groups, lo, work=None):
-    """``y`` = the layer of ``plan`` on ``x`` by the Winograd path (``plan.wino_tables()`` not ``None``).
-
-    Arguments as :func:`symdeconv.codegen.rt_layers.run_layer`.  Along leading dimension ``d`` the windows
-    ``τ = 0 … T_d − 1`` cover the block positions ``u = 3τ + e − shift`` of every phase (``0 ≤ e < 3``);
-    window ``τ`` reads plane positions ``3τ … 3τ + 3``, which hold input ``position + jlo + e_min`` (zero
-    outside ``x``).
-    """
-    if x.shape[0] == 0:  # an empty batch: nothing to write
-        return
-    key = ("wino", x.shape, x.dtype.char, tuple(lo), y.shape, groups)
-    state = work.get(key) if work is not None else None
-    if state is None:
-        tabs = plan.wino_tables()
-        jlo, jhi, length = plan.blocks(y.shape[2:], lo)
-        T = [(jhi[d] - jlo[d] - 1 + max(tabs.shift[d])) // WINO_M + 1 for d in range(2)]
-        Lx = length[2]
-        rows = T[0] * T[1]
-        cin_g = x.shape[1] // groups
-        per = block_rows(rows, Lx)
-        M = -(-(per * Lx) // VEC) * VEC
-        S = acc_stride(M, y.itemsize, CO_BLOCK)  # a row holds CO_BLOCK channel rows, S apart
-        n_items = x.shape[0] * (-(-rows // per)) * groups * ((y.shape[1] // groups) // CO_BLOCK)
-        macs = x.shape[0] * y.shape[1] * cin_g * int(np.prod(y.shape[2:])) * plan.max_taps
-        serial = macs < SERIAL_MAX_MACS or n_items == 1
-        threads = 1 if serial else numba.config.NUMBA_NUM_THREADS
-        g = np.zeros(_G_SIZE, dtype=np.int64)
-        g[[_GROUPS, _ROWS, _BLOCK_ROWS, _T1, _LX]] = groups, rows, per, T[1], Lx
-        g[_JLO0:_JLO0 + 3] = jlo
-        g[_LO0:_LO0 + 3] = lo
-        g[_A0:_A0 + 3] = [jlo[d] + plan.e_min[d] for d in range(3)]
-        g[[_STREAM, _P0, _P1, _PL, _NX]] = 0, plan.P[0], plan.P[1], plan.P[2], tabs.nx
-        g[_AT_SHIFT1] = _G_SIZE + plan.P[0]
-        g[_AT_XSHIFT] = _G_SIZE + plan.P[0] + plan.P[1]
-        g = np.concatenate([g, np.asarray(tabs.shift[0], np.int64), np.asarray(tabs.shift[1], np.int64),
-                            tabs.xshift.ravel()])
-        state = (
-            _serial if serial else _parallel, n_items, g, tabs,
-            np.zeros((threads, cin_g, _POINTS, M + plan.e_span[2]), dtype=x.dtype),  # a block's V
-            np.empty(threads, dtype=np.int64),  # the block each thread's V holds
-            np.zeros(x.shape[4], dtype=x.dtype),  # stands for an input row outside x
-            np.empty((threads, plan.P[2] * _OUTS, CO_BLOCK * S), dtype=y.dtype),  # accumulators
-            np.empty((plan.n_phases, _POINTS, tabs.nx, cin_g, y.shape[1]), dtype=y.dtype),  # U
-        )
-        if work is not None:
-            work.clear()
-            work[key] = state
-    run, n_items, g, tabs, vb, tags, zrow, acc, u = state
-    # streaming stores only for one or two last-dimension phases (whole lines of one or two rows)
-    g[_STREAM] = int(y.nbytes >= STREAM_MIN_BYTES and plan.P[2] <= 2)
-    weight_transform(w, u, tabs.slots, tabs.nx)
-    run(n_items, x, vb, tags, zrow, y, u, bias, acc, g)
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def run_range(i0, i1, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
+    """Items ``i0 … i1 − 1`` on one thread (see ``rt_layers.run_range``)."""
+    for item in range(i0, i1):
+        _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g)

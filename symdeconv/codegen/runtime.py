@@ -15,8 +15,8 @@ The tile's contents are undefined until written; it lives until the calling func
 same storage is reused by every call of the statement in that function (a loop reuses one tile).
 
 ``line_head``, ``stream_line``, ``stream_pair`` and ``store_fence`` write output rows in whole 64-byte lines
-with non-temporal stores (see the section below); ``gather_strided`` gathers a layer's weights into the
-kernels' slot layout.
+with non-temporal stores (see the section below); ``gather_range`` / ``gather_parallel`` gather a layer's
+weights into the kernels' slot layout (driven by ``rt_driver.gather_strided``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from numba.extending import intrinsic
 
 from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); outputs are allocated on one
 
-__all__ = ["stack_tile", "gather_strided", "line_head", "stream_line", "stream_pair", "store_fence", "LINE_BYTES"]
+__all__ = ["stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair", "store_fence", "LINE_BYTES"]
 
 
 @intrinsic
@@ -192,31 +192,9 @@ def store_fence(typingctx):
     return types.void(), codegen
 
 
-# below this many gathered entries the weight gather runs on one thread: a parallel region wakes the
-# pool's sleeping threads (tens of µs with OMP_WAIT_POLICY=PASSIVE), more than a 1→1-channel layer's
-# 16-entry gather costs, and the kernel's own parallel region then pays the wake-up again
-GATHER_PARALLEL_MIN = 1 << 18
-
-
-def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
-    """``out[s, c, g·cout_g + o] = scale[s] · flat[base[s] + g·stride_g + o·stride_o + c·stride_c]``.
-
-    The kernels' weight array ``w[slot, c_in_in_group, c_out]`` gathered from a framework weight
-    (flattened) whose entry feeding slot ``s`` of channel pair ``(c' = g·cout_g + o, c)`` is at that
-    affine index — true for every layer of the three conventions (see ``LayerBinding``).  One pass over
-    (group, input channel), in parallel from ``GATHER_PARALLEL_MIN`` entries on; each destination row
-    ``out[s, c, g·cout_g : (g + 1)·cout_g]`` is written contiguously, and in PyTorch's
-    transposed-convolution layout ``(C_in, C_out/G, *k)`` the source of one input channel is a
-    contiguous block that stays in L1 while its slots are copied out (a 2 MB weight of a
-    256→128-channel layer in ~0.1 ms on 2 cores; one strided NumPy copy per slot took ~1.5 ms).
-    """
-    run = _gather_parallel if out.size >= GATHER_PARALLEL_MIN else _gather_serial
-    run(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out)
-
-
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item):
-    """The rows of ``out`` of one (group, input channel in the group) ``item``."""
+    """The rows of ``out`` of one (group, input channel in the group) ``item`` (see ``rt_driver.gather_strided``)."""
     cin_g = out.shape[1]
     g = item // cin_g
     c = item - g * cin_g
@@ -230,12 +208,13 @@ def _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, i
 
 
 @numba.njit(parallel=True, cache=True)
-def _gather_parallel(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
-    for item in prange(out.shape[2] // cout_g * out.shape[1]):
+def gather_parallel(n_items, flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+    for item in prange(n_items):
         _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item)
 
 
-@numba.njit(cache=True)
-def _gather_serial(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
-    for item in range(out.shape[2] // cout_g * out.shape[1]):
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def gather_range(i0, i1, thread, flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+    """Items ``i0 … i1 − 1`` of the gather (``thread`` unused: the signature of every runtime range)."""
+    for item in range(i0, i1):
         _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item)

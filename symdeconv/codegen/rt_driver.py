@@ -1,0 +1,327 @@
+"""The Python side of the CPU layer runtime: a call's geometry and scratch, and which compiled code runs it.
+
+Generated layer modules call :func:`run_layer` (the GEMM-like kernel of :mod:`.rt_layers`) and
+:func:`run_wino` (the Winograd path of :mod:`.rt_wino`); the API gathers weights with
+:func:`gather_strided`.  Each works out, once per shape, the geometry vector and scratch buffers of a
+call (plain Python and NumPy), then runs one of the runtime's compiled functions over the call's work
+items: on the calling thread when the call is small (``SERIAL_MAX_MACS``), else on every thread.
+
+The compiled code is Numba's, run one of two ways:
+
+* **native** (Linux on x86-64 / AArch64, :mod:`.native`): the range function's object file, loaded
+  with llvmlite and called through ``ctypes``, on a pool of Python threads for a parallel call.  A
+  process that only runs layers whose runtime functions have object files never imports Numba.  The
+  first process on a machine that needs a function without one has Numba compile it (or load it from
+  Numba's cache) and writes it (:mod:`.native_build`);
+* **Numba**'s dispatchers otherwise (other systems, ``SYMDECONV_NATIVE=0``, or when no object file could
+  be written): the range function for a serial call, the ``prange`` driver for a parallel one.
+
+This module imports neither Numba nor SymPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import warnings
+
+import numpy as np
+
+from ..errors import SymdeconvError
+from . import native
+from .machine import CO_BLOCK
+from .rt_layout import (G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
+                        W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
+                        W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
+
+__all__ = ["run_layer", "run_wino", "gather_strided", "acc_stride", "block_rows", "SERIAL_MAX_MACS",
+           "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
+
+#: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
+ROW_TARGET = 2048
+
+#: blocks of groups with one input channel aim at this many times ROW_TARGET outputs per phase
+NARROW_SCALE = 8
+
+#: multiply-adds below which a call runs on the calling thread (waking the pool costs tens of µs)
+SERIAL_MAX_MACS = 1 << 18
+
+#: below this many gathered entries the weight gather runs on one thread: waking the pool's threads costs
+#: more than a small layer's gather (a 2 MB weight of a 256→128-channel layer takes ~0.1 ms on 2 cores)
+GATHER_PARALLEL_MIN = 1 << 18
+
+
+# ==================================================================================================
+# Which compiled function runs: native object or Numba
+# ==================================================================================================
+
+# entry → (module, range function, prange driver or None): every range function has the signature
+# (i0, i1, thread, *arrays and integers); the prange driver (n_items, *the same)
+_ENTRIES = {
+    "layers": ("rt_layers", "run_range", "run_parallel"),
+    "wino": ("rt_wino", "run_range", "run_parallel"),
+    "gather": ("runtime", "gather_range", "gather_parallel"),
+    "wino_weights": ("rt_wino", "weight_transform", None),
+}
+
+#: run the native objects where this machine has them (False: always Numba's compiled functions; the
+#: tests switch it off to check Numba's drivers, and ``precompile`` to fill Numba's cache)
+NATIVE = True
+
+_tried: set[tuple[str, str]] = set()  # (entry, dtype) whose native object this process tried to write
+_build_lock = threading.Lock()
+
+
+def _numba_function(entry: str, parallel: bool):
+    module, range_name, parallel_name = _ENTRIES[entry]
+    mod = importlib.import_module(f"{__package__}.{module}")
+    return getattr(mod, parallel_name if parallel else range_name)
+
+
+def _native(entry: str, dtype: np.dtype, args: tuple) -> native.NativeFunction | None:
+    """The native function of ``entry``: loaded from its object file; else, once per process, compiled
+    by Numba (or loaded from Numba's cache), written as an object file and loaded from there."""
+    if not (NATIVE and native.enabled()):
+        return None
+    fn = native.load(entry, dtype.name)
+    if fn is not None or (entry, dtype.name) in _tried:
+        return fn
+    with _build_lock:
+        if (entry, dtype.name) not in _tried:
+            _tried.add((entry, dtype.name))
+            try:
+                from .native_build import build
+
+                if build(entry, _numba_function(entry, False), args, dtype.name):
+                    fn = native.load(entry, dtype.name, retry=True)
+            except Exception as err:  # noqa: BLE001 - a cache that cannot be written never fails a call
+                warnings.warn(f"symdeconv: the native runtime was not built ({err!r}); running Numba's",
+                              RuntimeWarning, stacklevel=3)
+    return fn
+
+
+def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values: tuple) -> None:
+    """Items ``0 … n_items − 1`` of the range function ``entry`` over ``values``, on this thread
+    (``serial``) or on every thread; ``n_items`` None: ``entry`` is a plain function of ``values``."""
+    args = tuple(values) if n_items is None else (0, n_items, 0) + tuple(values)
+    fn = _native(entry, dtype, args)
+    if fn is not None:
+        if n_items is None or serial or n_items == 1:
+            fn(*args)
+        else:
+            native.parallel_for(fn, n_items, values)
+    elif n_items is None or serial or n_items == 1:
+        _numba_function(entry, False)(*args)
+    else:
+        _numba_function(entry, True)(n_items, *values)
+
+
+def acc_stride(n: int, itemsize: int, rows: int) -> int:
+    """Distance (elements) between accumulator rows: ``n`` rounded up to 16, then stepped past 4 KiB aliasing.
+
+    Rows a multiple of 4 KiB apart make the CPU see false dependencies between the stores to one
+    accumulator row and the loads of another ("4K aliasing"), which slowed the micro-kernel by ~30 %.
+    """
+    first = ((n + 15) // 16) * 16
+    for stride in range(first, first + 256 * 16, 16):
+        if all(256 <= (k * stride * itemsize) % 4096 <= 4096 - 256 for k in range(1, rows)):
+            return stride
+    return first
+
+
+# ==================================================================================================
+# The weight gather
+# ==================================================================================================
+
+
+def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+    """``out[s, c, g·cout_g + o] = scale[s] · flat[base[s] + g·stride_g + o·stride_o + c·stride_c]``.
+
+    The kernels' weight array ``w[slot, c_in_in_group, c_out]`` gathered from a framework weight
+    (flattened) whose entry feeding slot ``s`` of channel pair ``(c' = g·cout_g + o, c)`` is at that
+    affine index — true for every layer of the three conventions (see ``LayerBinding``).  One pass over
+    (group, input channel), in parallel from ``GATHER_PARALLEL_MIN`` entries on; each destination row
+    ``out[s, c, g·cout_g : (g + 1)·cout_g]`` is written contiguously, and in PyTorch's
+    transposed-convolution layout ``(C_in, C_out/G, *k)`` the source of one input channel is a
+    contiguous block that stays in L1 while its slots are copied out (one strided NumPy copy per slot
+    took ~15 times as long).
+    """
+    n_items = out.shape[2] // cout_g * out.shape[1]
+    _run("gather", out.dtype, n_items, out.size < GATHER_PARALLEL_MIN,
+         (flat, base, scale, stride_g, stride_o, stride_c, cout_g, out))
+
+
+# ==================================================================================================
+# The GEMM-like kernel: a call's geometry from the plan's tables and the shapes (cached per shape)
+# ==================================================================================================
+
+
+def _geometry(t, x_shape, y_shape, groups, lo, tile):
+    """Everything a call needs that depends only on the shapes: the geometry vector and the tables."""
+    D = t.ndim
+    n, out = x_shape[2:], y_shape[2:]
+    cin, cout = x_shape[1], y_shape[1]
+    jlo, jhi, L = t.blocks(out, lo)
+    J = [jhi[d] - jlo[d] for d in range(D)]
+    S = [1] * D
+    for d in range(D - 2, -1, -1):
+        S[d] = S[d + 1] * L[d + 1]
+    ns, os_ = [1] * D, [1] * D
+    for d in range(D - 2, -1, -1):
+        ns[d] = ns[d + 1] * n[d + 1]
+        os_[d] = os_[d + 1] * out[d + 1]
+    rows = J[0]
+    # one input channel per group: little work per output, so larger blocks (fewer, cheaper work items)
+    target = ROW_TARGET * (NARROW_SCALE if cin // groups == 1 else 1)
+    block_rows = max(1, target // S[0])
+    block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
+    row_blocks = -(-rows // block_rows)
+    m_max = -(-(block_rows * S[0]) // tile) * tile
+    plane_reach = sum(t.e_span[d] * S[d] for d in range(D))
+    band = m_max + plane_reach
+    cin_g, cout_g = cin // groups, cout // groups
+    wide = cout_g // CO_BLOCK
+    per_group = wide + (1 if cout_g % CO_BLOCK else 0)
+    g = np.zeros(G_SIZE, dtype=np.int64)
+    scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
+                row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
+                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile)
+    for k, v in scal.items():
+        g[G_FIELDS[k]] = v
+    vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,
+                out=out, os=os_, lo=lo)
+    for k, v in vecs.items():
+        g[G_FIELDS[k]:G_FIELDS[k] + D] = v
+    phase_taps, slot_plane, slot_shift = t.tables()
+    offs = slot_plane * band + (slot_shift * np.asarray(S, dtype=np.int64)).sum(axis=1)
+    Pl, jl, ll, ol = t.P[-1], jlo[-1], lo[-1], out[-1]
+    pl_first = np.array([max(0, -((pl - ll) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
+    pl_stop = np.array([min(J[-1], -((pl - ll - ol) // Pl) - jl) for pl in range(Pl)], dtype=np.int64)
+    n_items = x_shape[0] * row_blocks * groups * per_group
+    macs = x_shape[0] * cout * cin_g * int(np.prod(J)) * t.n_slots
+    tables = [phase_taps, offs.astype(np.int64), pl_first, pl_stop]
+    at = G_SIZE
+    for name, table in zip(("at_taps", "at_offs", "at_first", "at_stop"), tables):
+        g[G_FIELDS[name]] = at
+        at += len(table)
+    g = np.concatenate([g] + tables)
+    return g, n_items, macs, (cin_g, t.n_planes * band), m_max
+
+
+def run_layer(plan, x, y, w, bias, groups, lo, work=None):
+    """``y`` = the layer of ``plan`` (a :class:`~symdeconv.codegen.layer_plan.LayerPlan`) on ``x``.
+
+    ``x (N, C_in, *n)`` and ``y (N, C_out, *out)`` are C-contiguous, channels first; ``w[slot, ci, co]``
+    the gathered weight, ``bias (C_out,)``; ``lo`` the window's first operator output position per
+    dimension.  ``work`` (a dict, kept by the caller between calls) holds the geometry and scratch
+    buffers of the last shapes seen.
+    """
+    t = plan
+    if x.shape[0] == 0:  # an empty batch: nothing to write
+        return
+    if t.ndim > MAX_NDIM:
+        raise SymdeconvError(f"layer: {t.ndim} spatial dimensions; the CPU runtime takes at most {MAX_NDIM}")
+    key = (x.shape, x.dtype.char, tuple(lo), y.shape, groups)
+    state = work.get(key) if work is not None else None
+    if state is None:
+        threads = native.max_threads()
+        # the tile width the compiled micro-kernel was built with (fixed at import, as Numba froze it)
+        tile = TILE_F32 if x.itemsize == 4 else TILE_F64
+        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile)
+        serial = macs < SERIAL_MAX_MACS or n_items == 1
+        nbuf = 1 if serial else threads
+        xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
+        acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
+        tags = np.empty(nbuf, dtype=np.int64)
+        state = (serial, n_items, g, xb, acc, tags)
+        if work is not None:
+            work.clear()
+            work[key] = state
+    serial, n_items, g, xb, acc, tags = state
+    tags.fill(-1)  # no thread's buffer holds a block of this call's input yet
+    _run("layers", x.dtype, n_items, serial,
+         (x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g))
+
+
+# ==================================================================================================
+# The Winograd path (calls of fewer than SERIAL_MAX_MACS multiply-adds run on the calling thread, as the
+# GEMM-like path's do)
+# ==================================================================================================
+
+
+def block_rows(rows: int, Lx: int) -> int:
+    """Rows of windows per block of work: the fewest padded columns, then the most equal blocks.
+
+    A block holds at most ``WINO_COLS // Lx`` rows (its buffers stay in L2); the candidates split the
+    rows into 1 to 2 times the fewest such blocks, as equally as they can.  A block's columns are
+    rounded up to a multiple of VEC, so the row count decides the padded columns.  Of two candidates
+    as long, the one whose last block is fuller wins (its threads get more equal work).  E.g. 121
+    rows of 34 columns: 11 blocks of 11 rows, 384 columns each (9 blocks of 14 rows would be 512
+    columns each; 10 of 13 rows give as many columns, but a last block of 4 rows).
+    """
+    most = max(1, WINO_COLS // Lx)
+    fewest = -(-rows // most)  # blocks
+    best, best_rows = (-1, -1), most
+    for n in range(fewest, min(rows, 2 * fewest) + 1):
+        per = -(-rows // n)  # rows per block
+        full = rows // per  # blocks of per rows; the last one has the rest
+        columns = full * -(-(per * Lx) // VEC) * VEC + -(-((rows - full * per) * Lx) // VEC) * VEC
+        cost = (columns, -(-rows // per) * per - rows)  # then the rows the last block lacks
+        if best[0] < 0 or cost < best:
+            best, best_rows = cost, per
+    return best_rows
+
+
+def run_wino(plan, x, y, w, bias, groups, lo, work=None):
+    """``y`` = the layer of ``plan`` on ``x`` by the Winograd path (``plan.wino_tables()`` not ``None``).
+
+    Arguments as :func:`run_layer`.  Along leading dimension ``d`` the windows
+    ``τ = 0 … T_d − 1`` cover the block positions ``u = 3τ + e − shift`` of every phase (``0 ≤ e < 3``);
+    window ``τ`` reads plane positions ``3τ … 3τ + 3``, which hold input ``position + jlo + e_min`` (zero
+    outside ``x``).
+    """
+    if x.shape[0] == 0:  # an empty batch: nothing to write
+        return
+    key = ("wino", x.shape, x.dtype.char, tuple(lo), y.shape, groups)
+    state = work.get(key) if work is not None else None
+    if state is None:
+        tabs = plan.wino_tables()
+        jlo, jhi, length = plan.blocks(y.shape[2:], lo)
+        T = [(jhi[d] - jlo[d] - 1 + max(tabs.shift[d])) // WINO_M + 1 for d in range(2)]
+        Lx = length[2]
+        rows = T[0] * T[1]
+        cin_g = x.shape[1] // groups
+        per = block_rows(rows, Lx)
+        M = -(-(per * Lx) // VEC) * VEC
+        S = acc_stride(M, y.itemsize, CO_BLOCK)  # a row holds CO_BLOCK channel rows, S apart
+        n_items = x.shape[0] * (-(-rows // per)) * groups * ((y.shape[1] // groups) // CO_BLOCK)
+        macs = x.shape[0] * y.shape[1] * cin_g * int(np.prod(y.shape[2:])) * plan.max_taps
+        serial = macs < SERIAL_MAX_MACS or n_items == 1
+        threads = 1 if serial else native.max_threads()
+        g = np.zeros(WG_SIZE, dtype=np.int64)
+        g[[W_GROUPS, W_ROWS, W_BLOCK_ROWS, W_T1, W_LX]] = groups, rows, per, T[1], Lx
+        g[W_JLO0:W_JLO0 + 3] = jlo
+        g[W_LO0:W_LO0 + 3] = lo
+        g[W_A0:W_A0 + 3] = [jlo[d] + plan.e_min[d] for d in range(3)]
+        g[[W_STREAM, W_P0, W_P1, W_PL, W_NX]] = 0, plan.P[0], plan.P[1], plan.P[2], tabs.nx
+        g[W_AT_SHIFT1] = WG_SIZE + plan.P[0]
+        g[W_AT_XSHIFT] = WG_SIZE + plan.P[0] + plan.P[1]
+        g = np.concatenate([g, np.asarray(tabs.shift[0], np.int64), np.asarray(tabs.shift[1], np.int64),
+                            tabs.xshift.ravel()])
+        state = (
+            serial, n_items, g, tabs,
+            np.zeros((threads, cin_g, POINTS, M + plan.e_span[2]), dtype=x.dtype),  # a block's V
+            np.empty(threads, dtype=np.int64),  # the block each thread's V holds
+            np.zeros(x.shape[4], dtype=x.dtype),  # stands for an input row outside x
+            np.empty((threads, plan.P[2] * OUTS, CO_BLOCK * S), dtype=y.dtype),  # accumulators
+            np.empty((plan.n_phases, POINTS, tabs.nx, cin_g, y.shape[1]), dtype=y.dtype),  # U
+        )
+        if work is not None:
+            work.clear()
+            work[key] = state
+    serial, n_items, g, tabs, vb, tags, zrow, acc, u = state
+    # streaming stores only for one or two last-dimension phases (whole lines of one or two rows)
+    g[W_STREAM] = int(y.nbytes >= STREAM_MIN_BYTES and plan.P[2] <= 2)
+    _run("wino_weights", x.dtype, None, True, (w, u, tabs.slots, tabs.nx))
+    tags.fill(-1)
+    _run("wino", x.dtype, n_items, serial, (x, vb, tags, zrow, y, u, bias, acc, g))
