@@ -226,8 +226,10 @@ class LayerBinding:
             return None
         return np.ascontiguousarray(base.reshape(-1), dtype=np.int64), scale, strides
 
-    def gather(self, weight: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
-        """The kernel's weight array ``w[slot, c, c']`` from the framework weight (into ``out`` if given)."""
+    def gather(self, weight: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
+               calls: dict | None = None) -> np.ndarray:
+        """The kernel's weight array ``w[slot, c, c']`` from the framework weight (into ``out`` if given;
+        ``calls``: where the runtime keeps its prepared call between gathers)."""
         shape = (self.plan.n_slots, self.cin_g, self.c_out)
         if out is None or out.shape != shape or out.dtype != dtype:
             out = np.empty(shape, dtype=dtype)
@@ -239,7 +241,7 @@ class LayerBinding:
         from .rt_driver import gather_strided
 
         base, scale, strides = self._strided
-        gather_strided(flat, base, scale.astype(dtype), *strides, self.cout_g, out)
+        gather_strided(flat, base, scale.astype(dtype), *strides, self.cout_g, out, calls)
         return out
 
 
@@ -763,7 +765,7 @@ class CompiledLayer(_Compiled):
         memo = (binding, weight.dtype, weight.tobytes()) if weight.size <= WEIGHT_MEMO_MAX else None
         if memo is not None and scratch.get("weight_memo") == memo:  # (a binding equals only itself)
             return scratch["weights"]
-        w = binding.gather(weight, weight.dtype, scratch.get("weights"))
+        w = binding.gather(weight, weight.dtype, scratch.get("weights"), scratch.setdefault("calls", {}))
         scratch["weights"] = w
         scratch["weight_memo"] = memo
         return w

@@ -36,7 +36,8 @@ import platform
 import struct
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ import numpy as np
 from ..errors import SymdeconvError
 from .cache import cache_dir
 
-__all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "parallel_for",
+__all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "Prepared", "parallel_for",
            "max_threads", "num_threads", "RUNTIME_SOURCES"]
 
 #: the files whose code (and its callees') the native objects are compiled from: any change makes a new key
@@ -55,12 +56,25 @@ _STUBBED_PREFIXES = ("numba_", "NRT_")
 
 _ARRAY_FIELDS = 5  # meminfo, parent, nitems, itemsize, data — then shape and strides
 
+#: where a NumPy array object keeps its data pointer (``PyArrayObject_fields.data``, after the object header);
+#: checked on an array before anything is loaded (:func:`enabled`)
+_DATA_OFFSET = 16
+
 
 def enabled() -> bool:
-    """Whether native objects are written and loaded here: Linux on x86-64 / AArch64, not switched off."""
+    """Whether native objects are written and loaded here: Linux on x86-64 / AArch64 with the array object
+    layout the trampolines read, not switched off (``SYMDECONV_NATIVE=0``)."""
     if os.environ.get("SYMDECONV_NATIVE", "1") == "0":
         return False
-    return sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64", "aarch64")
+    return _platform_ok()
+
+
+@functools.lru_cache(maxsize=None)
+def _platform_ok() -> bool:
+    if not (sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64", "aarch64")):
+        return False
+    probe = np.zeros(3)
+    return ctypes.c_void_p.from_address(id(probe) + _DATA_OFFSET).value == probe.__array_interface__["data"][0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,6 +140,7 @@ def write(entry: str, dtype: str, obj: bytes, symbol: str, args: list) -> Path:
 _lock = threading.Lock()
 _engines: list = []  # the MCJIT engines of loaded objects (kept alive: their code is called)
 _loaded: dict[Path, NativeFunction | None] = {}
+_paths: dict[tuple, Path] = {}
 
 
 def load(entry: str, dtype: str, retry: bool = False) -> NativeFunction | None:
@@ -133,7 +148,11 @@ def load(entry: str, dtype: str, retry: bool = False) -> NativeFunction | None:
     error: the caller then runs Numba's).  A missing file is remembered; ``retry`` looks again."""
     if not enabled():
         return None
-    path = artifact_path(entry, dtype)
+    env = (entry, dtype, os.environ.get("SYMDECONV_CACHE_DIR"), os.environ.get("NUMBA_CPU_NAME"),
+           os.environ.get("NUMBA_CPU_FEATURES"))
+    path = _paths.get(env)
+    if path is None:  # (the key hashes the runtime's sources: worked out once per setting, not per call)
+        path = _paths[env] = artifact_path(entry, dtype)
     with _lock:
         if path not in _loaded or (retry and _loaded[path] is None):
             _loaded[path] = _load(path)
@@ -171,8 +190,50 @@ def _load(base: Path) -> NativeFunction | None:
     address = engine.get_function_address(meta["symbol"])
     if not address:
         return None
+    args = meta["args"]
+    head = 3 if args[:3] == ["i64"] * 3 else 0  # a range function: (i0, i1, thread, ...)
+    engine.add_module(llvm.parse_assembly(_trampoline(address, head, args[head:])))
+    engine.finalize_object()
     _engines.append(engine)
-    return NativeFunction(address, meta["args"])
+    return NativeFunction(engine.get_function_address("trampoline"), args, head)
+
+
+def _flat_count(args: list) -> int:
+    return sum(1 if a == "i64" else _ARRAY_FIELDS + 2 * a[0] for a in args)
+
+
+def _trampoline(address: int, head: int, kinds: list) -> str:
+    """IR of ``int32 trampoline(i64 a0, i64 a1, i64 a2, i64 block)``: calls the function at ``address`` with
+    Numba's convention — ``(&ret, &excinfo, a0 … a{head − 1}, block[0], block[1], …)``.
+
+    One ``ctypes`` argument (the block's address) instead of ~80: the block of flattened arguments lives
+    in a NumPy array that a prepared call (:class:`Prepared`) keeps and updates.  An array's data field
+    in the block holds the array *object*'s address, and the trampoline reads the data pointer from the
+    object (``PyArrayObject.data``, at ``_DATA_OFFSET``): a call then only stores ``id(array)``.  Every
+    argument is passed as a 64-bit integer, which is how the x86-64 and AArch64 calling conventions pass
+    pointers too."""
+    from llvmlite import ir
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    module = ir.Module(name="symdeconv_trampoline")
+    fn = ir.Function(module, ir.FunctionType(i32, [i64] * 4), "trampoline")
+    b = ir.IRBuilder(fn.append_basic_block())
+    block = b.inttoptr(fn.args[3], i64.as_pointer())
+    ret = b.alloca(i64, ir.Constant(i32, 4))
+    exc = b.alloca(i64, ir.Constant(i32, 4))
+    values = [b.ptrtoint(ret, i64), b.ptrtoint(exc, i64)] + list(fn.args[:head])
+    at = 0
+    for kind in kinds:
+        n = 1 if kind == "i64" else _ARRAY_FIELDS + 2 * kind[0]
+        for k in range(at, at + n):
+            value = b.load(b.gep(block, [ir.Constant(i64, k)]))
+            if kind != "i64" and k == at + 4:  # the data field: read it from the array object
+                value = b.load(b.inttoptr(b.add(value, ir.Constant(i64, _DATA_OFFSET)), i64.as_pointer()))
+            values.append(value)
+        at += n
+    callee = b.inttoptr(ir.Constant(i64, address), ir.FunctionType(i32, [i64] * len(values)).as_pointer())
+    b.ret(b.call(callee, values))
+    return str(module)
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,43 +286,83 @@ def _elf_undefined(obj: bytes) -> list[str] | None:
 
 class NativeFunction:
     """A runtime function loaded from its object file, called like its Numba dispatcher: ``f(*args)`` with
-    NumPy arrays (C-contiguous, of the compiled dtype and rank) and integers."""
+    NumPy arrays (C-contiguous, of the compiled dtype and rank) and integers.
 
-    def __init__(self, address: int, args: list):
+    ``f.prepare(args)`` gives a :class:`Prepared` call whose flattened arguments are kept between calls
+    (the driver keeps one per call shape): a call then only updates the data addresses of arrays that
+    are not the ones it saw last time."""
+
+    def __init__(self, address: int, args: list, head: int):
         self.args = args
-        kinds: list = [ctypes.c_void_p, ctypes.c_void_p]  # &ret, &excinfo
-        for a in args:
-            kinds += [ctypes.c_int64] if a == "i64" else (
-                [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-                + [ctypes.c_int64] * (2 * a[0]))
-        self.raw = ctypes.CFUNCTYPE(ctypes.c_int32, *kinds)(address)  # (CFUNCTYPE releases the GIL)
+        self.head = head  # leading integers passed directly (a range function's i0, i1, thread)
+        self.address = address  # the trampoline's
+        self.raw = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_int64] * 4)(address)  # (releases the GIL)
         self._dtypes = [None if a == "i64" else np.dtype(a[1]) for a in args]
 
-    def flat(self, values) -> list:
-        """The C arguments of ``values`` (without the two leading pointers); refuses what was not compiled for."""
-        if len(values) != len(self.args):
-            raise SymdeconvError(f"native runtime: {len(values)} arguments, compiled for {len(self.args)}")
-        out = []
-        for v, a, dt in zip(values, self.args, self._dtypes):
-            if dt is None:
-                out.append(int(v))
-                continue
-            if not (isinstance(v, np.ndarray) and v.ndim == a[0] and v.dtype == dt and v.flags.c_contiguous
-                    and v.flags.writeable):
-                raise SymdeconvError(f"native runtime: an argument is not a writeable C-contiguous {a[0]}-D {dt} "
-                                     "array (the compiled signature)")
-            out += [None, None, v.size, v.itemsize, v.__array_interface__["data"][0], *v.shape, *v.strides]
-        return out
-
-    def call_flat(self, flat: list) -> None:
-        ret = ctypes.c_int64(0)
-        exc = ctypes.c_void_p(0)
-        status = self.raw(ctypes.addressof(ret), ctypes.addressof(exc), *flat)
-        if status not in (0, -2):  # Numba's OK and "returned None"
-            raise SymdeconvError(f"native runtime: the compiled function failed (status {status})")
+    def prepare(self, values) -> Prepared:
+        return Prepared(self, values)
 
     def __call__(self, *values) -> None:
-        self.call_flat(self.flat(values))
+        p = Prepared(self, values[self.head:] if self.head else values)
+        p.run(*values[:self.head])
+
+
+class Prepared:
+    """The flattened arguments of one call of a :class:`NativeFunction` (after its ``head`` integers)."""
+
+    def __init__(self, fn: NativeFunction, values):
+        self.fn = fn
+        kinds = fn.args[fn.head:]
+        if len(values) != len(kinds):
+            raise SymdeconvError(f"native runtime: {len(values)} arguments, compiled for {len(kinds)}")
+        self.block = np.zeros(_flat_count(kinds), dtype=np.int64)
+        self.address = self.block.__array_interface__["data"][0]
+        self.last: list = [None] * len(values)  # per argument: the integer, or a weak reference to the array
+        self.shapes: list = [None] * len(values)
+        self.at: list[int] = []  # per argument: its first entry in the block
+        self.kinds: list = []  # per argument: None (an integer) or (ndim, dtype)
+        at = 0
+        for v, a in zip(values, kinds):
+            self.at.append(at)
+            if a == "i64":
+                self.kinds.append(None)
+                at += 1
+            else:
+                self.kinds.append((a[0], np.dtype(a[1])))
+                at += _ARRAY_FIELDS + 2 * a[0]
+        self.update(values)
+
+    def update(self, values) -> None:
+        """Take this call's arguments: integers and arrays that differ from the last call's (an array of the
+        last one's shape only changes its data address).  Arrays are remembered by weak reference: a
+        prepared call never keeps a caller's array alive."""
+        block, last, shapes = self.block, self.last, self.shapes
+        for k, v in enumerate(values):
+            kind = self.kinds[k]
+            if kind is None:
+                if v != last[k]:
+                    block[self.at[k]] = last[k] = v
+                continue
+            ref = last[k]
+            if ref is not None and ref() is v:
+                continue
+            ndim, dt = kind
+            if not (isinstance(v, np.ndarray) and v.ndim == ndim and v.dtype == dt and v.flags.c_contiguous):
+                raise SymdeconvError(f"native runtime: argument {k} is not a C-contiguous {ndim}-D {dt} array "
+                                     "(the compiled signature)")
+            at = self.at[k]
+            if v.shape == shapes[k]:  # (C-contiguous: the same strides too)
+                block[at + 4] = id(v)
+            else:
+                block[at + 2:at + _ARRAY_FIELDS + 2 * ndim] = (
+                    v.size, v.itemsize, id(v), *v.shape, *v.strides)
+                shapes[k] = v.shape
+            last[k] = weakref.ref(v)
+
+    def run(self, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
+        status = self.fn.raw(a0, a1, a2, self.address)
+        if status not in (0, -2):  # Numba's OK and "returned None"
+            raise SymdeconvError(f"native runtime: the compiled function failed (status {status})")
 
 
 # --- threads -------------------------------------------------------------------------------------------------
@@ -289,42 +390,176 @@ def num_threads() -> int:
     return max_threads()
 
 
-_pool: ThreadPoolExecutor | None = None
+# --- the worker pool: Python threads that wait for work in native code ------------------------------------------
+#
+# Handing a task to a sleeping Python thread costs two futex wake-ups and a GIL hand-over (30–80 µs here,
+# measured with a no-op task), as much as a small layer's whole call.  So a worker, once it has run a
+# task, waits for the next one in native code for a while (spinning on its control block, the GIL
+# released), and the caller posts a task and waits for its end the same way; only a worker idle for longer
+# falls back to sleeping on an Event.  Control block (int64): [0] state (0 idle, 1 posted, 2 done),
+# [1..3] the task's i0, i1, thread, [4] the trampoline's address, [5] the argument block's, [6] its status.
+
+_IDLE, _POSTED, _DONE = 0, 1, 2
+
+#: spin iterations (one ``pause`` each, ~20–50 ns) a worker waits for a next task before it sleeps, and
+#: the caller for a worker's end before it polls with sleeps
+SPINS = 1 << 13
+
+
+def _pool_ir() -> str:
+    from llvmlite import ir
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    module = ir.Module(name="symdeconv_pool")
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+        relax = lambda b: b.call(pause, [])  # noqa: E731
+    else:  # AArch64: YIELD
+        hint = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32]), "llvm.aarch64.hint")
+        relax = lambda b: b.call(hint, [ir.Constant(i32, 1)])  # noqa: E731
+
+    def field(b, ctl, k):
+        return b.gep(ctl, [ir.Constant(i64, k)])
+
+    def spin(name, wanted, on_match):
+        """``i64 name(i64 ctl, i64 spins)``: wait until ``ctl[0] == wanted``, then ``on_match`` (which gives
+        the value to return, or None to wait again); 0 after ``spins`` iterations without a match."""
+        fn = ir.Function(module, ir.FunctionType(i64, [i64, i64]), name)
+        entry, loop, match, idle, out = (fn.append_basic_block(n) for n in ("entry", "loop", "match", "idle", "out"))
+        b = ir.IRBuilder(entry)
+        ctl = b.inttoptr(fn.args[0], i64.as_pointer())
+        b.branch(loop)
+        b.position_at_end(loop)
+        n = b.phi(i64)
+        n.add_incoming(ir.Constant(i64, 0), entry)
+        state = b.load_atomic(field(b, ctl, 0), "acquire", 8)
+        b.cbranch(b.icmp_signed("==", state, ir.Constant(i64, wanted)), match, idle)
+        b.position_at_end(match)
+        value = on_match(b, ctl)
+        if value is None:
+            n.add_incoming(ir.Constant(i64, 0), b.block)
+            b.branch(loop)
+        else:
+            b.ret(value)
+        b.position_at_end(idle)
+        relax(b)
+        n1 = b.add(n, ir.Constant(i64, 1))
+        n.add_incoming(n1, idle)
+        b.cbranch(b.icmp_signed("<", n1, fn.args[1]), loop, out)
+        b.position_at_end(out)
+        b.ret(ir.Constant(i64, 0))
+
+    def run_task(b, ctl):  # the posted task, its status, then "done"
+        args = [b.load(field(b, ctl, k)) for k in (1, 2, 3, 5)]
+        target = b.inttoptr(b.load(field(b, ctl, 4)), ir.FunctionType(i32, [i64] * 4).as_pointer())
+        b.store(b.sext(b.call(target, args), i64), field(b, ctl, 6))
+        b.store_atomic(ir.Constant(i64, _DONE), field(b, ctl, 0), "release", 8)
+        return None
+
+    spin("sd_work", _POSTED, run_task)  # a worker: runs posted tasks until idle for `spins` iterations
+    spin("sd_wait", _DONE, lambda b, ctl: ir.Constant(i64, 1))  # the caller: 1 once the task is done
+
+    # void sd_post(i64 ctl, i64 i0, i64 i1, i64 thread, i64 target, i64 block): the task, then "posted"
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i64] * 6), "sd_post")
+    b = ir.IRBuilder(fn.append_basic_block())
+    ctl = b.inttoptr(fn.args[0], i64.as_pointer())
+    for k, a in zip((1, 2, 3, 4, 5), fn.args[1:]):
+        b.store(a, field(b, ctl, k))
+    b.store_atomic(ir.Constant(i64, _POSTED), field(b, ctl, 0), "release", 8)
+    b.ret_void()
+    return str(module)
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_functions():
+    import llvmlite.binding as llvm
+
+    _init_llvm()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(_pool_ir()), _target_machine())
+    engine.finalize_object()
+    _engines.append(engine)
+    c64 = ctypes.c_int64
+    work = ctypes.CFUNCTYPE(c64, c64, c64)(engine.get_function_address("sd_work"))
+    wait = ctypes.CFUNCTYPE(c64, c64, c64)(engine.get_function_address("sd_wait"))
+    post = ctypes.CFUNCTYPE(None, *[c64] * 6)(engine.get_function_address("sd_post"))
+    return work, wait, post
+
+
+class _Worker:
+    """One pool thread and its control block."""
+
+    def __init__(self, index: int):
+        self.ctl = np.zeros(8, dtype=np.int64)
+        self.address = self.ctl.__array_interface__["data"][0]
+        self.wake = threading.Event()
+        self.sleeping = False
+        threading.Thread(target=self._loop, name=f"symdeconv-{index}", daemon=True).start()
+
+    def _loop(self) -> None:
+        work = _pool_functions()[0]
+        while True:
+            work(self.address, SPINS)  # runs tasks until idle for SPINS iterations
+            self.sleeping = True
+            if self.ctl[0] == _POSTED:  # posted while this thread stopped spinning: run it
+                self.sleeping = False
+                continue
+            self.wake.wait()
+            self.wake.clear()
+            self.sleeping = False
+
+    def post(self, call: Prepared, i0: int, i1: int, thread: int) -> None:
+        _pool_functions()[2](self.address, i0, i1, thread, call.fn.address, call.address)
+        if self.sleeping:  # (a set Event the worker no longer needs only makes it spin once more)
+            self.sleeping = False
+            self.wake.set()
+
+    def result(self) -> int:
+        wait = _pool_functions()[1]
+        while not wait(self.address, SPINS):
+            time.sleep(2e-5)
+        status = int(self.ctl[6])
+        self.ctl[0] = _IDLE
+        return status
+
+
+_workers: list[_Worker] = []
+_pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:  # a forked child has none of the parent's threads: it starts its own pool
-    global _pool
-    _pool = None
+    global _workers, _pool_lock
+    _workers = []
+    _pool_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def parallel_for(fn: NativeFunction, n_items: int, values: tuple) -> None:
-    """``fn(i0, i1, thread, *values)`` over items ``0 … n_items − 1``: one contiguous range per thread
-    (thread ``t`` uses its own scratch, index ``t``), the calling thread taking the first."""
-    global _pool
+def parallel_for(call: Prepared, n_items: int) -> None:
+    """A prepared range function over items ``0 … n_items − 1``: one contiguous range per thread (thread
+    ``t`` uses its own scratch, index ``t``), the calling thread taking the first.  While another thread
+    of the program uses the pool, the call runs on the calling thread alone."""
     threads = max(1, min(num_threads(), n_items))
-    flat = fn.flat((0, 0, 0) + tuple(values))[3:]
-    bounds = [n_items * t // threads for t in range(threads + 1)]
-    if threads == 1:
-        fn.call_flat([0, n_items, 0] + flat)
+    if threads == 1 or not _pool_lock.acquire(blocking=False):
+        call.run(0, n_items, 0)
         return
-    if _pool is None:
-        with _lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=max_threads() - 1, thread_name_prefix="symdeconv")
-    futures = [_pool.submit(fn.call_flat, [bounds[t], bounds[t + 1], t] + flat) for t in range(1, threads)]
-    error = None
     try:
-        fn.call_flat([bounds[0], bounds[1], 0] + flat)
-    except SymdeconvError as err:
-        error = err
-    for f in futures:
+        while len(_workers) < threads - 1:
+            _workers.append(_Worker(len(_workers) + 1))
+        bounds = [n_items * t // threads for t in range(threads + 1)]
+        for t in range(1, threads):
+            _workers[t - 1].post(call, bounds[t], bounds[t + 1], t)
+        error = None
         try:
-            f.result()
+            call.run(bounds[0], bounds[1], 0)
         except SymdeconvError as err:
-            error = error or err
+            error = err
+        statuses = [_workers[t - 1].result() for t in range(1, threads)]
+    finally:
+        _pool_lock.release()
     if error is not None:
         raise error
+    bad = [v for v in statuses if v not in (0, -2)]
+    if bad:
+        raise SymdeconvError(f"native runtime: the compiled function failed (status {bad[0]})")

@@ -100,18 +100,28 @@ def _native(entry: str, dtype: np.dtype, args: tuple) -> native.NativeFunction |
     return fn
 
 
-def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values: tuple) -> None:
+def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values: tuple,
+         calls: dict | None = None) -> None:
     """Items ``0 … n_items − 1`` of the range function ``entry`` over ``values``, on this thread
-    (``serial``) or on every thread; ``n_items`` None: ``entry`` is a plain function of ``values``."""
-    args = tuple(values) if n_items is None else (0, n_items, 0) + tuple(values)
-    fn = _native(entry, dtype, args)
-    if fn is not None:
+    (``serial``) or on every thread; ``n_items`` None: ``entry`` is a plain function of ``values``.
+    ``calls`` (kept with a call shape's scratch) holds its prepared native calls between calls."""
+    head = () if n_items is None else (0, n_items, 0)
+    call = calls.get((entry, dtype.char)) if calls is not None and NATIVE else None  # (an earlier call's)
+    if call is not None:
+        call.update(values)
+    else:
+        fn = _native(entry, dtype, head + tuple(values))
+        if fn is not None:
+            call = fn.prepare(values)
+            if calls is not None:
+                calls[(entry, dtype.char)] = call
+    if call is not None:
         if n_items is None or serial or n_items == 1:
-            fn(*args)
+            call.run(*head)
         else:
-            native.parallel_for(fn, n_items, values)
+            native.parallel_for(call, n_items)
     elif n_items is None or serial or n_items == 1:
-        _numba_function(entry, False)(*args)
+        _numba_function(entry, False)(*head, *values)
     else:
         _numba_function(entry, True)(n_items, *values)
 
@@ -134,7 +144,7 @@ def acc_stride(n: int, itemsize: int, rows: int) -> int:
 # ==================================================================================================
 
 
-def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out):
+def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, calls=None):
     """``out[s, c, g·cout_g + o] = scale[s] · flat[base[s] + g·stride_g + o·stride_o + c·stride_c]``.
 
     The kernels' weight array ``w[slot, c_in_in_group, c_out]`` gathered from a framework weight
@@ -144,11 +154,11 @@ def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out)
     ``out[s, c, g·cout_g : (g + 1)·cout_g]`` is written contiguously, and in PyTorch's
     transposed-convolution layout ``(C_in, C_out/G, *k)`` the source of one input channel is a
     contiguous block that stays in L1 while its slots are copied out (one strided NumPy copy per slot
-    took ~15 times as long).
+    took ~15 times as long).  ``calls``: a dict kept between gathers (see ``_run``).
     """
     n_items = out.shape[2] // cout_g * out.shape[1]
     _run("gather", out.dtype, n_items, out.size < GATHER_PARALLEL_MIN,
-         (flat, base, scale, stride_g, stride_o, stride_c, cout_g, out))
+         (flat, base, scale, stride_g, stride_o, stride_c, cout_g, out), calls)
 
 
 # ==================================================================================================
@@ -233,14 +243,15 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
         acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
         tags = np.empty(nbuf, dtype=np.int64)
-        state = (serial, n_items, g, xb, acc, tags)
+        state = (serial, n_items, g, xb, acc, tags, {})
         if work is not None:
             work.clear()
             work[key] = state
-    serial, n_items, g, xb, acc, tags = state
+    serial, n_items, g, xb, acc, tags, calls = state
     tags.fill(-1)  # no thread's buffer holds a block of this call's input yet
     _run("layers", x.dtype, n_items, serial,
-         (x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g))
+         (x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g),
+         calls)
 
 
 # ==================================================================================================
@@ -315,13 +326,14 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
             np.zeros(x.shape[4], dtype=x.dtype),  # stands for an input row outside x
             np.empty((threads, plan.P[2] * OUTS, CO_BLOCK * S), dtype=y.dtype),  # accumulators
             np.empty((plan.n_phases, POINTS, tabs.nx, cin_g, y.shape[1]), dtype=y.dtype),  # U
+            {},  # prepared native calls
         )
         if work is not None:
             work.clear()
             work[key] = state
-    serial, n_items, g, tabs, vb, tags, zrow, acc, u = state
+    serial, n_items, g, tabs, vb, tags, zrow, acc, u, calls = state
     # streaming stores only for one or two last-dimension phases (whole lines of one or two rows)
     g[W_STREAM] = int(y.nbytes >= STREAM_MIN_BYTES and plan.P[2] <= 2)
-    _run("wino_weights", x.dtype, None, True, (w, u, tabs.slots, tabs.nx))
-    tags.fill(-1)
-    _run("wino", x.dtype, n_items, serial, (x, vb, tags, zrow, y, u, bias, acc, g))
+    _run("wino_weights", x.dtype, None, True, (w, u, tabs.slots, tabs.nx), calls)
+    tags.fill(-1)  # no thread's buffer holds a block of this call's input yet
+    _run("wino", x.dtype, n_items, serial, (x, vb, tags, zrow, y, u, bias, acc, g), calls)

@@ -1,0 +1,98 @@
+"""The native runtime (``symdeconv.codegen.native``): Numba's compiled runtime functions loaded from object
+files and run on a pool of threads that wait for work in native code.
+
+Oracles: the layer's symbolic matrix and a NumPy definition; never the runtime's own output.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+
+pytest.importorskip("numba")
+from symdeconv.codegen import native, rt_driver  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not native.enabled(), reason="native runtime: Linux on x86-64 / AArch64 only")
+
+
+def _matrix_result(layer, x, w):
+    M = np.array(layer.matrix(x.shape[2:], weight=w).tolist(), dtype=float)
+    return (M @ x.reshape(x.shape[0], -1).T).T
+
+
+@pytest.fixture
+def parallel(monkeypatch):
+    """Every call on the pool (no serial shortcut), natively."""
+    monkeypatch.setattr(rt_driver, "SERIAL_MAX_MACS", 0)
+    monkeypatch.setattr(rt_driver, "NATIVE", True)
+
+
+def test_pool_workers_woken_from_sleep_compute_the_same(parallel, monkeypatch):
+    """A worker that stopped spinning and sleeps is woken by the next task: calls spaced further apart than
+    the spin time, and back to back, all match the symbolic matrix."""
+    monkeypatch.setattr(native, "num_threads", lambda: 2)
+    layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=4)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 5, 4))
+    w = rng.standard_normal(layer.weight_shape)
+    ref = _matrix_result(layer, x, w)
+    f = sd.compile(layer)
+    for pause in (0.0, 0.02, 0.0, 0.05, 0.0):
+        time.sleep(pause)
+        np.testing.assert_allclose(f(x, w).reshape(2, -1), ref, rtol=1e-12, atol=1e-12)
+    assert native._workers and all(not wk.sleeping or wk.ctl[0] == native._IDLE for wk in native._workers)
+
+
+def test_calls_from_several_python_threads_at_once(parallel):
+    """Two Python threads calling compiled layers at once: one uses the pool, the other runs on its own
+    thread meanwhile; every result matches the NumPy definition of the layer."""
+    layer = sd.Conv((3,), stride=2, padding=1, in_channels=4, out_channels=8)
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(layer.weight_shape)
+    inputs = [rng.standard_normal((3, 4, 200)) for _ in range(4)]
+
+    def naive(x):  # PyTorch's Conv1d: y[n, o, j] = Σ_c,k w[o, c, k] · x_padded[n, c, 2j + k]
+        xp = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+        out = (xp.shape[-1] - 3) // 2 + 1
+        return sum(np.einsum("oc,ncj->noj", w[:, :, k], xp[:, :, k:k + 2 * (out - 1) + 1:2]) for k in range(3))
+
+    f = sd.compile(layer)
+    errors = []
+
+    def work(x):
+        try:
+            for _ in range(20):
+                np.testing.assert_allclose(f(x, w), naive(x), rtol=1e-12, atol=1e-12)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(x,)) for x in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_a_prepared_call_refuses_arrays_it_was_not_compiled_for(parallel):
+    """The native function is Numba's machine code for one signature: an array of another rank, dtype or
+    layout is refused with a SymdeconvError before any call (never read as the wrong type)."""
+    layer = sd.ConvTranspose(4, stride=2, padding=1, in_channels=2, out_channels=2)
+    sd.compile(layer)(np.ones((1, 2, 8)), np.ones(layer.weight_shape))  # the object files exist from here
+    fn = native.load("layers", "float64")
+    assert fn is not None
+    good = [np.zeros((1, 2, 8)), np.zeros((1, 2, 9)), np.zeros((1, 2, 2, 16)), np.zeros(1, np.int64),
+            np.zeros((1, 2, 16)), np.zeros((4, 2, 2)), np.zeros(2), np.zeros(8, np.int64)]
+    call = fn.prepare(good)
+    for k, bad in ((0, np.zeros((1, 2, 8), np.float32)), (0, np.zeros((2, 8))), (4, np.zeros((1, 16, 2)).T)):
+        values = list(good)
+        values[k] = bad
+        with pytest.raises(sd.SymdeconvError, match=f"argument {k} is not a C-contiguous"):
+            call.update(values)
+    with pytest.raises(sd.SymdeconvError, match="arguments, compiled for"):
+        fn.prepare(good[:-1])
