@@ -427,7 +427,9 @@ def split_item(item, row_blocks, groups, per_group):
     return b, rb, grp, i - grp * per_group
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+# inlined into its callers (Numba IR): compiled once inside run_range, not also as a library of its own
+# that run_range would link and compile again (~3 s of a first use per dtype)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
     (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
@@ -478,7 +480,8 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
                     if _row_base(rho0 + r, k // PL, g) >= 0:
                         _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span)
             else:
-                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, 0, M)
+                # (np.int64(0), not the literal 0: a literal argument would compile a second specialisation)
+                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, np.int64(0), M)
     else:
         co = grp * cout_g + wide * CO_BLOCK
         width = cout_g - wide * CO_BLOCK

@@ -274,7 +274,8 @@ def _products(prod, vb, point, uk, xs, nx, mc, cin_g, cw):
             pr[m] = tile[c, m]
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
+# inlined into its callers, like rt_layers.work_item: compiled once, inside run_range
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False, inline="always")
 def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     """One block of work: (batch, block of window rows, group, block of CO_BLOCK output channels).
 

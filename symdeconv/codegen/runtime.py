@@ -192,7 +192,7 @@ def store_fence(typingctx):
     return types.void(), codegen
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item):
     """The rows of ``out`` of one (group, input channel in the group) ``item`` (see ``rt_driver.gather_strided``)."""
     cin_g = out.shape[1]
