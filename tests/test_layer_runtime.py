@@ -208,7 +208,9 @@ def test_a_new_process_runs_cached_layers_without_importing_numba(tmp_path):
         "            assert np.allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max()), (k, limit, dt)\n"
         "print('numba' in sys.modules)\n"
     )
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
+    # a fresh kernel cache (no object files yet); Numba's cache is the session's, so the first process loads
+    # the runtime from there and writes its object files from Numba's cache entries
+    env = dict(os.environ, SYMDECONV_CACHE_DIR=str(tmp_path / "sd"))
     imported = []
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
