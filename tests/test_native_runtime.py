@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,27 @@ def test_a_prepared_call_refuses_arrays_it_was_not_compiled_for(parallel):
             call.update(values)
     with pytest.raises(sd.SymdeconvError, match="arguments, compiled for"):
         fn.prepare(good[:-1])
+
+
+def test_a_process_exits_cleanly_right_after_parallel_calls():
+    """Workers spin for a while after each task: a program that ends right after a parallel call stops them
+    at exit and ends with status 0 (no hang, no crash on freed memory)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, symdeconv as sd\n"
+        "from symdeconv.codegen import rt_driver\n"
+        "rt_driver.SERIAL_MAX_MACS = 0\n"
+        "layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=4)\n"
+        "f = sd.compile(layer)\n"
+        "y = f(np.ones((2, 3, 5, 4)), np.ones(layer.weight_shape))\n"
+        "print(float(y.sum()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1], env=dict(os.environ, NUMBA_NUM_THREADS="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=4)
+    ref = _matrix_result(layer, np.ones((2, 3, 5, 4)), np.ones(layer.weight_shape)).sum()
+    assert abs(float(proc.stdout.strip()) - ref) < 1e-9 * abs(ref)

@@ -27,6 +27,7 @@ x86-64 and AArch64 only; anywhere else (or with ``SYMDECONV_NATIVE=0``) every ca
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -399,7 +400,7 @@ def num_threads() -> int:
 # falls back to sleeping on an Event.  Control block (int64): [0] state (0 idle, 1 posted, 2 done),
 # [1..3] the task's i0, i1, thread, [4] the trampoline's address, [5] the argument block's, [6] its status.
 
-_IDLE, _POSTED, _DONE = 0, 1, 2
+_IDLE, _POSTED, _DONE, _QUIT = 0, 1, 2, 3
 
 #: spin iterations (one ``pause`` each, ~20–50 ns) a worker waits for a next task before it sleeps, and
 #: the caller for a worker's end before it polls with sleeps
@@ -423,9 +424,11 @@ def _pool_ir() -> str:
 
     def spin(name, wanted, on_match):
         """``i64 name(i64 ctl, i64 spins)``: wait until ``ctl[0] == wanted``, then ``on_match`` (which gives
-        the value to return, or None to wait again); 0 after ``spins`` iterations without a match."""
+        the value to return, or None to wait again); 0 after ``spins`` iterations without a match, _QUIT
+        when told to stop."""
         fn = ir.Function(module, ir.FunctionType(i64, [i64, i64]), name)
-        entry, loop, match, idle, out = (fn.append_basic_block(n) for n in ("entry", "loop", "match", "idle", "out"))
+        entry, loop, match, idle, more, timeout, stop = (
+            fn.append_basic_block(n) for n in ("entry", "loop", "match", "idle", "more", "timeout", "stop"))
         b = ir.IRBuilder(entry)
         ctl = b.inttoptr(fn.args[0], i64.as_pointer())
         b.branch(loop)
@@ -444,10 +447,14 @@ def _pool_ir() -> str:
         b.position_at_end(idle)
         relax(b)
         n1 = b.add(n, ir.Constant(i64, 1))
-        n.add_incoming(n1, idle)
-        b.cbranch(b.icmp_signed("<", n1, fn.args[1]), loop, out)
-        b.position_at_end(out)
+        b.cbranch(b.icmp_signed("==", state, ir.Constant(i64, _QUIT)), stop, more)
+        b.position_at_end(more)
+        n.add_incoming(n1, more)
+        b.cbranch(b.icmp_signed("<", n1, fn.args[1]), loop, timeout)
+        b.position_at_end(timeout)
         b.ret(ir.Constant(i64, 0))
+        b.position_at_end(stop)
+        b.ret(ir.Constant(i64, _QUIT))
 
     def run_task(b, ctl):  # the posted task, its status, then "done"
         args = [b.load(field(b, ctl, k)) for k in (1, 2, 3, 5)]
@@ -486,19 +493,26 @@ def _pool_functions():
 
 
 class _Worker:
-    """One pool thread and its control block."""
+    """One pool thread and its control block.
+
+    The control block is memory that is never freed (``malloc``): a worker may still be spinning on it
+    while the interpreter shuts down, after every Python object is gone.  At exit the workers are told
+    to stop (``_QUIT``)."""
 
     def __init__(self, index: int):
-        self.ctl = np.zeros(8, dtype=np.int64)
-        self.address = self.ctl.__array_interface__["data"][0]
+        libc = ctypes.CDLL(None)
+        libc.calloc.restype = ctypes.c_void_p
+        self.address = libc.calloc(8, 8)
+        if not self.address:
+            raise MemoryError("native runtime: no memory for a worker's control block")
+        self.ctl = np.ctypeslib.as_array((ctypes.c_int64 * 8).from_address(self.address))
         self.wake = threading.Event()
         self.sleeping = False
         threading.Thread(target=self._loop, name=f"symdeconv-{index}", daemon=True).start()
 
     def _loop(self) -> None:
         work = _pool_functions()[0]
-        while True:
-            work(self.address, SPINS)  # runs tasks until idle for SPINS iterations
+        while work(self.address, SPINS) != _QUIT:  # runs tasks until idle for SPINS iterations
             self.sleeping = True
             if self.ctl[0] == _POSTED:  # posted while this thread stopped spinning: run it
                 self.sleeping = False
@@ -506,6 +520,8 @@ class _Worker:
             self.wake.wait()
             self.wake.clear()
             self.sleeping = False
+            if self.ctl[0] == _QUIT:
+                return
 
     def post(self, call: Prepared, i0: int, i1: int, thread: int) -> None:
         _pool_functions()[2](self.address, i0, i1, thread, call.fn.address, call.address)
@@ -513,13 +529,23 @@ class _Worker:
             self.sleeping = False
             self.wake.set()
 
-    def result(self) -> int:
+    def result(self) -> tuple[int, BaseException | None]:
+        """The posted task's status, once it has ended: waited for even through a ``KeyboardInterrupt``
+        (returned, for the caller to raise), since the task is using the call's buffers."""
         wait = _pool_functions()[1]
+        interrupted = None
         while not wait(self.address, SPINS):
-            time.sleep(2e-5)
+            try:
+                time.sleep(2e-5)
+            except BaseException as err:  # noqa: BLE001 - re-raised by the caller once every task ended
+                interrupted = interrupted or err
         status = int(self.ctl[6])
         self.ctl[0] = _IDLE
-        return status
+        return status, interrupted
+
+    def stop(self) -> None:
+        self.ctl[0] = _QUIT
+        self.wake.set()
 
 
 _workers: list[_Worker] = []
@@ -532,8 +558,14 @@ def _forget_pool() -> None:  # a forked child has none of the parent's threads: 
     _pool_lock = threading.Lock()
 
 
+def _stop_workers() -> None:
+    for worker in _workers:
+        worker.stop()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+atexit.register(_stop_workers)
 
 
 def parallel_for(call: Prepared, n_items: int) -> None:
@@ -544,19 +576,24 @@ def parallel_for(call: Prepared, n_items: int) -> None:
     if threads == 1 or not _pool_lock.acquire(blocking=False):
         call.run(0, n_items, 0)
         return
+    posted: list[_Worker] = []
+    error: BaseException | None = None
+    statuses = []
     try:
         while len(_workers) < threads - 1:
             _workers.append(_Worker(len(_workers) + 1))
         bounds = [n_items * t // threads for t in range(threads + 1)]
         for t in range(1, threads):
             _workers[t - 1].post(call, bounds[t], bounds[t + 1], t)
-        error = None
-        try:
-            call.run(bounds[0], bounds[1], 0)
-        except SymdeconvError as err:
-            error = err
-        statuses = [_workers[t - 1].result() for t in range(1, threads)]
+            posted.append(_workers[t - 1])
+        call.run(bounds[0], bounds[1], 0)
+    except BaseException as err:  # noqa: BLE001 - raised below, once no worker uses the call's buffers
+        error = err
     finally:
+        for worker in posted:
+            status, interrupted = worker.result()
+            statuses.append(status)
+            error = error or interrupted
         _pool_lock.release()
     if error is not None:
         raise error
