@@ -121,3 +121,22 @@ def test_a_process_exits_cleanly_right_after_parallel_calls():
     layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=4)
     ref = _matrix_result(layer, np.ones((2, 3, 5, 4)), np.ones(layer.weight_shape)).sum()
     assert abs(float(proc.stdout.strip()) - ref) < 1e-9 * abs(ref)
+
+
+def test_the_object_files_key_covers_every_source_the_kernels_are_compiled_from():
+    """An object file is named by a hash of the runtime's sources: every module the kernels import from the
+    package (whose constants Numba freezes into the code), transitively, is one of them, so no edit can
+    leave a stale object file in use."""
+    import ast
+
+    here = Path(native.__file__).resolve().parent
+    todo, seen = ["rt_layers.py", "rt_wino.py", "runtime.py"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((here / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                todo.append(node.module.split(".")[0] + ".py")
+    assert seen <= set(native.RUNTIME_SOURCES), seen - set(native.RUNTIME_SOURCES)

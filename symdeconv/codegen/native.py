@@ -49,8 +49,9 @@ from .cache import cache_dir
 __all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "Prepared", "parallel_for",
            "max_threads", "num_threads", "RUNTIME_SOURCES"]
 
-#: the files whose code (and its callees') the native objects are compiled from: any change makes a new key
-RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "runtime.py", "machine.py", "rt_driver.py")
+#: the files the native objects are compiled from (the kernels, and the constants Numba freezes into them):
+#: any change makes a new key
+RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
 
 #: helpers of Numba's own C runtime that a loaded object may name but never calls on the native path
 _STUBBED_PREFIXES = ("numba_", "NRT_")
