@@ -21,8 +21,10 @@ A file is used only where it was made: its name holds a hash of the runtime's so
 llvmlite and Python versions, and the CPU name and features Numba compiles for.  Linux ELF objects on
 x86-64 and AArch64 only; anywhere else (or with ``SYMDECONV_NATIVE=0``) every call goes through Numba.
 
-``ctypes`` releases the GIL during a call, so a call's work items run on a pool of Python threads
-(:func:`parallel_for`), split the way Numba's ``prange`` splits them: one contiguous range per thread.
+Each loaded function is called through a small trampoline that takes one argument, the address of its
+flattened arguments kept by a :class:`Prepared` call.  ``ctypes`` releases the GIL during a call, so a
+call's work items run on a pool of Python threads (:func:`parallel_for`) that wait for tasks in native
+code, split the way Numba's ``prange`` splits them: one contiguous range per thread.
 """
 
 from __future__ import annotations
