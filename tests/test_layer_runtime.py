@@ -232,7 +232,7 @@ def test_a_damaged_native_object_is_not_loaded(tmp_path, monkeypatch):
     base = native.artifact_path("layers", "float64")
     base.parent.mkdir(parents=True)
     base.with_suffix(".o").write_bytes(b"\x7fELF" + bytes(100))
-    base.with_suffix(".json").write_text('{"symbol": "f", "args": [], "sha256": "0"}')
+    base.with_suffix(".json").write_text('{"symbol": "f", "args": [], "head": 0, "sha256": "0"}')
     assert native.load("layers", "float64", retry=True) is None
     layer = sd.ConvTranspose(3, stride=1, padding=1, in_channels=2, out_channels=2)
     got = sd.compile(layer)(x, w)

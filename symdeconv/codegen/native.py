@@ -126,12 +126,13 @@ def artifact_path(entry: str, dtype: str) -> Path:
     return cache_dir() / "native" / f"{entry}-{dtype}-{artifact_key(entry, dtype)}"
 
 
-def write(entry: str, dtype: str, obj: bytes, symbol: str, args: list) -> Path:
+def write(entry: str, dtype: str, obj: bytes, symbol: str, args: list, head: int) -> Path:
     """Store an object file and what calling it needs (``args``: ``"i64"`` or ``[ndim, dtype]`` per
-    argument); atomic, so a reader never sees half a file."""
+    argument; ``head``: 3 for a range function, whose ``i0, i1, thread`` each thread passes itself, else 0);
+    atomic, so a reader never sees half a file."""
     base = artifact_path(entry, dtype)
     base.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"symbol": symbol, "args": args, "sha256": hashlib.sha256(obj).hexdigest()}
+    meta = {"symbol": symbol, "args": args, "head": head, "sha256": hashlib.sha256(obj).hexdigest()}
     for suffix, data in ((".o", obj), (".json", json.dumps(meta).encode())):  # the .json last: it marks "done"
         tmp = base.with_name(f".{base.name}{suffix}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
@@ -194,8 +195,9 @@ def _load(base: Path) -> NativeFunction | None:
     address = engine.get_function_address(meta["symbol"])
     if not address:
         return None
-    args = meta["args"]
-    head = 3 if args[:3] == ["i64"] * 3 else 0  # a range function: (i0, i1, thread, ...)
+    args, head = meta["args"], meta.get("head")
+    if head not in (0, 3) or args[:head] != ["i64"] * head:
+        return None
     engine.add_module(llvm.parse_assembly(_trampoline(address, head, args[head:])))
     engine.finalize_object()
     _engines.append(engine)

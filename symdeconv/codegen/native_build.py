@@ -61,9 +61,9 @@ def _object_code(dispatcher, sig, cres) -> bytes | None:
     return bytes(found) if found is not None else None
 
 
-def build(entry: str, dispatcher, values, dtype: str) -> bool:
+def build(entry: str, dispatcher, values, dtype: str, head: int) -> bool:
     """Write ``dispatcher``'s overload for the types of ``values`` (compiled, or loaded from Numba's cache,
-    first) as the native object of ``entry``; False when it cannot be."""
+    first) as the native object of ``entry`` (``head``: see :func:`.native.write`); False when it cannot be."""
     if not native.enabled():
         return False
     sig = _signature(values)
@@ -80,7 +80,7 @@ def build(entry: str, dispatcher, values, dtype: str) -> bool:
         return False
     args = ["i64" if isinstance(t, types.Integer) else [t.ndim, str(np.dtype(t.dtype.name))] for t in sig]
     try:
-        native.write(entry, dtype, obj, cres.fndesc.llvm_func_name, args)
+        native.write(entry, dtype, obj, cres.fndesc.llvm_func_name, args, head)
     except OSError as err:
         warnings.warn(f"symdeconv: cannot write the native runtime cache ({err})", RuntimeWarning, stacklevel=2)
         return False

@@ -78,7 +78,7 @@ def _numba_function(entry: str, parallel: bool):
     return getattr(mod, parallel_name if parallel else range_name)
 
 
-def _native(entry: str, dtype: np.dtype, args: tuple) -> native.NativeFunction | None:
+def _native(entry: str, dtype: np.dtype, args: tuple, head: int) -> native.NativeFunction | None:
     """The native function of ``entry``: loaded from its object file; else, once per process, compiled
     by Numba (or loaded from Numba's cache), written as an object file and loaded from there."""
     if not (NATIVE and native.enabled()):
@@ -92,7 +92,7 @@ def _native(entry: str, dtype: np.dtype, args: tuple) -> native.NativeFunction |
             try:
                 from .native_build import build
 
-                if build(entry, _numba_function(entry, False), args, dtype.name):
+                if build(entry, _numba_function(entry, False), args, dtype.name, head):
                     fn = native.load(entry, dtype.name, retry=True)
             except Exception as err:  # noqa: BLE001 - a cache that cannot be written never fails a call
                 warnings.warn(f"symdeconv: the native runtime was not built ({err!r}); running Numba's",
@@ -110,7 +110,7 @@ def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values:
     if call is not None:
         call.update(values)
     else:
-        fn = _native(entry, dtype, head + tuple(values))
+        fn = _native(entry, dtype, head + tuple(values), len(head))
         if fn is not None:
             call = fn.prepare(values)
             if calls is not None:
