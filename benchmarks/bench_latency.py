@@ -2,7 +2,8 @@
 
 Run with ``make bench`` (or ``python benchmarks/bench_latency.py [--quick]``).  Every "first result" is
 measured in a new Python process, from ``sd.compile(layer)`` to the first returned array (SymPy plan,
-emitting the module, Numba compiling the runtime or its object files loading (``symdeconv.codegen.native``), the call), after ``import symdeconv`` and NumPy:
+emitting the module, Numba compiling the runtime or its object files loading, the call), after
+``import symdeconv`` and NumPy:
 
 - **first use on a machine**: empty symdeconv and Numba caches (``SYMDECONV_CACHE_DIR``,
   ``NUMBA_CACHE_DIR`` point at fresh folders): one layer, float32 then float64;
