@@ -21,7 +21,7 @@ from symdeconv.verify.check import check_layer
 
 pytest.importorskip("numba")
 from symdeconv.codegen import rt_layers  # noqa: E402  (imports Numba)
-from symdeconv.codegen import rt_driver  # noqa: E402
+from symdeconv.codegen import rt_driver, rt_layout  # noqa: E402
 from symdeconv.codegen.rt_driver import ROW_TARGET  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def test_register_tile_is_sized_from_the_machine():
             cols = tile_columns(m, itemsize)
             lanes = m.vector_bits // (8 * itemsize)
             assert cols % lanes == 0 and CO_BLOCK * cols // lanes <= m.registers // 2, (m, itemsize)
-    assert rt_layers.tile_shape(4) == (CO_BLOCK, tile_columns(host_machine(), 4))
+    assert rt_layout.tile_shape(4) == (CO_BLOCK, tile_columns(host_machine(), 4))
 
 
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
@@ -360,7 +360,7 @@ def _tile_modes(layer, shape, tile=None) -> set[str]:
     in a row span ≥ TILE and give fewer tiles than the block's flat columns.
     """
     plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
-    tile = tile or rt_layers.tile_shape(4)[1]
+    tile = tile or rt_layout.tile_shape(4)[1]
     lo = [int(a) for a, _ in layer.window(shape)]  # first operator output position per dimension
     out = layer.output_shape(shape)
     first = [[-((p - lo[d]) // plan.P[d]) for p in range(plan.P[d])] for d in range(plan.ndim)]

@@ -14,8 +14,8 @@ micro-kernel whose K loop — input channels × taps — runs over runtime table
 dimension are then written interleaved into the output rows.
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
-so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one int64 vector ``g``
-(:data:`~.rt_layout.G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
+so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one
+int64 vector ``g`` (:data:`~.rt_layout.G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
 (``prange``) or ``run_range`` (a range of items on one thread: calls too small to wake threads for, and
 each thread of the native runtime, :mod:`.native`).  The driver that sizes a call is :mod:`.rt_driver`.
 """
@@ -28,10 +28,9 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
-from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,  # noqa: F401
+from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,
                         _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
-                        _ROW_BLOCKS, _ROWS, _S, _S0, _TILE, _WIDE, _XA, G_FIELDS, G_SIZE, MAX_NDIM, TILE_F32, TILE_F64,
-                        tile_shape)
+                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, G_FIELDS, MAX_NDIM, TILE_F32, TILE_F64)
 from .runtime import tile_codegen
 
 __all__ = ["run_range", "run_parallel", "fill_planes", "work_item", "NARROW_CHUNK"]

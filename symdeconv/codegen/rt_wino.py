@@ -27,7 +27,7 @@ the two leading dimensions that is 16 products for 9 outputs instead of 36, time
 along the last dimension, which stay direct (unit-stride, vectorised along the last dimension).
 
 Nothing here depends on a layer: the tap tables, periods and shapes are runtime arrays, and the register
-tile is the machine's (:func:`symdeconv.codegen.rt_layers.tile_shape`).  The functions:
+tile is the machine's (:func:`symdeconv.codegen.rt_layout.tile_shape`).  The functions:
 
 1. :func:`weight_transform`: ``U[phase, k, t, ci, co] = Σ_a G[k, a] · w[slot(phase, a, t), ci, co]``;
 2. ``block_rows`` (in the driver, :mod:`.rt_driver`): rows of windows per block of work;
@@ -55,9 +55,9 @@ from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
 from .rt_layers import _machine_tile, split_item, tile_columns_of
-from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0,
-                        W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE,
-                        WINO_M)
+from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS,
+                        W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM,
+                        W_T1, WG_SIZE, WINO_M)
 from .runtime import LINE_BYTES, line_head, store_fence, stream_line, stream_pair, tile_codegen
 
 __all__ = ["run_range", "run_parallel", "weight_transform", "BT", "G", "AT", "WINO_M"]
