@@ -108,15 +108,23 @@ def _named_features(cpu: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _machine(cpu_env: str, features_env: str) -> Machine:
+def numba_target(cpu_env: str, features_env: str) -> tuple[str, str]:
+    """The CPU name and LLVM feature string Numba's JIT compiles for, given ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` (empty: unset): those when set, else the host's — the host's features even when
+    only the CPU name is set, as Numba passes them."""
     import llvmlite.binding as llvm
 
     cpu = cpu_env if cpu_env and cpu_env != "host" else llvm.get_host_cpu_name()
+    return cpu, features_env or llvm.get_host_cpu_features().flatten()
+
+
+@functools.lru_cache(maxsize=None)
+def _machine(cpu_env: str, features_env: str) -> Machine:
+    cpu, flat = numba_target(cpu_env, features_env)
+    features = _flag_features(flat)
     if features_env:  # LLVM adds the named CPU's own features to an explicit feature string
-        features = _named_features(cpu) | _flag_features(features_env)
+        features |= _named_features(cpu)
         features -= {f[1:] for f in features_env.split(",") if f.startswith("-")}
-    else:  # as Numba's JIT: the host's features, whatever CPU name is asked for
-        features = _flag_features(llvm.get_host_cpu_features().flatten())
     return machine_from(cpu, features)
 
 

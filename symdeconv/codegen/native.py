@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import SymdeconvError
 from .cache import cache_dir
+from .machine import numba_target
 
 __all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "Prepared", "parallel_for",
            "max_threads", "num_threads", "RUNTIME_SOURCES"]
@@ -104,21 +105,13 @@ def _source_hash() -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
-def _target(cpu_env: str, features_env: str) -> tuple[str, str, str]:
-    """(triple, CPU name, features) as Numba's JIT reads them: ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
-    when set, else the host's."""
-    import llvmlite.binding as llvm
-
-    cpu = cpu_env if cpu_env and cpu_env != "host" else llvm.get_host_cpu_name()
-    features = features_env or llvm.get_host_cpu_features().flatten()
-    return llvm.get_process_triple(), cpu, features
-
-
 def artifact_key(entry: str, dtype: str) -> str:
     """The hash that names the object file of ``entry`` for ``dtype`` on this machine and installation."""
+    import llvmlite.binding as llvm
+
     parts = (entry, dtype, _source_hash(), *_versions(), sys.version.split()[0], sys.implementation.cache_tag,
-             *_target(os.environ.get("NUMBA_CPU_NAME", ""), os.environ.get("NUMBA_CPU_FEATURES", "")))
+             llvm.get_process_triple(),
+             *numba_target(os.environ.get("NUMBA_CPU_NAME", ""), os.environ.get("NUMBA_CPU_FEATURES", "")))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
