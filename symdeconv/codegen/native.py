@@ -175,13 +175,13 @@ def _load(base: Path) -> NativeFunction | None:
     for name in undefined:
         if llvm.address_of_symbol(name):
             continue
-        address = getattr(process, name, None) if not name.startswith(_STUBBED_PREFIXES) else None
-        if address is not None:
-            llvm.add_symbol(name, ctypes.cast(address, ctypes.c_void_p).value)
-        elif name.startswith(_STUBBED_PREFIXES):
+        if name.startswith(_STUBBED_PREFIXES):
             llvm.add_symbol(name, _trap_address())
-        else:  # a symbol nothing here defines: linking would fail (LLVM aborts the process on that)
+            continue
+        address = getattr(process, name, None)
+        if address is None:  # a symbol nothing here defines: linking would fail (LLVM aborts the process on that)
             return None
+        llvm.add_symbol(name, ctypes.cast(address, ctypes.c_void_p).value)
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
@@ -284,12 +284,11 @@ def _elf_undefined(obj: bytes) -> list[str] | None:
 
 
 class NativeFunction:
-    """A runtime function loaded from its object file, called like its Numba dispatcher: ``f(*args)`` with
-    NumPy arrays (C-contiguous, of the compiled dtype and rank) and integers.
-
-    ``f.prepare(args)`` gives a :class:`Prepared` call whose flattened arguments are kept between calls
-    (the driver keeps one per call shape): a call then only updates the data addresses of arrays that
-    are not the ones it saw last time."""
+    """A runtime function loaded from its object file, called through a :class:`Prepared` call:
+    ``f.prepare(args)`` with the arguments after its head (NumPy arrays, C-contiguous, of the compiled dtype
+    and rank, and integers), then ``.run(i0, i1, thread)``.  The flattened arguments are kept between calls
+    (the driver keeps one prepared call per call shape): a call then only updates the data addresses of
+    arrays that are not the ones it saw last time."""
 
     def __init__(self, address: int, args: list, head: int):
         self.args = args
@@ -300,10 +299,6 @@ class NativeFunction:
 
     def prepare(self, values) -> Prepared:
         return Prepared(self, values)
-
-    def __call__(self, *values) -> None:
-        p = Prepared(self, values[self.head:] if self.head else values)
-        p.run(*values[:self.head])
 
 
 class Prepared:

@@ -15,9 +15,9 @@ dimension are then written interleaved into the output rows.
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
 so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one
-int64 vector ``g`` (:data:`~.rt_layout.G_FIELDS`) and a few tables; ``work_item`` is one block of work, run by ``run_parallel``
-(``prange``) or ``run_range`` (a range of items on one thread: calls too small to wake threads for, and
-each thread of the native runtime, :mod:`.native`).  The driver that sizes a call is :mod:`.rt_driver`.
+int64 vector ``g`` (:data:`~.rt_layout.G_FIELDS`) and a few tables; ``work_item`` is one block of work, run
+by ``run_parallel`` (``prange``) or ``run_range`` (a range of items on one thread: calls too small to wake
+threads for, and each thread of the native runtime, :mod:`.native`).  The driver that sizes a call is :mod:`.rt_driver`.
 """
 
 from __future__ import annotations
@@ -496,8 +496,7 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
 
 @numba.njit(parallel=True, cache=True)
 def run_parallel(n_items, x3, xb_all, acc_all, tags, y3, w, bias, g):
-    for i in range(tags.size):  # no thread's buffer holds a block of this call's input yet
-        tags[i] = -1
+    """Every item on Numba's threads (``tags`` reset by the caller, as for ``run_range``)."""
     for item in prange(n_items):
         work_item(item, numba.get_thread_id(), x3, xb_all, acc_all, tags, y3, w, bias, g)
 

@@ -430,8 +430,7 @@ def _write_row(yr, acc, e, col, kA, kB, k0, Lx, PL, lo2, stream):
 
 @numba.njit(parallel=True, cache=True)
 def run_parallel(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
-    for i in range(tags.size):  # no thread's buffer holds a block of this call's input yet
-        tags[i] = -1
+    """Every item on Numba's threads (``tags`` reset by the caller, as for ``run_range``)."""
     for item in numba.prange(n_items):
         _item(item, numba.get_thread_id(), x, vb_all, tags, zrow, y, u, bias, acc_all, g)
 
