@@ -2,9 +2,10 @@
 
 ``python -m symdeconv.codegen.precompile [float32] [float64]`` runs a few small layers through every
 runtime path — the GEMM-like kernel on one thread and in parallel, the one-channel pass, the Winograd path,
-each through Numba's dispatchers and natively (:mod:`.native`) — so that a later process (a notebook, a server, a test worker) loads them instead of compiling them (the
-first compile costs tens of seconds per dtype; see ``benchmarks/README.md``).  Useful when building an
-image or before running many processes at once: each dtype can run in a process of its own.
+each through Numba's dispatchers and natively (:mod:`.native`) — so that a later process (a notebook, a
+server, a test worker) loads them instead of compiling them (the first compile costs about ten seconds per dtype;
+see ``benchmarks/README.md``).  Useful when building an image or before running many processes at once:
+each dtype can run in a process of its own.
 """
 
 from __future__ import annotations

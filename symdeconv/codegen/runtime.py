@@ -31,7 +31,8 @@ from numba.extending import intrinsic
 
 from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); outputs are allocated on one
 
-__all__ = ["stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair", "store_fence", "LINE_BYTES"]
+__all__ = ["stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair", "store_fence",
+           "LINE_BYTES"]
 
 
 @intrinsic
