@@ -273,3 +273,26 @@ def test_precompile_runs_every_runtime_path(monkeypatch, tmp_path):
     if native.enabled():
         names = {p.name.split("-")[0] for p in (tmp_path / "native").glob("*-float32-*.o")}
         assert names == {"layers", "gather", "wino", "wino_weights"}
+
+
+def test_full_width_makes_llvm_use_the_machines_vector_registers():
+    """On an AVX-512 machine the runtime's loops use 512-bit registers, also on Intel CPUs whose LLVM tuning
+    prefers 256 bits (there the register tiles, sized for 32 zmm registers, would spill as ymm code)."""
+    import numba
+
+    from symdeconv.codegen.machine import host_machine
+    from symdeconv.codegen.runtime import full_width
+
+    if host_machine().isa != "avx512":
+        pytest.skip("the host compiles for no AVX-512 target")
+
+    @numba.njit(fastmath={"contract"})
+    def axpy(y, a, x):
+        full_width()
+        for i in range(y.shape[0]):
+            y[i] += a * x[i]
+
+    y = np.zeros(256, np.float32)
+    axpy(y, np.float32(2.0), np.ones(256, np.float32))
+    np.testing.assert_array_equal(y, 2.0)
+    assert "zmm" in "".join(axpy.inspect_asm().values())

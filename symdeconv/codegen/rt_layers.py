@@ -31,7 +31,7 @@ from .machine import CO_BLOCK
 from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,
                         _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
                         _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, G_FIELDS, MAX_NDIM, TILE_F32, TILE_F64)
-from .runtime import tile_codegen
+from .runtime import full_width, tile_codegen
 
 __all__ = ["run_range", "run_parallel", "fill_planes", "work_item", "NARROW_CHUNK"]
 
@@ -64,6 +64,7 @@ def fill_planes(x3, xb, b, ci0, m0, g):
     Plane position ``u`` (per dimension) of plane ``r`` holds ``x[Q (u + xa) + r]``, zero outside the
     input or past the planes' extent ``L``; ``i < band``.
     """
+    full_width()
     D = g[_NDIM]
     last = D - 1
     band = g[_BAND]
@@ -143,6 +144,7 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
     function's own stack array: only then can it keep the tile in vector registers over the channel loop
     (an array argument might alias the inputs).  Numba's IR inlining (``inline="always"``) would guarantee
     it, but doubled the runtime's first compile."""
+    full_width()
     T = tile.shape[1]
     for m in range(T):
         tile[0, m] = b0
@@ -247,6 +249,7 @@ def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
     whole tiles take one or two half tiles (``_half_tile``; the last ends at ``base + span`` and may
     overlap the one before): short blocks compute fewer padded columns.  ``span`` is at least a half tile.
     """
+    full_width()
     tile = _machine_tile(acc)
     half = _half_tile(acc)
     T = tile.shape[1]
@@ -278,6 +281,7 @@ def _phase_one(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, M):
     Taps four at a time in one pass over the row (then two, then one), so the accumulator row is read and
     written once per four taps rather than once per tap.  Columns ``base … base + M − 1``.
     """
+    full_width()
     a = acc[0, max(0, base):]
     bv = bias[co]
     for m in range(M):
@@ -350,6 +354,7 @@ def _write_rows(y3, acc, b, co_first, width, m0, cols, g, pl_first, pl_stop):
     ``y[…, P (i + jlo) + pl − lo]`` for the row's columns ``i``.  ``pl_first[pl] ≤ i < pl_stop[pl]``
     are the columns of phase ``pl`` inside the output.
     """
+    full_width()
     D = g[_NDIM]
     last = D - 1
     PL = g[_PL]
@@ -433,6 +438,7 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
     (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
     only, since the symbol exists once the threading layer has started)."""
+    full_width()
     # the plan's tables follow the geometry in g (one array: fewer arguments to type-check per call)
     phase_taps = g[g[_AT_TAPS]:g[_AT_OFFS]]
     offs = g[g[_AT_OFFS]:g[_AT_FIRST]]

@@ -58,7 +58,7 @@ from .rt_layers import _machine_tile, split_item, tile_columns_of
 from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS,
                         W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM,
                         W_T1, WG_SIZE, WINO_M)
-from .runtime import LINE_BYTES, line_head, store_fence, stream_line, stream_pair, tile_codegen
+from .runtime import LINE_BYTES, full_width, line_head, store_fence, stream_line, stream_pair, tile_codegen
 
 __all__ = ["run_range", "run_parallel", "weight_transform", "BT", "G", "AT", "WINO_M"]
 
@@ -96,6 +96,7 @@ def _tile_rows(typingctx, like, rows):
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def weight_transform(w, u, slots, nx):
     """``U[k, point, t, ci, co] = Σ_j GC[point, j] · w[slots[k, GI[point, j], t], ci, co]`` (G g, per phase k)."""
+    full_width()
     for k in range(u.shape[0]):
         for point in range(u.shape[1]):
             for t in range(nx):
@@ -112,6 +113,7 @@ def weight_transform(w, u, slots, nx):
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
 def _transform_input(xc, vb, ci, zrow, q0, nq, g, first, stop):
     """``vb[ci, point, r · Lx + i]``: Bᵀ along both leading dimensions of the windows of rows ``q0 …``."""
+    full_width()
     T1 = g[W_T1]
     Lx = g[W_LX]
     a0 = g[W_A0]
@@ -285,6 +287,7 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     thread share it.  This thread's rows ``acc[p · 9 + e, c · S + m]`` hold output ``e`` of the windows of
     column ``m``, for channel ``c`` and last-dimension phase ``p``.
     """
+    full_width()
     groups = g[W_GROUPS]
     rows = g[W_ROWS]
     brows = g[W_BLOCK_ROWS]
