@@ -56,21 +56,22 @@ def _machine_module():
     return sys.modules["_machine"]
 
 
-def test_fma_peak_loop_does_the_work_it_counts():
-    """The peak loop's result is the float32 recurrence x ← a·x + b, run ``steps`` times from 0 in
-    every lane (a NumPy oracle): the compiler kept every multiply-add that the GFLOP/s figure counts."""
+def test_fma_peak_loops_do_the_work_they_count():
+    """Each peak loop's result is the float32 recurrence x ← a·x + b, run ``steps`` times from 0 in every
+    lane (a NumPy oracle): the compiler kept every multiply-add that the GFLOP/s figure counts."""
     machine = _machine_module()
     scale = np.array([[0.5, 0.25], [0.75, -1.0], [-0.5, 2.0]], dtype=np.float32)
-    n = machine._ACC  # as many accumulators as the ISA has registers to spare
-    assert n % 4 == 0 and n >= 32
-    out = np.full((3, n), np.nan, dtype=np.float32)
-    steps = 37
-    machine._fma_loop(scale, out, steps)
-    for item, (a, b) in enumerate(scale):
-        x = np.float32(0.0)
-        for _ in range(steps):
-            x = np.float32(np.float64(x) * np.float64(a) + np.float64(b))  # one rounding, as an FMA
-        np.testing.assert_allclose(out[item], np.full(n, x), rtol=1e-6)
+    assert len(machine._FMA_LOOPS) >= 2
+    for loop, n in machine._FMA_LOOPS:
+        assert n % 4 == 0 and n >= 32
+        out = np.full((3, n), np.nan, dtype=np.float32)
+        steps = 37
+        loop(scale, out, steps)
+        for item, (a, b) in enumerate(scale):
+            x = np.float32(0.0)
+            for _ in range(steps):
+                x = np.float32(np.float64(x) * np.float64(a) + np.float64(b))  # one rounding, as an FMA
+            np.testing.assert_allclose(out[item], np.full(n, x), rtol=1e-6)
 
 
 def test_cpu_model_reads_cpuinfo():

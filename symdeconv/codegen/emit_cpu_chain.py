@@ -98,6 +98,8 @@ def emit_cpu_chain(plan: KernelPlan, title: str | None = None) -> str:
     w("import numpy as np")
     w("from numba import prange")
     w()
+    w("from symdeconv.codegen.runtime import full_width")
+    w()
     w(f"NDIM = {plan.ndim}")
     w(f"P = {plan.P}  # output period (phases) per dimension")
     w(f"Q = {plan.Q}  # input period per dimension")
@@ -208,6 +210,7 @@ def _interior_1d(plan: KernelPlan, omin: tuple[int, ...], w: Writer) -> None:
         w(f'"""Interior blocks j = ja … ja + count − 1 of batch entry b: every tap reads inside x, every output')
         w("lands inside y, so nothing is tested.  Views start at the first input / output of the run: block")
         w(f"ja + i reads xv[{times(Q, 'i')} + offset − OFFSET_MIN] and writes yv[{times(P, 'i')} + phase].\"\"\"")
+        w("full_width()  # the machine's full vector width, whatever LLVM's tuning prefers (runtime.full_width)")
         start_x = plus(times(Q, "ja"), o0)
         for ci in range(plan.c_in):
             w(f"xv{ci} = x[b, {ci}, {start_x}:]")
@@ -264,6 +267,7 @@ def _kernel_1d(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w
         w("pieces = full + (1 if rest > 0 else 0)")
         w("for item in prange(batch * pieces):")
         with w.indent():
+            w("full_width()")
             w("b = item // pieces")
             w("k = item - b * pieces")
             w("interior(x, y, c, b, ja + k * CHUNK, CHUNK if k < full else rest, lo0)")
@@ -294,6 +298,7 @@ def _block_nd(plan: KernelPlan, omin: tuple[int, ...], omax: tuple[int, ...], w:
     with w.indent():
         w('"""The outputs of block j0 of the first dimension (every output channel, batch entry b), row by row')
         w(f"along the last dimension: border blocks j{L} tested tap by tap, interior blocks j{L} fused and untested.\"\"\"")
+        w("full_width()  # the machine's full vector width, whatever LLVM's tuning prefers (runtime.full_width)")
         for d in dims(plan):
             w(f"n{d} = x.shape[{d + 2}]")
             w(f"out{d} = y.shape[{d + 2}]")
@@ -392,5 +397,6 @@ def _kernel_nd(plan: KernelPlan, w: Writer) -> None:
         w(f"blocks = -((-lo0 - out0) // {P0}) - block0" if P0 != 1 else "blocks = out0")
         w("for item in prange(batch * blocks):")
         with w.indent():
+            w("full_width()")
             w("b = item // blocks")
             w(f"block(x, y, c, b, block0 + item - b * blocks, {lo})")

@@ -45,7 +45,8 @@ def full_width(typingctx):
     accumulators that spill.  Cores with two 512-bit FMA units run zmm code at about twice the FLOP rate
     (measured in ``benchmarks/README.md``).  The function attribute ``"prefer-vector-width"`` overrides the
     tuning for one function; it must be on every function its vector loops end up in after inlining.
-    Nothing is added where the target is not AVX-512 (AMD Zen 4 already prefers 512 bits).
+    Nothing is added where the target is not AVX-512 (AMD Zen 4 already prefers 512 bits).  The generated
+    stencils do without it: their interleaved phase writes ran slower as 512-bit code.
     """
     machine = host_machine()
 
