@@ -296,7 +296,7 @@ def test_fill_copies_the_band_of_a_block(name):
     x = rng.standard_normal((2, 5) + tuple(shape))
     x3 = x.reshape(2, 5, -1)
     for tile in (16, 64):  # the band's length follows the tile width
-        g = rt_driver._geometry(plan, x.shape, (2, 4) + out, 1, lo, tile)[0]
+        g = rt_driver._geometry(plan, x.shape, (2, 4) + out, 1, lo, tile, x.itemsize)[0]
         band = int(g[rt_layers.G_FIELDS["band"]])
         S0 = int(g[rt_layers.G_FIELDS["S0"]])
         for b in range(2):

@@ -296,3 +296,24 @@ def test_full_width_makes_llvm_use_the_machines_vector_registers():
     axpy(y, np.float32(2.0), np.ones(256, np.float32))
     np.testing.assert_array_equal(y, 2.0)
     assert "zmm" in "".join(axpy.inspect_asm().values())
+
+
+def test_blocks_keep_their_input_planes_in_half_of_l2(monkeypatch):
+    """With a small L2 a layer's rows are cut into blocks whose planes fit half of it, and the result is
+    still the layer's definition (blocks of one row, seams between every two)."""
+    layer = sd.Conv((3, 3), stride=2, padding=1, in_channels=16, out_channels=8)
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((1, 16, 20, 24)), rng.standard_normal(layer.weight_shape), rng.standard_normal(8)
+    plan = LayerPlan.from_kernel_plan(LayerBinding(layer).plan)
+    lo = tuple(int(a) for a, _ in layer.window(x.shape[2:]))
+    out = tuple(layer.output_shape(x.shape[2:]))
+    fields = rt_driver.G_FIELDS
+    for l2 in (1 << 21, 1 << 14):
+        monkeypatch.setattr(rt_driver, "l2_bytes", lambda: l2)
+        g = rt_driver._geometry(plan, x.shape, (1, 8) + out, 1, lo, 16, 8)[0]
+        planes = 16 * g[fields["n_planes"]] * g[fields["S0"]] * 8  # bytes of one plane row, every channel
+        assert g[fields["block_rows"]] == 1 or g[fields["block_rows"]] * planes <= l2 // 2
+        if l2 < 1 << 20:
+            assert g[fields["row_blocks"]] == g[fields["rows"]]  # one row per block
+            f = sd.compile(layer, "cpu")
+            np.testing.assert_allclose(f(x, w, b), _naive(layer, x, w, b), rtol=1e-12, atol=1e-12)

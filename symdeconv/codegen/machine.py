@@ -18,7 +18,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "CO_BLOCK"]
+__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "CO_BLOCK"]
 
 #: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
 #: input vector; 4 divides the channel counts of nearly every real layer, so few channels take the
@@ -131,3 +131,30 @@ def _machine(cpu_env: str, features_env: str) -> Machine:
 def host_machine() -> Machine:
     """The machine Numba compiles for in this process (honours ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``)."""
     return _machine(os.environ.get("NUMBA_CPU_NAME", ""), os.environ.get("NUMBA_CPU_FEATURES", ""))
+
+
+#: the L2 size assumed where the system does not tell it (bytes)
+L2_DEFAULT = 1 << 20
+
+
+@functools.lru_cache(maxsize=None)
+def l2_bytes() -> int:
+    """One core's L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of CPU 0), else
+    ``L2_DEFAULT``.  It sizes blocks of work, not compiled code, so it is not part of :class:`Machine`."""
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(root)):
+            if not entry.startswith("index"):
+                continue
+            with open(f"{root}/{entry}/level", encoding="ascii") as f:
+                level = f.read().strip()
+            with open(f"{root}/{entry}/type", encoding="ascii") as f:
+                kind = f.read().strip()
+            if level == "2" and kind in ("Unified", "Data"):
+                with open(f"{root}/{entry}/size", encoding="ascii") as f:
+                    size = f.read().strip()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return L2_DEFAULT

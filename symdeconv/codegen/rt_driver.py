@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import SymdeconvError
 from . import native
-from .machine import CO_BLOCK
+from .machine import CO_BLOCK, l2_bytes
 from .rt_layout import (G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
@@ -166,7 +166,7 @@ def gather_strided(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out,
 # ==================================================================================================
 
 
-def _geometry(t, x_shape, y_shape, groups, lo, tile):
+def _geometry(t, x_shape, y_shape, groups, lo, tile, itemsize):
     """Everything a call needs that depends only on the shapes: the geometry vector and the tables."""
     D = t.ndim
     n, out = x_shape[2:], y_shape[2:]
@@ -184,6 +184,8 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile):
     # one input channel per group: little work per output, so larger blocks (fewer, cheaper work items)
     target = ROW_TARGET * (NARROW_SCALE if cin // groups == 1 else 1)
     block_rows = max(1, target // S[0])
+    # every block of output channels reads the block's input planes again: they stay in half of L2
+    block_rows = min(block_rows, max(1, l2_bytes() // 2 // ((cin // groups) * t.n_planes * S[0] * itemsize)))
     block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     row_blocks = -(-rows // block_rows)
     m_max = -(-(block_rows * S[0]) // tile) * tile
@@ -237,7 +239,7 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
         threads = native.max_threads()
         # the tile width the compiled micro-kernel was built with (fixed at import, as Numba froze it)
         tile = TILE_F32 if x.itemsize == 4 else TILE_F64
-        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile)
+        g, n_items, macs, xb_shape, m_max = _geometry(t, x.shape, y.shape, groups, lo, tile, x.itemsize)
         serial = macs < SERIAL_MAX_MACS or n_items == 1
         nbuf = 1 if serial else threads
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
