@@ -317,3 +317,43 @@ def test_blocks_keep_their_input_planes_in_half_of_l2(monkeypatch):
             assert g[fields["row_blocks"]] == g[fields["rows"]]  # one row per block
             f = sd.compile(layer, "cpu")
             np.testing.assert_allclose(f(x, w, b), _naive(layer, x, w, b), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("phases", [1, 2, 3])
+@pytest.mark.parametrize("stream", [True, False])
+def test_write_phases_interleaves_runs_at_any_alignment(dtype, phases, stream):
+    """``runtime.write_phases`` writes exactly ``y[start + P i + p] = rb[p, i]``, streamed or not, for runs
+    that start at every offset within a line and are shorter than, as long as, or longer than a line."""
+    from symdeconv.codegen._alloc import LINE_BYTES
+    from symdeconv.codegen.runtime import write_phases
+
+    rng = np.random.default_rng(phases)
+    lanes = LINE_BYTES // np.dtype(dtype).itemsize
+    base = np.empty(8 * lanes + lanes, dtype=dtype)
+    shift = (-base.ctypes.data % LINE_BYTES) // base.itemsize
+    row = base[shift:shift + 8 * lanes]  # starts on a line
+    for start in range(lanes + 1):
+        for count in (0, 1, lanes // phases, lanes // phases + 3, (7 * lanes - start) // phases):
+            rb = rng.standard_normal((phases, 8 * lanes)).astype(dtype)
+            row[:] = np.nan
+            write_phases(row, start, rb, count, stream)
+            expect = np.full(row.shape, np.nan, dtype=dtype)
+            expect[start:start + phases * count] = rb[:, :count].T.reshape(-1)
+            np.testing.assert_array_equal(row, expect)
+
+
+def test_streamed_stencil_equals_the_definition():
+    """A 1 → 1 transposed convolution whose output is large enough to be streamed (rows of 2,048 float32)
+    equals its definition, a scatter of every tap (NumPy)."""
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=1, out_channels=1)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 1, 520, 1024)).astype(np.float32)
+    w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+    got = sd.compile(layer, "cpu")(x, w)
+    assert got.nbytes >= 4 << 20 and got.shape[-1] >= 1024  # streamed (STREAM_MIN_BYTES, STREAM_MIN_ROW)
+    full = np.zeros((2 * 520 + 2, 2 * 1024 + 2))
+    for ky in range(4):
+        for kx in range(4):
+            full[ky:ky + 2 * 520:2, kx:kx + 2 * 1024:2] += w[0, 0, ky, kx] * x[0, 0].astype(np.float64)
+    np.testing.assert_allclose(got[0, 0], full[1:-1, 1:-1], rtol=1e-4, atol=1e-4)

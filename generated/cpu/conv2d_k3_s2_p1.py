@@ -29,7 +29,7 @@ lo0, lo1 : the first operator output position of the window, per dimension
 import numpy as np
 
 from symdeconv.codegen import rt_driver
-from symdeconv.codegen.lazyjit import njit, prange
+from symdeconv.codegen.lazyjit import njit, prange, rt
 from symdeconv.codegen.layer_plan import LayerPlan, Phase, choose_strategy
 
 N_SLOTS = 9
@@ -61,17 +61,22 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
 
 STENCIL_CHUNK = 4096  # blocks of the last dimension per work item
 STENCIL_TARGET = 16384  # outputs per work item (rows of blocks are grouped)
+STENCIL_RUN = 512  # streamed interior blocks per run (computed into a stack buffer first)
+STREAM_MIN_BYTES = 4194304  # outputs of this many bytes …
+STREAM_MIN_ROW = 1024  # … and rows this long are written with streaming stores
 
 
 # _nrt=False: no reference counting of the row views made here (this function allocates nothing)
 @njit(cache=True, fastmath={'contract'}, _nrt=False)
-def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1):
+def stencil_rows(xc, yc, w, c, bv, zrow, stream, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1):
     """Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, 0, c].
 
     Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),
-    kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).
-    An output row loads the weights of its phases only (few registers live in its interior loop).
+    kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved; when
+    ``stream``, in runs of STENCIL_RUN into rb, then to whole lines by streaming stores).  An output row
+    loads the weights of its phases only (few registers live in its interior loop).
     """
+    rb = rt.stack_tile(yc, 1, 512)  # a run's outputs, one row per last-dimension phase
     for r in range(r0, r1):
         u = r
         j0 = jlo0 + u
@@ -115,7 +120,25 @@ def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0,
                         if 0 <= 2 * j + 1 < n1:
                             acc += w2 * xr0[2 * j + 1] + w5 * xr1[2 * j + 1] + w8 * xr2[2 * j + 1]
                         yr[t] = acc
-            if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
+            if stream:  # interior blocks j = i0 + i in runs: a run's phases into rb, then streamed to whole lines
+                for i0 in range(kA, kB, STENCIL_RUN):
+                    n = min(STENCIL_RUN, kB - i0)
+                    xv0 = xr0[2 * i0 - 1:]
+                    xv1 = xr1[2 * i0 - 1:]
+                    xv2 = xr2[2 * i0 - 1:]
+                    for i in range(n):
+                        v0_m1 = xv0[2 * i]
+                        v0_0 = xv0[2 * i + 1]
+                        v0_1 = xv0[2 * i + 2]
+                        v1_m1 = xv1[2 * i]
+                        v1_0 = xv1[2 * i + 1]
+                        v1_1 = xv1[2 * i + 2]
+                        v2_m1 = xv2[2 * i]
+                        v2_0 = xv2[2 * i + 1]
+                        v2_1 = xv2[2 * i + 2]
+                        rb[0, i] = bv + w0 * v0_m1 + w1 * v0_0 + w2 * v0_1 + w3 * v1_m1 + w4 * v1_0 + w5 * v1_1 + w6 * v2_m1 + w7 * v2_0 + w8 * v2_1  # phase (0, 0)
+                    rt.write_phases(yr, i0 - lo1, rb, n, True)
+            elif kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
                 xv0 = xr0[2 * kA - 1:]
                 xv1 = xr1[2 * kA - 1:]
                 xv2 = xr2[2 * kA - 1:]
@@ -166,6 +189,7 @@ def stencil(x, y, w, bias, lo0, lo1):
     zrow = np.empty(n1, dtype=x.dtype)  # stands for an input row outside x
     for i in range(n1):  # (a serial loop: np.zeros would be a parallel region of its own, every call)
         zrow[i] = 0.0
+    stream = y.size * y.itemsize >= STREAM_MIN_BYTES and out1 >= STREAM_MIN_ROW
     for item in prange(batch * channels * per_plane):
         bc = item // per_plane
         k = item - bc * per_plane
@@ -178,4 +202,6 @@ def stencil(x, y, w, bias, lo0, lo1):
         kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1
         kB = max(kA, min(jb, iB))
         r0 = q * block_rows
-        stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, r0, min(r0 + block_rows, rows), ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1)
+        stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, min(r0 + block_rows, rows), ja, jb, kA, kB,
+                     jlo0, jhi0, n0, out0, n1, out1, lo0, lo1)
+        rt.store_fence()  # the item's streaming stores, before the parallel region ends

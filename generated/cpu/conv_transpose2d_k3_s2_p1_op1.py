@@ -32,7 +32,7 @@ lo0, lo1 : the first operator output position of the window, per dimension
 import numpy as np
 
 from symdeconv.codegen import rt_driver
-from symdeconv.codegen.lazyjit import njit, prange
+from symdeconv.codegen.lazyjit import njit, prange, rt
 from symdeconv.codegen.layer_plan import LayerPlan, Phase, choose_strategy
 
 N_SLOTS = 9
@@ -70,17 +70,22 @@ def run(x, y, w, bias, groups, lo0, lo1, work=None):
 
 STENCIL_CHUNK = 4096  # blocks of the last dimension per work item
 STENCIL_TARGET = 16384  # outputs per work item (rows of blocks are grouped)
+STENCIL_RUN = 512  # streamed interior blocks per run (computed into a stack buffer first)
+STREAM_MIN_BYTES = 4194304  # outputs of this many bytes …
+STREAM_MIN_ROW = 1024  # … and rows this long are written with streaming stores
 
 
 # _nrt=False: no reference counting of the row views made here (this function allocates nothing)
 @njit(cache=True, fastmath={'contract'}, _nrt=False)
-def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1):
+def stencil_rows(xc, yc, w, c, bv, zrow, stream, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1):
     """Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, 0, c].
 
     Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),
-    kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).
-    An output row loads the weights of its phases only (few registers live in its interior loop).
+    kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved; when
+    ``stream``, in runs of STENCIL_RUN into rb, then to whole lines by streaming stores).  An output row
+    loads the weights of its phases only (few registers live in its interior loop).
     """
+    rb = rt.stack_tile(yc, 2, 512)  # a run's outputs, one row per last-dimension phase
     for r in range(r0, r1):
         u = r
         j0 = jlo0 + u
@@ -118,7 +123,17 @@ def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0,
                         if 0 <= j + 1 < n1:
                             acc += w2 * xr0[j + 1]
                         yr[t] = acc
-            if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
+            if stream:  # interior blocks j = i0 + i in runs: a run's phases into rb, then streamed to whole lines
+                for i0 in range(kA, kB, STENCIL_RUN):
+                    n = min(STENCIL_RUN, kB - i0)
+                    xv0 = xr0[i0:]
+                    for i in range(n):
+                        v0_0 = xv0[i]
+                        v0_1 = xv0[i + 1]
+                        rb[0, i] = bv + w0 * v0_0  # phase (0, 0)
+                        rb[1, i] = bv + w1 * v0_0 + w2 * v0_1  # phase (0, 1)
+                    rt.write_phases(yr, 2 * i0 - lo1, rb, n, True)
+            elif kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
                 xv0 = xr0[kA:]
                 yv = yr[2 * kA - lo1:]
                 for i in range(kB - kA):
@@ -155,7 +170,20 @@ def stencil_rows(xc, yc, w, c, bv, zrow, r0, r1, ja, jb, kA, kB, jlo0, jhi0, n0,
                         if 0 <= j + 1 < n1:
                             acc += w6 * xr0[j + 1] + w8 * xr1[j + 1]
                         yr[t] = acc
-            if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
+            if stream:  # interior blocks j = i0 + i in runs: a run's phases into rb, then streamed to whole lines
+                for i0 in range(kA, kB, STENCIL_RUN):
+                    n = min(STENCIL_RUN, kB - i0)
+                    xv0 = xr0[i0:]
+                    xv1 = xr1[i0:]
+                    for i in range(n):
+                        v0_0 = xv0[i]
+                        v0_1 = xv0[i + 1]
+                        v1_0 = xv1[i]
+                        v1_1 = xv1[i + 1]
+                        rb[0, i] = bv + w3 * v0_0 + w4 * v1_0  # phase (1, 0)
+                        rb[1, i] = bv + w5 * v0_0 + w6 * v0_1 + w7 * v1_0 + w8 * v1_1  # phase (1, 1)
+                    rt.write_phases(yr, 2 * i0 - lo1, rb, n, True)
+            elif kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output
                 xv0 = xr0[kA:]
                 xv1 = xr1[kA:]
                 yv = yr[2 * kA - lo1:]
@@ -201,6 +229,7 @@ def stencil(x, y, w, bias, lo0, lo1):
     zrow = np.empty(n1, dtype=x.dtype)  # stands for an input row outside x
     for i in range(n1):  # (a serial loop: np.zeros would be a parallel region of its own, every call)
         zrow[i] = 0.0
+    stream = y.size * y.itemsize >= STREAM_MIN_BYTES and out1 >= STREAM_MIN_ROW
     for item in prange(batch * channels * per_plane):
         bc = item // per_plane
         k = item - bc * per_plane
@@ -213,4 +242,6 @@ def stencil(x, y, w, bias, lo0, lo1):
         kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1
         kB = max(kA, min(jb, iB))
         r0 = q * block_rows
-        stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, r0, min(r0 + block_rows, rows), ja, jb, kA, kB, jlo0, jhi0, n0, out0, n1, out1, lo0, lo1)
+        stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, min(r0 + block_rows, rows), ja, jb, kA, kB,
+                     jlo0, jhi0, n0, out0, n1, out1, lo0, lo1)
+        rt.store_fence()  # the item's streaming stores, before the parallel region ends

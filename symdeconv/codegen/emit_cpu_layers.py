@@ -61,7 +61,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
         w()
     w("from symdeconv.codegen import rt_driver")
     if "stencil" in lp.paths:  # Numba is imported when the stencil first runs, not with the module
-        w("from symdeconv.codegen.lazyjit import njit, prange")
+        w("from symdeconv.codegen.lazyjit import njit, prange, rt")
     w("from symdeconv.codegen.layer_plan import LayerPlan, Phase" + (", choose_strategy" if len(lp.paths) > 1 else ""))
     w()
     w(f"N_SLOTS = {plan.n_slots}")

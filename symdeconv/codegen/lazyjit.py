@@ -5,7 +5,8 @@ runs on the shared runtime (:mod:`.rt_driver`), which can run without Numba (:mo
 the stencil with ``numba.njit`` at import would import Numba (~0.5 s) in every process that loads the
 module.  :func:`njit` here records the options instead; the first call of any such function in a module
 imports Numba, replaces every lazy function of the module's globals by its Numba dispatcher (so that the
-functions find each other as Numba functions when they compile) and binds ``prange`` to Numba's.
+functions find each other as Numba functions when they compile) and binds ``prange`` to Numba's and ``rt``
+to :mod:`symdeconv.codegen.runtime` (the runtime functions the generated code calls, as ``rt.name``).
 Numba's ``cache=True`` works as before: the functions are still defined in the module's file.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 
-__all__ = ["njit", "prange", "LazyFunction"]
+__all__ = ["njit", "prange", "rt", "LazyFunction"]
 
 _lock = threading.RLock()
 
@@ -22,6 +23,16 @@ _lock = threading.RLock()
 def prange(*args):
     """Stands for ``numba.prange`` in a generated module until Numba compiles its functions."""
     return range(*args)
+
+
+class _Runtime:
+    """Stands for :mod:`symdeconv.codegen.runtime` (which imports Numba) until Numba compiles the module."""
+
+    def __getattr__(self, name):
+        raise AttributeError(f"rt.{name}: the runtime is bound when Numba compiles the generated module")
+
+
+rt = _Runtime()
 
 
 class LazyFunction:
@@ -50,6 +61,10 @@ def _bind_module(namespace: dict) -> None:
 
     if namespace.get("prange") is prange:
         namespace["prange"] = numba.prange
+    if namespace.get("rt") is rt:
+        from . import runtime
+
+        namespace["rt"] = runtime
     lazy = {name: v for name, v in namespace.items() if isinstance(v, LazyFunction)}
     for v in lazy.values():  # (Numba compiles on the first call, after every name below is rebound)
         v._dispatcher = numba.njit(**v.options)(v.py_func)

@@ -33,7 +33,7 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "LINE_BYTES"]
+           "store_fence", "write_phases", "LINE_BYTES"]
 
 
 @intrinsic
@@ -215,6 +215,46 @@ def store_fence(typingctx):
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def write_phases(yr, start, rb, count, stream):
+    """``yr[start + P i + p] = rb[p, i]`` for ``i < count``, ``p < P = rb.shape[0]``: the phases of a run of
+    blocks, computed one phase per row of ``rb``, written interleaved into an output row.
+
+    ``stream``: whole 64-byte lines of a one- or two-phase run are written with non-temporal stores (the
+    generated stencils pass it for large outputs); the elements before the run's first line boundary and
+    after its last are written as usual, and so is everything when a line would start inside a block.
+    """
+    P = rb.shape[0]
+    y = yr[start:]
+    done = 0
+    if stream and P <= 2:
+        head = line_head(y)  # elements before the first line boundary (-1: misaligned elements)
+        per = LINE_BYTES // y.itemsize // P  # blocks per line
+        if head >= 0 and head % P == 0:
+            done = min(head // P, count)
+            for i in range(done):
+                for p in range(P):
+                    y[P * i + p] = rb[p, i]
+            lines = (count - done) // per
+            for k in range(lines):
+                i = done + k * per
+                if P == 2:
+                    stream_pair(y, 2 * i, rb[0], i, rb[1], i)
+                else:
+                    stream_line(y, i, rb[0], i)
+            done += lines * per
+    if P == 2:  # (a loop LLVM vectorises with interleaving shuffles)
+        a = rb[0]
+        b = rb[1]
+        for i in range(done, count):
+            y[2 * i] = a[i]
+            y[2 * i + 1] = b[i]
+    else:
+        for i in range(done, count):
+            for p in range(P):
+                y[P * i + p] = rb[p, i]
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
