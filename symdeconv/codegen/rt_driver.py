@@ -251,9 +251,10 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
             work[key] = state
     serial, n_items, g, xb, acc, tags, calls = state
     tags.fill(-1)  # no thread's buffer holds a block of this call's input yet
-    _run("layers", x.dtype, n_items, serial,
-         (x.reshape(x.shape[0], x.shape[1], -1), xb, acc, tags, y.reshape(y.shape[0], y.shape[1], -1), w, bias, g),
-         calls)
+    # (1-D arrays are passed as they are: a view made every call is a new object for the prepared call)
+    x3 = x if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
+    y3 = y if y.ndim == 3 else y.reshape(y.shape[0], y.shape[1], -1)
+    _run("layers", x.dtype, n_items, serial, (x3, xb, acc, tags, y3, w, bias, g), calls)
 
 
 # ==================================================================================================
