@@ -151,8 +151,9 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
         tile[1, m] = b1
         tile[2, m] = b2
         tile[3, m] = b3
-    # taps four, then two, then one at a time: a group's loads and multiply-adds are one straight
-    # block per input channel, as a hand-written micro-kernel would have them
+    # taps four at a time, then one at a time: a group's loads and multiply-adds are one straight block
+    # per input channel, as a hand-written micro-kernel would have them.  (A group of two kept the tile on
+    # the stack, a load and a store per multiply-add pair, in LLVM's code; see benchmarks/README.md.)
     t = 0
     while t + 4 <= nt:
         d0 = max(0, ok[t] + mc)
@@ -194,31 +195,7 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
                 tile[2, m] = tile[2, m] + a2 * va + b2_ * vb + c2 * vc + e2 * vd
                 tile[3, m] = tile[3, m] + a3 * va + b3_ * vb + c3 * vc + e3 * vd
         t += 4
-    if t + 2 <= nt:
-        d0 = max(0, ok[t] + mc)
-        d1 = max(0, ok[t + 1] + mc)
-        wa = wk[t]
-        wb = wk[t + 1]
-        for ci in range(cin_g):
-            ra = wa[ci]
-            rb = wb[ci]
-            a0 = ra[co]
-            a1 = ra[co + 1]
-            a2 = ra[co + 2]
-            a3 = ra[co + 3]
-            b0_ = rb[co]
-            b1_ = rb[co + 1]
-            b2_ = rb[co + 2]
-            b3_ = rb[co + 3]
-            for m in range(T):
-                va = xflat[ci, d0 + m]
-                vb = xflat[ci, d1 + m]
-                tile[0, m] = tile[0, m] + a0 * va + b0_ * vb
-                tile[1, m] = tile[1, m] + a1 * va + b1_ * vb
-                tile[2, m] = tile[2, m] + a2 * va + b2_ * vb
-                tile[3, m] = tile[3, m] + a3 * va + b3_ * vb
-        t += 2
-    if t < nt:
+    while t < nt:
         d0 = max(0, ok[t] + mc)
         wa = wk[t]
         for ci in range(cin_g):
@@ -233,6 +210,7 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
                 tile[1, m] += a1 * va
                 tile[2, m] += a2 * va
                 tile[3, m] += a3 * va
+        t += 1
     for c in range(CO_BLOCK):
         row = acc[c, mc:]
         for m in range(T):
