@@ -431,14 +431,16 @@ def _write_row(yr, acc, e, col, kA, kB, k0, Lx, PL, lo2, stream):
             yr[PL * k + p - lo2] = acc[p * OUTS + e, col + k]
 
 
-@numba.njit(parallel=True, cache=True)
+# fastmath "contract" here, not only on the inlined _products: Numba compiles inlined IR with the flags of the
+# function it is inlined into (without them, the products were separate multiplies and adds)
+@numba.njit(parallel=True, cache=True, fastmath={"contract"})
 def run_parallel(n_items, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     """Every item on Numba's threads (``tags`` reset by the caller, as for ``run_range``)."""
     for item in numba.prange(n_items):
         _item(item, numba.get_thread_id(), x, vb_all, tags, zrow, y, u, bias, acc_all, g)
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
 def run_range(i0, i1, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     """Items ``i0 … i1 − 1`` on one thread (see ``rt_layers.run_range``)."""
     for item in range(i0, i1):
