@@ -521,6 +521,10 @@ class _Compiled:
     def _scratch(self, module: Any, kind: str = "run") -> dict:
         """A per-thread, per-module dict (one per ``kind``) in which a kernel keeps its scratch buffers
         between calls (``"run"``), or the API its gathered weights (``"weights"``)."""
+        return self._scratches(module)[0 if kind == "run" else 1]
+
+    def _scratches(self, module: Any) -> tuple[dict, dict]:
+        """Both of this thread's scratch dicts of ``module`` (``"run"``, ``"weights"``), in one lookup."""
         local = self.__dict__.get("_local")
         if local is None:
             local = self.__dict__.setdefault("_local", threading.local())
@@ -528,10 +532,10 @@ class _Compiled:
             store = local.work
         except AttributeError:
             store = local.work = {}
-        work = store.get((id(module), kind))
-        if work is None:
-            work = store[(id(module), kind)] = {}
-        return work
+        pair = store.get(id(module))
+        if pair is None:
+            pair = store[id(module)] = ({}, {})
+        return pair
 
     def __repr__(self) -> str:
         return f"<symdeconv compiled {self.plan.kind} kernel {self.plan.name!r} ({self.target}) at {self.path}>"
@@ -737,12 +741,16 @@ class CompiledLayer(_Compiled):
         xb = x.reshape((1,) + tuple(x.shape)) if recipe.unbatched else x
         xc = np.ascontiguousarray(np.moveaxis(xb, -1, 1)) if recipe.last else xb
         binding, module = recipe.binding, recipe.module
-        scratch = self._scratch(module) if self.target == "cpu" else None  # (CUDA kernels keep no scratch)
-        # the gathered weight is remembered in a dict of its own: kernels clear theirs when shapes change
-        w = self._gathered(binding, weight, self._scratch(module, "weights") if scratch is not None else None)
         direct = out is not None and not recipe.last
-        y = self._run(module, xc, recipe.y_shape, w, b, binding.groups, *recipe.lo, out=out if direct else None,
-                      work=scratch)
+        if self.target == "cpu":
+            # the gathered weight is remembered in a dict of its own: kernels clear theirs when shapes change
+            scratch, weights = self._scratches(module)
+            w = self._gathered(binding, weight, weights)
+            y = output_empty(recipe.y_shape, x.dtype) if not direct else out.reshape(recipe.y_shape)
+            module.run(xc, y, w, b, binding.groups, *recipe.lo, work=scratch)
+        else:  # (CUDA kernels keep no scratch)
+            w = self._gathered(binding, weight, None)
+            y = self._run(module, xc, recipe.y_shape, w, b, binding.groups, *recipe.lo, out=out if direct else None)
         if recipe.last:
             y = np.moveaxis(y, 1, -1)
             if out is not None:
