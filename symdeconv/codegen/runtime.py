@@ -224,37 +224,42 @@ def write_phases(yr, start, rb, count, stream):
 
     ``stream``: whole 64-byte lines of a one- or two-phase run are written with non-temporal stores (the
     generated stencils pass it for large outputs); the elements before the run's first line boundary and
-    after its last are written as usual, and so is everything when a line would start inside a block.
+    after its last are written as usual.  With two phases a line may start at a block's second phase (an odd
+    number of elements before the boundary): it then holds phase 1 of blocks i … and phase 0 of i + 1 ….
     """
     P = rb.shape[0]
     y = yr[start:]
-    done = 0
+    n = P * count  # elements
+    e0 = 0  # elements before the streamed lines
+    e1 = 0  # end of the streamed lines
     if stream and P <= 2:
         head = line_head(y)  # elements before the first line boundary (-1: misaligned elements)
         per = LINE_BYTES // y.itemsize // P  # blocks per line
-        if head >= 0 and head % P == 0:
-            done = min(head // P, count)
-            for i in range(done):
-                for p in range(P):
-                    y[P * i + p] = rb[p, i]
-            lines = (count - done) // per
+        if head >= 0:
+            odd = head % P
+            i0 = head // P  # the block whose phase ``odd`` starts the first line
+            lines = max(0, (count - i0 - odd) // per)
             for k in range(lines):
-                i = done + k * per
-                if P == 2:
+                i = i0 + k * per
+                if P == 1:
+                    stream_line(y, i, rb[0], i)
+                elif odd == 0:
                     stream_pair(y, 2 * i, rb[0], i, rb[1], i)
                 else:
-                    stream_line(y, i, rb[0], i)
-            done += lines * per
-    if P == 2:  # (a loop LLVM vectorises with interleaving shuffles)
+                    stream_pair(y, 2 * i + 1, rb[1], i, rb[0], i + 1)
+            e0 = min(head, n)
+            e1 = max(e0, head + lines * per * P)
+    for e in range(e0):  # (a few elements: the head before a line boundary)
+        y[e] = rb[e % P, e // P]
+    if P == 2 and e1 % 2 == 0:  # (a loop LLVM vectorises with interleaving shuffles)
         a = rb[0]
         b = rb[1]
-        for i in range(done, count):
+        for i in range(e1 // 2, count):
             y[2 * i] = a[i]
             y[2 * i + 1] = b[i]
     else:
-        for i in range(done, count):
-            for p in range(P):
-                y[P * i + p] = rb[p, i]
+        for e in range(e1, n):
+            y[e] = rb[e % P, e // P]
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
