@@ -53,7 +53,11 @@ def full_width(typingctx):
     def codegen(context, builder, signature, args):
         if machine.isa == "avx512":
             # llvmlite's attribute set knows no "key"="value" attributes; its text is copied into the IR as is
-            set.add(builder.function.attributes, f'"prefer-vector-width"="{machine.vector_bits}"')
+            # (should a later llvmlite store attributes otherwise, the code is LLVM's choice again, not broken)
+            try:
+                set.add(builder.function.attributes, f'"prefer-vector-width"="{machine.vector_bits}"')
+            except TypeError:
+                pass
         return context.get_dummy_value()
 
     return types.none(), codegen
