@@ -188,7 +188,8 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile, itemsize):
     block_rows = min(block_rows, max(1, l2_bytes() // 2 // ((cin // groups) * t.n_planes * S[0] * itemsize)))
     block_rows = max(1, -(-rows // max(1, -(-rows // block_rows))))  # equal blocks
     row_blocks = -(-rows // block_rows)
-    m_max = -(-(block_rows * S[0]) // tile) * tile
+    half = max(1, tile // 2)  # the kernel computes whole tiles, then at most two half tiles (work_item's M)
+    m_max = -(-(block_rows * S[0]) // half) * half
     plane_reach = sum(t.e_span[d] * S[d] for d in range(D))
     band = m_max + plane_reach
     cin_g, cout_g = cin // groups, cout // groups
