@@ -324,6 +324,12 @@ def emit_plan(p: KernelPlan, target: str, title: str | None = None) -> str:
 # compile
 # ==================================================================================================
 
+def _cpu_output(y_shape: tuple[int, ...], dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
+    """The array a CPU kernel writes: ``out`` (validated) in the kernel's shape, else a new one — a large new
+    output starts on a 64-byte line, so that its rows can be written as whole lines (``runtime.py``)."""
+    return output_empty(y_shape, dtype) if out is None else out.reshape(y_shape)
+
+
 def _check_x(x: Any, where: str = "x", like: np.dtype | None = None) -> np.ndarray:
     """``x`` as a C-contiguous float32 / float64 NumPy array.
 
@@ -488,20 +494,15 @@ class _Compiled:
 
     def _run(
         self, module: Any, x: np.ndarray, y_shape: tuple[int, ...], *args: Any, out: np.ndarray | None = None,
-        work: dict | None = None,
     ) -> np.ndarray:
         """Run a kernel module: ``args`` are the arrays and integers after ``x, y`` in its signature.
 
-        ``out``: an already validated C-contiguous array of ``y_shape``'s size and ``x``'s dtype to write into;
-        ``work``: the module's scratch dict (:meth:`_scratch`), when the caller already has it.
+        ``out``: an already validated C-contiguous array of ``y_shape``'s size and ``x``'s dtype to write into.
+        (A CPU layer module, which keeps scratch between calls, is run by ``CompiledLayer._apply`` itself.)
         """
         if self.target == "cpu":
-            # a large new output starts on a 64-byte line: its rows can then be written as whole lines (runtime.py)
-            y = output_empty(y_shape, x.dtype) if out is None else out.reshape(y_shape)
-            if hasattr(module, "N_SLOTS"):  # grouped layer kernel: keeps its padded planes between calls
-                module.run(x, y, *args, work=self._scratch(module) if work is None else work)
-            else:
-                module.run(x, y, *args)
+            y = _cpu_output(y_shape, x.dtype, out)
+            module.run(x, y, *args)
             return y
         from numba import cuda
 
@@ -518,13 +519,9 @@ class _Compiled:
         d_y.copy_to_host(y)
         return y
 
-    def _scratch(self, module: Any, kind: str = "run") -> dict:
-        """A per-thread, per-module dict (one per ``kind``) in which a kernel keeps its scratch buffers
-        between calls (``"run"``), or the API its gathered weights (``"weights"``)."""
-        return self._scratches(module)[0 if kind == "run" else 1]
-
     def _scratches(self, module: Any) -> tuple[dict, dict]:
-        """Both of this thread's scratch dicts of ``module`` (``"run"``, ``"weights"``), in one lookup."""
+        """This thread's two dicts for ``module``: one in which the kernel keeps its scratch buffers between
+        calls, one in which the API keeps its gathered weights."""
         local = self.__dict__.get("_local")
         if local is None:
             local = self.__dict__.setdefault("_local", threading.local())
@@ -746,7 +743,7 @@ class CompiledLayer(_Compiled):
             # the gathered weight is remembered in a dict of its own: kernels clear theirs when shapes change
             scratch, weights = self._scratches(module)
             w = self._gathered(binding, weight, weights)
-            y = output_empty(recipe.y_shape, x.dtype) if not direct else out.reshape(recipe.y_shape)
+            y = _cpu_output(recipe.y_shape, x.dtype, out if direct else None)
             module.run(xc, y, w, b, binding.groups, *recipe.lo, work=scratch)
         else:  # (CUDA kernels keep no scratch)
             w = self._gathered(binding, weight, None)
