@@ -67,7 +67,8 @@ STENCIL_TARGET = 16384
 #: per row of a 1 → 1 layer at 1024²), of 256 ~35 %
 STENCIL_RUN = 1024
 
-#: output rows shorter than this are never streamed (a depthwise layer's 128-element rows ran 1.7× slower)
+#: output rows shorter than this are never streamed (a depthwise layer's 128-element rows ran 1.7–2.8× slower,
+#: as the Winograd path's rows that start inside a line did: see benchmarks/README.md)
 STREAM_MIN_ROW = 1024
 
 
