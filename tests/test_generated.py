@@ -65,6 +65,34 @@ def test_stale_detection_reports_a_diff(tmp_path):
     assert catalogue.stale(tmp_path) == [] and not (tmp_path / "cuda" / "orphan.py").exists()
 
 
+def test_generated_modules_stay_short_enough_to_read():
+    """Layer modules are drivers over the runtime (at most ~250 lines on the CPU), and sums of terms wrap
+    instead of running into lines of hundreds of characters."""
+    for path in sorted(GENERATED.glob("*/*.py")):
+        lines = path.read_text().splitlines()
+        assert max(map(len, lines)) <= 140, f"{path.name}: a line of {max(map(len, lines))} characters"
+        if path.parent.name == "cpu":
+            assert len(lines) <= 260, f"{path.name}: {len(lines)} lines"
+
+
+def test_wrapped_sums_compute_what_the_one_line_sum_does():
+    """assign_sum's parenthesised continuation lines are the same expression, in the same order."""
+    from symdeconv.codegen._source import Writer, assign_sum
+
+    rng = np.random.default_rng(5)
+    values = {f"term_value_{i}": float(v) for i, v in enumerate(rng.standard_normal(40))}
+    terms = " + ".join(f"term_value_{i} * {i + 1}.5" for i in range(40))
+    for op, start in (("=", None), ("+=", 2.25)):
+        w = Writer()
+        w.indent()
+        assign_sum(w, "y", op, terms, "a comment")
+        assert len(w.lines) > 3 and max(map(len, w.lines)) <= 120
+        scope = dict(values, y=start)
+        exec("if True:\n" + "\n".join(w.lines), {}, scope)
+        expected = eval(terms, {}, dict(values))
+        assert scope["y"] == (expected if start is None else start + expected)
+
+
 def test_a_generated_file_runs_on_its_own():
     """Import generated/cpu/hold2_then_conv3.py by path and call it directly: y = conv(q, hold(x, 2))."""
     module = load_module(GENERATED / "cpu" / "hold2_then_conv3.py")

@@ -61,6 +61,48 @@ def plus(expr: str, k: int) -> str:
     return f"{expr} + {k}" if k > 0 else f"{expr} - {-k}"
 
 
+#: emitted lines aim at this width; sums of terms (normal-form equations, tap expressions) wrap at it
+WIDTH = 110
+
+
+def wrap_sum(text: str, width: int = WIDTH) -> list[str]:
+    """``text``, a sum ``lhs = a + b + …``, cut at its top-level `` + `` into lines of at most ``width``
+    characters where possible; continuation lines start with ``+ `` under the first term."""
+    depth, cuts = 0, []
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and text.startswith(" + ", i):
+            cuts.append(i)
+    if len(text) <= width or not cuts:
+        return [text]
+    eq = text.find(" = ")
+    pad = " " * (eq + 1 if 0 <= eq < width // 2 else 4)
+    lines, start = [], 0
+    for a, b in zip(cuts, cuts[1:] + [len(text)]):
+        if b - start > width - (len(pad) if lines else 0):
+            lines.append(text[start:a])
+            start = a + 1
+    lines.append(text[start:])
+    return lines[:1] + [pad + line for line in lines[1:]]
+
+
+def assign_sum(w: "Writer", target: str, op: str, terms: str, comment: str = "") -> None:
+    """``target op terms`` (``op`` is ``=`` or ``+=``), the sum wrapped in parentheses over several lines
+    where it is longer than the line width; ``comment`` goes on the first line."""
+    note = f"  # {comment}" if comment else ""
+    parts = wrap_sum(f"{target} {op} {terms}", WIDTH - 4 * w.level - len(note))
+    if len(parts) == 1:
+        w(parts[0] + note)
+        return
+    first = parts[0][len(target) + len(op) + 2:]
+    w(f"{target} {op} ({first}{note}")
+    pad = " " * (len(target) + len(op) + 3)
+    for part in parts[1:-1]:
+        w(pad + part.lstrip())
+    w(pad + parts[-1].lstrip() + ")")
+
+
 def tuple_text(values) -> str:
     """A Python tuple literal: ``(1, 2)``, ``(3,)``."""
     values = tuple(values)
@@ -151,11 +193,11 @@ def header(plan: KernelPlan, target: str, title: str | None = None) -> list[str]
     if title:
         lines += [f"# {line}" for line in title.splitlines()] + ["#"]
     lines += ["# Normal form it was generated from:"]
-    lines += [f"#   {line}" for line in plan.description]
+    lines += [f"#   {part}" for line in plan.description for part in wrap_sum(line)]
     lines += ["#", f"# Plan: {kind}; P = {plan.P}, Q = {plan.Q}"]
     if plan.kind == "grouped" and target == "cpu":
-        lines.append("# Machine: none in this file; the runtime sizes its register tiles for the ISA Numba compiles for "
-                     "(symdeconv.codegen.machine), and Numba's cache is keyed by that CPU")
+        lines.append("# Machine: none in this file; the runtime sizes its register tiles for the ISA Numba compiles")
+        lines.append("# for (symdeconv.codegen.machine), and Numba's cache is keyed by that CPU")
     if plan.symbols:
         lines.append("# Runtime symbols (order of w): " + ", ".join(plan.symbols))
     lines.append(f"# {PLAN_KEY_LABEL} {plan.structure_key(target)} (sd.compile(..., path=) loads this file only for this plan)")
@@ -291,10 +333,10 @@ def grouped_phase_body(plan: KernelPlan, ph: PhasePlan, w: Writer) -> None:
 
 
 def phase_banner(plan: KernelPlan, ph: PhasePlan) -> str:
-    if plan.kind == "grouped":
-        what = "; ".join(
-            f"w[{s}]·x[{', '.join(plus(f'base{d}', off[d]) for d in dims(plan))}]" for s, off in ph.slots
-        ) or "bias only"
+    if plan.kind == "grouped":  # (the taps themselves are PLAN's, in the same module)
+        slots = [s for s, _ in ph.slots]
+        what = (f"{len(slots)} tap{'s' if len(slots) != 1 else ''}, weight slots {slots[0]}"
+                + (f" … {slots[-1]}" if len(slots) > 1 else "")) if slots else "bias only"
     else:
         count = sum(len(t) for _, t in ph.rows)
         what = f"{count} tap{'s' if count != 1 else ''}"
@@ -319,9 +361,14 @@ def emit_layer_plan(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
                     pos = ", ".join(plus(f"{plan.Q[d]}·j{d}" if plan.Q[d] != 1 else f"j{d}", off[d]) for d in dims(plan))
                     terms.append(f"w[{s}]·x[{pos}]")
                     s += 1
-                w(f"# y[{out}] = " + (" + ".join(terms) if terms else "bias only"))
-                offsets = ", ".join(tuple_text(o) for o in ph.offsets)
-                w(f"Phase({tuple_text(ph.phase)}, ({offsets}{',' if len(ph.offsets) == 1 else ''})),")
+                for part in wrap_sum(f"y[{out}] = " + (" + ".join(terms) if terms else "bias only")):
+                    w(f"# {part}")
+                offsets = ", ".join(tuple_text(o) for o in ph.offsets) + ("," if len(ph.offsets) == 1 else "")
+                if len(offsets) + 24 + 4 * w.level > WIDTH:
+                    w(f"Phase({tuple_text(ph.phase)}, (")
+                    w(f"    {offsets})),")
+                else:
+                    w(f"Phase({tuple_text(ph.phase)}, ({offsets})),")
         w("),")
         w(f"paths={tuple_text(repr(v) for v in lp.paths)},")
     w(")")

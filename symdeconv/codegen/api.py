@@ -112,8 +112,9 @@ class LayerBinding:
         rate = ", ".join(f"{a}/{b}" for a, b in zip(nf.L, nf.M))
         periods = f"period {', '.join(map(str, nf.P))} (outputs) / {', '.join(map(str, nf.Q))} (inputs)"
         description = [
-            f"rate {rate}, {periods} — for each channel pair (c', c) of a group; shown for c' = 0, c = 0,",
-            "with w[s] the weight of slot s (gathered from the layer's weight per channel pair):",
+            f"rate {rate}, {periods};",
+            "for each channel pair (c', c) of a group, shown for c' = 0, c = 0, with w[s] the weight of slot s",
+            "(gathered from the layer's weight per channel pair):",
         ]
         self.plan = plan_grouped(
             self.ndim, nf.P, nf.Q, slots_by_phase, name or _layer_name(layer), description

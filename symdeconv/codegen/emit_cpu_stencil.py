@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 
-from ._source import Writer, phase_text, plus, times
+from ._source import Writer, assign_sum, phase_text, plus, times
 from .layer_plan import STENCIL_MAX_TAPS
 from .plan import KernelPlan
 from .rt_layout import STREAM_MIN_BYTES
@@ -85,9 +85,9 @@ def has_stencil(plan: KernelPlan) -> bool:
     return plan.kind == "grouped" and plan.n_taps <= STENCIL_MAX_TAPS and plan.ndim <= STENCIL_MAX_NDIM
 
 
-def _ceil_div_neg(expr: str, k: int) -> str:
-    """``-((expr) // k)``: ``ceil(−expr / k)`` without floats."""
-    return f"-(({expr}) // {k})" if k != 1 else f"-({expr})"
+def _ceil_div_neg(expr: str, k: int, negated: str) -> str:
+    """``-((expr) // k)``: ``ceil(−expr / k)`` without floats; ``negated`` (−expr) when ``k`` is 1."""
+    return f"-(({expr}) // {k})" if k != 1 else negated
 
 
 def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
@@ -135,13 +135,17 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
             if D == 1:
                 w("xr0 = xc")
             else:
-                w("u = r")
-                for d in range(last - 1, 0, -1):
-                    w(f"j{d} = jlo{d} + u % (jhi{d} - jlo{d})")
-                    w(f"u = u // (jhi{d} - jlo{d})")
-                w("j0 = jlo0 + u")
+                if last > 1:
+                    w("u = r")
+                    for d in range(last - 1, 0, -1):
+                        w(f"j{d} = jlo{d} + u % (jhi{d} - jlo{d})")
+                        w(f"u = u // (jhi{d} - jlo{d})")
+                w("j0 = jlo0 + " + ("u" if last > 1 else "r"))
                 for e, i in row_of.items():
                     pos = [plus(times(Q[d], f"j{d}"), e[d]) for d in range(last)]
+                    if last == 1:
+                        w(f"xr{i} = rt.row_or(xc, {pos[0]}, zrow)  # input row x[{pos[0]}, :], or zeros")
+                        continue
                     cond = " and ".join(f"0 <= {p} < n{d}" for d, p in enumerate(pos))
                     w(f"if {cond}:  # input row x[{', '.join(pos)}, :]")
                     w(f"    xr{i} = xc[{', '.join(pos)}]")
@@ -161,8 +165,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                 else:
                     w("yr = yc")
                 for p in range(PL):
-                    for s_, _ in phase_of[lp + (p,)].slots:
-                        w(f"w{s_} = w[{s_}, 0, c]")
+                    ss = [s_ for s_, _ in phase_of[lp + (p,)].slots]
+                    for k in range(0, len(ss), 4):
+                        w(", ".join(f"w{s_}" for s_ in ss[k:k + 4]) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in ss[k:k + 4]))
                 _emit_row(plan, lp, phase_of, row_of, o_min, w)
                 for _ in range(opened):
                     w.dedent()
@@ -177,24 +182,22 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w("of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.")
         w('"""')
         w("batch, channels = y.shape[0], y.shape[1]")
-        for d in range(D):
-            w(f"n{d} = x.shape[{d + 2}]")
-            w(f"out{d} = y.shape[{d + 2}]")
+        w(", ".join(f"n{d}" for d in range(D)) + " = " + ", ".join(f"x.shape[{d + 2}]" for d in range(D)))
+        w(", ".join(f"out{d}" for d in range(D)) + " = " + ", ".join(f"y.shape[{d + 2}]" for d in range(D)))
         w("# blocks j of dimension d with some phase's output P j + p − lo inside [0, out): jlo ≤ j < jhi")
         for d in range(D):
-            w(f"jlo{d} = {_ceil_div_neg(f'{P[d] - 1} - lo{d}', P[d])}")
-            w(f"jhi{d} = {_ceil_div_neg(f'-lo{d} - out{d}', P[d])}")
+            w(f"jlo{d} = {_ceil_div_neg(f'{P[d] - 1} - lo{d}', P[d], f'lo{d}')}")
+            w(f"jhi{d} = {_ceil_div_neg(f'-lo{d} - out{d}', P[d], f'lo{d} + out{d}')}")
         w(f"# interior blocks of the last dimension, iA ≤ j < iB: every phase's output inside [0, out{last})")
         w(f"# and every tap inside x ({plus(times(QL, 'j'), o_min)} ≥ 0, {plus(times(QL, 'j'), o_max)} ≤ n{last} − 1)")
-        w(f"iA = max({_ceil_div_neg(f'-lo{last}', PL)}, {-(o_min // QL)})")
-        w(f"iB = min({_ceil_div_neg(f'{PL - 1} - lo{last} - out{last}', PL)}, "
-          f"{_floor_text(plus(f'n{last}', -1 - o_max), QL)} + 1)")
-        w("if iB < iA:")
-        w("    iB = iA")
+        w(f"iA = max({_ceil_div_neg(f'-lo{last}', PL, f'lo{last}')}, {-(o_min // QL)})")
+        w(f"iB = max(iA, min({_ceil_div_neg(f'{PL - 1} - lo{last} - out{last}', PL, f'lo{last} + out{last}')}, "
+          f"{_floor_plus_one(f'n{last}', -1 - o_max, QL)}))")
         if D == 1:
             w("rows = 1")
         else:
-            w("rows = " + " * ".join(f"(jhi{d} - jlo{d})" for d in range(last)) + "  # rows of blocks")
+            rows = [f"jhi{d} - jlo{d}" for d in range(last)]
+            w("rows = " + (rows[0] if last == 1 else " * ".join(f"({r})" for r in rows)) + "  # rows of blocks")
         w(f"span = jhi{last} - jlo{last}")
         w("chunks = (span + STENCIL_CHUNK - 1) // STENCIL_CHUNK")
         w(f"row_outputs = min(span, STENCIL_CHUNK) * {math.prod(P)}")
@@ -210,12 +213,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w(f"stream = y.size * y.itemsize >= STREAM_MIN_BYTES and out{last} >= STREAM_MIN_ROW")
         w("for item in prange(batch * channels * per_plane):")
         with w.indent():
-            w("bc = item // per_plane")
-            w("k = item - bc * per_plane")
-            w("q = k // chunks")
-            w("ch = k - q * chunks")
-            w("b = bc // channels")
-            w("c = bc - b * channels")
+            w("bc, k = item // per_plane, item % per_plane")
+            w("q, ch = k // chunks, k % chunks")
+            w("b, c = bc // channels, bc % channels")
             w(f"ja = jlo{last} + ch * STENCIL_CHUNK")
             w(f"jb = min(ja + STENCIL_CHUNK, jhi{last})")
             w("kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1")
@@ -226,8 +226,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
             w("rt.store_fence()  # the item's streaming stores, before the parallel region ends")
 
 
-def _floor_text(expr: str, k: int) -> str:
-    return f"({expr}) // {k}" if k != 1 else f"({expr})"
+def _floor_plus_one(name: str, c: int, k: int) -> str:
+    """``(name + c) // k + 1``, simplified where ``k`` is 1."""
+    return f"({plus(name, c)}) // {k} + 1" if k != 1 else plus(name, c + 1)
 
 
 def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: int, w: Writer) -> None:
@@ -238,9 +239,7 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
     phases = [phase_of[lp + (p,)] for p in range(PL)]
     w("for side in range(2):  # border blocks: each tap tested against the input's extent")
     with w.indent():
-        w("j_first = ja if side == 0 else kB")
-        w("j_stop = kA if side == 0 else jb")
-        w("for j in range(j_first, j_stop):")
+        w("for j in range(ja if side == 0 else kB, kA if side == 0 else jb):")
         with w.indent():
             # a guard that is never true below jhi, but a second exit keeps the compiler from vectorising
             # the loop: vectorised, with masked gathers and scatters, its set-up cost more per row than
@@ -272,7 +271,7 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
                 w(f"v{rid}_{_tag(o)} = xv{rid}[{plus(times(QL, 'i'), o - o_min)}]")
             for p, ph in enumerate(phases):
                 terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
-                w(f"{target(p)} = bv" + (f" + {terms}" if terms else "") + f"  # phase {phase_text(ph.phase)}")
+                assign_sum(w, target(p), "=", "bv" + (f" + {terms}" if terms else ""), f"phase {phase_text(ph.phase)}")
 
     if PL <= 2:  # (runtime.write_phases streams one or two phases)
         w("if stream:  # interior blocks j = i0 + i in runs: a run's phases into rb, then streamed to whole lines")

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 from ._source import (
     Writer, axis_flags, chain_phase_body, coefficient, coefficients_function, dims, emit_layer_plan,
-    grouped_phase_body, header, module_docstring, phase_banner, phase_text, plus, times,
+    assign_sum, grouped_phase_body, header, module_docstring, phase_banner, phase_text, plus, times,
 )
 from ..errors import SymdeconvError
 from .layer_plan import LayerPlan
@@ -432,7 +432,8 @@ def _tiled_kernel(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
     w(f"def kernel({args}):")
     with w.indent():
         who = "one thread per block j" if layout.rows == 1 else "one thread per ROWS blocks j along dimension 0"
-        w(f'"""Tiled gather: a thread block per tile of TILE blocks j, {who} (all phases).')
+        w(f'"""Tiled gather: a thread block per tile of TILE blocks j, {who}')
+        w("(all phases).")
         w("")
         w("Stage the tile's inputs (with halo, zero outside x) in shared memory, sync, accumulate every")
         w("phase from shared memory with the taps as constants, then store (coalesced).")
@@ -599,8 +600,8 @@ def _blocked_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
         for slot, _ in ph.slots:
             w(f"w{slot} = w_tile[{slot}, k]")
     needed = sorted({(Q0 * r + off[0] - low[0], off[1]) for r in range(R) for ph in plan.phases for _, off in ph.slots})
-    w(f"# input rows of the thread's {R} blocks: row<a>_<c> = x_tile[k, r0 + a, r1 + c − LOW1], which block r")
-    w(f"# reads as its tap offset (a + LOW0 − Q0·r, c)")
+    w(f"# input rows of the thread's {R} blocks: row<a>_<c> = x_tile[k, r0 + a, r1 + c − LOW1],")
+    w(f"# which block r reads as its tap offset (a + LOW0 − Q0·r, c)")
     for a, col in needed:
         w(f"row{a}_{_tag((col,))} = x_tile[k, {plus('r0', a)}, {plus('r1', col - low[1])}]")
     for r in range(R):
@@ -610,7 +611,7 @@ def _blocked_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
             terms = " + ".join(
                 f"w{slot} * row{Q0 * r + off[0] - low[0]}_{_tag((off[1],))}" for slot, off in ph.slots
             )
-            w(f"{_acc_row(plan, ph, r, R)} += {terms}")
+            assign_sum(w, _acc_row(plan, ph, r, R), "+=", terms)
 
 
 def _chain_stage_and_taps(plan: KernelPlan, layout: TileLayout, w: Writer) -> None:
@@ -719,5 +720,6 @@ def _tiled_launch(plan: KernelPlan, layout: TileLayout, args: str, w: Writer) ->
         grid = [f"math.ceil(blocks{last} / {T[last]})"]
         grid.append(f"min(math.ceil(blocks0 / {T[0]}), 65535)" if D == 2 else "1")
         grid.append("min(planes, 65535)")
-        w(f"grid = ({', '.join(grid)})  # (tiles along the last dimension, tiles along dimension 0, planes)")
+        w("# (tiles along the last dimension, tiles along dimension 0, planes)")
+        w(f"grid = ({', '.join(grid)})")
         w(f"kernel[grid, THREADS]({args})")

@@ -221,6 +221,14 @@ def store_fence(typingctx):
     return types.void(), codegen
 
 
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def row_or(x, r, zeros):
+    """``x[r]``, or ``zeros`` (a row of zeros, as long as a row of ``x``) where ``r`` lies outside ``x``."""
+    if 0 <= r < x.shape[0]:
+        return x[r]
+    return zeros
+
+
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def write_phases(yr, start, rb, count, stream):
     """``yr[start + P i + p] = rb[p, i]`` for ``i < count``, ``p < P = rb.shape[0]``: the phases of a run of
@@ -255,7 +263,11 @@ def write_phases(yr, start, rb, count, stream):
             e1 = max(e0, head + lines * per * P)
     for e in range(e0):  # (a few elements: the head before a line boundary)
         y[e] = rb[e % P, e // P]
-    if P == 2 and e1 % 2 == 0:  # (a loop LLVM vectorises with interleaving shuffles)
+    if P == 1:
+        a = rb[0]
+        for e in range(e1, n):
+            y[e] = a[e]
+    elif P == 2 and e1 % 2 == 0:  # (a loop LLVM vectorises with interleaving shuffles)
         a = rb[0]
         b = rb[1]
         for i in range(e1 // 2, count):
