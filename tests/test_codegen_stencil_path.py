@@ -48,6 +48,35 @@ def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     g(x, np.random.default_rng(2).standard_normal(wide.weight_shape).astype(np.float32))
 
 
+def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch):
+    """Below SERIAL_MAX_MACS multiply-adds the stencil runs with Numba's thread count at 1 (no parallel
+    region to wake), larger calls in parallel; both give the NumPy scatter definition's result, and the
+    caller's thread count is restored."""
+    import numba
+
+    from symdeconv.codegen import lazyjit
+
+    layer = sd.ConvTranspose(4, stride=2, padding=1, in_channels=3, out_channels=3, groups=3)
+    f = sd.compile(layer, "cpu")
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(layer.weight_shape)
+    serial = []
+    real = lazyjit.serially
+    monkeypatch.setattr(lazyjit, "serially", lambda fn, *a: serial.append(a[1].size) or real(fn, *a))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for n in (16, 40_000):  # 3·32·4 multiply-adds, then 3·80 000·4 > SERIAL_MAX_MACS
+            x = rng.standard_normal((1, 3, n))
+            want = np.zeros((1, 3, 2 * n + 2))  # y[2 i + k] += x[i] w[k], then the padding cropped
+            for k in range(4):
+                want[:, :, k:k + 2 * n:2] += x * w[:, 0, k][None, :, None]
+            np.testing.assert_allclose(f(x, w), want[:, :, 1:-1], rtol=1e-12, atol=1e-12)
+        assert serial == [3 * 2 * 16] and numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        numba.set_num_threads(before)
+
+
 # tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers
 # are those of TORCH_SPECS below (same plans and dtype: each kernel is compiled once for both tests).
 MATRIX_CASES = {

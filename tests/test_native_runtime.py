@@ -80,6 +80,46 @@ def test_calls_from_several_python_threads_at_once(parallel):
     assert not errors, errors[0]
 
 
+def _naive_conv1d_s2(x, w, b):
+    """PyTorch's Conv1d, kernel 3, stride 2, padding 1: y[n, o, j] = b[o] + Σ_c,k w[o, c, k] · x_pad[n, c, 2j + k]."""
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    out = (xp.shape[-1] - 3) // 2 + 1
+    return b[None, :, None] + sum(np.einsum("oc,ncj->noj", w[:, :, k], xp[:, :, k:k + 2 * (out - 1) + 1:2])
+                                  for k in range(3))
+
+
+@pytest.mark.parametrize("serial", [True, False])
+def test_a_replayed_call_takes_each_calls_arrays(serial, monkeypatch):
+    """After its first call of a shape, a compiled layer replays the native call (the module's run is not
+    entered again): new inputs, weights, biases and out= arrays all reach it, a new shape goes through the
+    module again, and with the native runtime switched off the replay stands aside for Numba."""
+    monkeypatch.setattr(rt_driver, "NATIVE", True)
+    if not serial:
+        monkeypatch.setattr(rt_driver, "SERIAL_MAX_MACS", 0)
+    layer = sd.Conv((3,), stride=2, padding=1, in_channels=4, out_channels=8)
+    f = sd.compile(layer)
+    entered = []
+    run = f.module.run
+    monkeypatch.setattr(f.module, "run", lambda *a, **k: entered.append(a[0].shape) or run(*a, **k))
+    rng = np.random.default_rng(3)
+    out = np.empty((2, 8, 50))
+    for k, length in enumerate((100, 100, 100, 64, 100, 100)):
+        x = rng.standard_normal((2, 4, length))
+        w, b = rng.standard_normal(layer.weight_shape), rng.standard_normal(8)
+        want = _naive_conv1d_s2(x, w, b)
+        np.testing.assert_allclose(f(x, w, b), want, rtol=1e-12, atol=1e-12)
+        if length == 100:
+            assert f(x, w, b, out=out) is out
+            np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    assert entered == [(2, 4, 100), (2, 4, 64), (2, 4, 100)]
+    monkeypatch.setattr(rt_driver, "NATIVE", False)
+    monkeypatch.setattr(native.Prepared, "run", lambda *a: pytest.fail("the native call ran"))
+    monkeypatch.setattr(native, "parallel_for", lambda *a: pytest.fail("the native call ran"))
+    x = rng.standard_normal((2, 4, 100))
+    np.testing.assert_allclose(f(x, w, b), _naive_conv1d_s2(x, w, b), rtol=1e-12, atol=1e-12)
+    assert len(entered) == 4
+
+
 def test_a_prepared_call_refuses_arrays_it_was_not_compiled_for(parallel):
     """The native function is Numba's machine code for one signature: an array of another rank, dtype or
     layout is refused with a SymdeconvError before any call (never read as the wrong type)."""

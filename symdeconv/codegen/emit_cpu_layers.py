@@ -85,14 +85,15 @@ def _emit_run(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
         w('"""Write the layer on ``x`` into ``y``; ``work`` (a dict) keeps geometry and scratch between calls.')
         w()
         w("The path (GEMM-like runtime kernel, stencil or Winograd) is chosen from the plan, the channels per")
-        w("group and the machine by ``choose_strategy``.")
+        w("group and the machine by ``choose_strategy``.  Returns what ``rt_driver.run_layer`` returns (a replay")
+        w("of the call for arrays of the same shapes), or None.")
         w('"""')
         if len(lp.paths) > 1:
             w("path = choose_strategy(PLAN, x.shape[1] // groups, y.shape[1] // groups).path")
             if "stencil" in lp.paths:
                 w('if path == "stencil":')
-                w(f"    return stencil(x, y, w, bias, {lo})")
+                w(f"    return rt_driver.run_stencil(PLAN, stencil, x, y, w, bias, {lo})")
             if "winograd" in lp.paths:
                 w('if path == "winograd":')
                 w(f"    return rt_driver.run_wino(PLAN, x, y, w, bias, groups, {los}, work)")
-        w(f"rt_driver.run_layer(PLAN, x, y, w, bias, groups, {los}, work)")
+        w(f"return rt_driver.run_layer(PLAN, x, y, w, bias, groups, {los}, work)")

@@ -34,7 +34,7 @@ from .rt_layout import (G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYT
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
-__all__ = ["run_layer", "run_wino", "gather_strided", "acc_stride", "block_rows", "SERIAL_MAX_MACS",
+__all__ = ["run_layer", "Replay", "run_stencil", "run_wino", "gather_strided", "acc_stride", "block_rows", "SERIAL_MAX_MACS",
            "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
@@ -101,10 +101,11 @@ def _native(entry: str, dtype: np.dtype, args: tuple, head: int) -> native.Nativ
 
 
 def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values: tuple,
-         calls: dict | None = None) -> None:
+         calls: dict | None = None) -> native.Prepared | None:
     """Items ``0 … n_items − 1`` of the range function ``entry`` over ``values``, on this thread
     (``serial``) or on every thread; ``n_items`` None: ``entry`` is a plain function of ``values``.
-    ``calls`` (kept with a call shape's scratch) holds its prepared native calls between calls."""
+    ``calls`` (kept with a call shape's scratch) holds its prepared native calls between calls.
+    Returns the prepared native call that ran, or None (Numba ran it)."""
     head = () if n_items is None else (0, n_items, 0)
     call = calls.get((entry, dtype.char)) if calls is not None and NATIVE else None  # (an earlier call's)
     if call is not None:
@@ -124,6 +125,7 @@ def _run(entry: str, dtype: np.dtype, n_items: int | None, serial: bool, values:
         _numba_function(entry, False)(*head, *values)
     else:
         _numba_function(entry, True)(n_items, *values)
+    return call
 
 
 def acc_stride(n: int, itemsize: int, rows: int) -> int:
@@ -228,6 +230,9 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
     the gathered weight, ``bias (C_out,)``; ``lo`` the window's first operator output position per
     dimension.  ``work`` (a dict, kept by the caller between calls) holds the geometry and scratch
     buffers of the last shapes seen.
+
+    Returns a :class:`Replay` of the call when the native runtime ran it (else None): the same call on
+    other arrays of the same shapes and dtype, without this function's bookkeeping.
     """
     t = plan
     if x.shape[0] == 0:  # an empty batch: nothing to write
@@ -255,7 +260,46 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
     # (1-D arrays are passed as they are: a view made every call is a new object for the prepared call)
     x3 = x if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
     y3 = y if y.ndim == 3 else y.reshape(y.shape[0], y.shape[1], -1)
-    _run("layers", x.dtype, n_items, serial, (x3, xb, acc, tags, y3, w, bias, g), calls)
+    call = _run("layers", x.dtype, n_items, serial, (x3, xb, acc, tags, y3, w, bias, g), calls)
+    return None if call is None else Replay(call, n_items, serial, xb, acc, tags, g)
+
+
+class Replay:
+    """A native call of :func:`run_layer` for given shapes, dtype, window and groups, run again on new
+    arrays of those shapes: ``replay(x, y, w, bias)`` → True, or False (and nothing done) when the native
+    runtime has been switched off since.  The caller guarantees the shapes (the API keys it by its recipe).
+    For a small layer the bookkeeping of a call costs as much as the layer: this skips the path choice and
+    the geometry lookup."""
+
+    __slots__ = ("call", "n_items", "serial", "xb", "acc", "tags", "g")
+
+    def __init__(self, call, n_items, serial, xb, acc, tags, g):
+        self.call, self.n_items, self.serial = call, n_items, serial or n_items == 1
+        self.xb, self.acc, self.tags, self.g = xb, acc, tags, g
+
+    def __call__(self, x, y, w, bias) -> bool:
+        if not NATIVE:
+            return False
+        self.tags.fill(-1)
+        x3 = x if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
+        y3 = y if y.ndim == 3 else y.reshape(y.shape[0], y.shape[1], -1)
+        self.call.update((x3, self.xb, self.acc, self.tags, y3, w, bias, self.g))
+        if self.serial:
+            self.call.run(0, self.n_items, 0)
+        else:
+            native.parallel_for(self.call, self.n_items)
+        return True
+
+
+def run_stencil(plan, kernel, x, y, *args):
+    """A module's stencil kernel (one channel per group), ``kernel(x, y, *args)``: on the calling thread
+    alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as :func:`run_layer`'s small
+    calls are (the stencil is a Numba ``prange`` function: :func:`.lazyjit.serially`)."""
+    if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
+        from .lazyjit import serially
+
+        return serially(kernel, x, y, *args)
+    return kernel(x, y, *args)
 
 
 # ==================================================================================================
