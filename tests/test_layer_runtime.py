@@ -343,17 +343,41 @@ def test_write_phases_interleaves_runs_at_any_alignment(dtype, phases, stream):
             np.testing.assert_array_equal(row, expect)
 
 
-def test_streamed_stencil_equals_the_definition():
-    """A 1 → 1 transposed convolution whose output is large enough to be streamed (rows of 2,048 float32)
-    equals its definition, a scatter of every tap (NumPy)."""
-    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=1, out_channels=1)
+def _scatter_k4_s2_p1(x, w):
+    """ConvTranspose (kernel 4, stride 2, padding 1, depthwise or 1 → 1) by its definition: every input
+    sample scatters its taps, y[2 i + k − 1] += w[k] · x[i] per dimension (NumPy, float64)."""
+    D = x.ndim - 2
+    full = np.zeros(x.shape[:2] + tuple(2 * n + 2 for n in x.shape[2:]))
+    for k in np.ndindex(*(4,) * D):
+        at = (slice(None), slice(None)) + tuple(slice(kd, kd + 2 * n, 2) for kd, n in zip(k, x.shape[2:]))
+        full[at] += w[(slice(None), 0) + k][None, :, *([None] * D)] * x
+    return full[(slice(None), slice(None)) + (slice(1, -1),) * D]
+
+
+@pytest.mark.parametrize("case", ["long rows", "short rows of whole lines", "short rows, out= off a line",
+                                  "1-D chunks", "1-D chunks, out= off a line"])
+def test_streamed_stencil_equals_the_definition(case):
+    """Stencil outputs large enough to be streamed (STREAM_MIN_BYTES): rows of 2,048 float32, rows of 128
+    (whole lines when the output starts on a line; not streamed when it does not), a 1-D row cut into work
+    items of STENCIL_CHUNK blocks (each streamed from its own first output) — each equals its definition."""
+    from symdeconv.codegen.rt_layout import STREAM_MIN_BYTES
+
+    shape, groups = {"long rows": ((1, 1, 520, 1024), 1), "short rows of whole lines": ((8, 8, 64, 64), 8),
+                     "short rows, out= off a line": ((8, 8, 64, 64), 8), "1-D chunks": ((1, 1, 600_001), 1),
+                     "1-D chunks, out= off a line": ((1, 1, 600_001), 1)}[case]
+    D = len(shape) - 2
+    layer = sd.ConvTranspose((4,) * D, stride=2, padding=1, in_channels=shape[1], out_channels=shape[1],
+                             groups=groups)
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((1, 1, 520, 1024)).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal(layer.weight_shape).astype(np.float32)
-    got = sd.compile(layer, "cpu")(x, w)
-    assert got.nbytes >= 4 << 20 and got.shape[-1] >= 1024  # streamed (STREAM_MIN_BYTES, STREAM_MIN_ROW)
-    full = np.zeros((2 * 520 + 2, 2 * 1024 + 2))
-    for ky in range(4):
-        for kx in range(4):
-            full[ky:ky + 2 * 520:2, kx:kx + 2 * 1024:2] += w[0, 0, ky, kx] * x[0, 0].astype(np.float64)
-    np.testing.assert_allclose(got[0, 0], full[1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    f = sd.compile(layer, "cpu")
+    if "off a line" in case:
+        y_shape = shape[:2] + tuple(2 * n for n in shape[2:])
+        raw = np.empty(int(np.prod(y_shape)) + 32, np.float32)
+        skip = (-raw.ctypes.data % 64) // 4 + 4  # 16 bytes past a line
+        got = f(x, w, out=raw[skip:skip + int(np.prod(y_shape))].reshape(y_shape))
+    else:
+        got = f(x, w)
+    assert got.nbytes >= STREAM_MIN_BYTES
+    np.testing.assert_allclose(got, _scatter_k4_s2_p1(x.astype(np.float64), w), rtol=1e-4, atol=1e-4)

@@ -37,7 +37,11 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
 * ``stencil_rows`` allocates nothing and is compiled without reference counting (``_nrt=False``):
   Numba would otherwise count references to every row view with atomic operations;
 * an output row loads only its own phases' weights, so that few broadcast registers are live in its
-  interior loop.
+  interior loop;
+* a large output (``STREAM_MIN_BYTES``) is written with streaming stores: each row's outputs of the work
+  item go to a stack buffer first, by the same border and interior code, then whole 64-byte lines to the
+  output by non-temporal stores (``runtime.write_phases``).  Only rows of whole lines, or long ones, are
+  streamed: a row's ordinary stores to its first and last lines took away the gain of the others.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
 than ``STENCIL_MAX_TAPS`` taps (whose spelled-out source would be long and slow to compile) keep the
@@ -53,7 +57,7 @@ from .layer_plan import STENCIL_MAX_TAPS
 from .plan import KernelPlan
 from .rt_layout import STREAM_MIN_BYTES
 
-__all__ = ["emit_cpu_stencil", "has_stencil", "STENCIL_CHUNK", "STENCIL_TARGET", "STENCIL_RUN", "STENCIL_MAX_TAPS"]
+__all__ = ["emit_cpu_stencil", "has_stencil", "STENCIL_CHUNK", "STENCIL_TARGET", "STENCIL_MAX_TAPS"]
 
 #: blocks of the last dimension per work item (long 1-D signals are cut into chunks of this many blocks)
 STENCIL_CHUNK = 4096
@@ -61,17 +65,11 @@ STENCIL_CHUNK = 4096
 #: outputs a work item aims at: rows of blocks are grouped until an item holds about this many
 STENCIL_TARGET = 16384
 
-#: interior blocks per run: a run's outputs go to a stack buffer (one row per last-dimension phase, 16 KB of
-#: float64 for two phases), then ``runtime.write_phases`` interleaves them into the output row, with
-#: non-temporal stores for outputs of at least ``STREAM_MIN_BYTES``; runs of 512 were ~10 % slower (two runs
-#: per row of a 1 → 1 layer at 1024²), of 256 ~35 %
-STENCIL_RUN = 1024
-
-#: output rows shorter than this are never streamed (a depthwise layer's 128-element rows ran 1.7–2.8× slower,
-#: as the Winograd path's rows that start inside a line did: see benchmarks/README.md)
+#: output rows are streamed when they are whole 64-byte lines (an aligned output whose rows are a whole number
+#: of lines long), or at least this long: a row whose first and last lines take ordinary stores and the rest
+#: streaming ones wrote 128-element rows no faster than ordinary stores (2.0 against 2.1 ms for 32 MB), where
+#: whole lines streamed took 0.7 ms (benchmarks/README.md)
 STREAM_MIN_ROW = 1024
-
-
 
 #: most dimensions for which the module carries a stencil: in 1-D and 2-D the benchmarks show it paying
 #: (1 -> 1 and depthwise layers, ``benchmarks/README.md``); a 3-D stencil's unrolled rows were ~500 lines
@@ -107,9 +105,8 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
 
     w(f"STENCIL_CHUNK = {STENCIL_CHUNK}  # blocks of the last dimension per work item")
     w(f"STENCIL_TARGET = {STENCIL_TARGET}  # outputs per work item (rows of blocks are grouped)")
-    w(f"STENCIL_RUN = {STENCIL_RUN}  # streamed interior blocks per run (computed into a stack buffer first)")
     w(f"STREAM_MIN_BYTES = {STREAM_MIN_BYTES}  # outputs of this many bytes …")
-    w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # … and rows this long are written with streaming stores")
+    w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # … and rows of whole lines, or this long, are streamed")
     w()
     w()
     js = ", ".join(f"jlo{d}, jhi{d}" for d in range(last))
@@ -124,12 +121,14 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w('"""Rows r0 … r1 − 1 of blocks of one channel: yc (its output) from xc (its input) and w[:, 0, c].')
         w()
         w("Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),")
-        w("kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved; when")
-        w("``stream``, in runs of STENCIL_RUN into rb, then to whole lines by streaming stores).  An output row")
-        w("loads the weights of its phases only (few registers live in its interior loop).")
+        w("kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).")
+        w("When ``stream``, a row's outputs tb … te − 1 go to the buffer rb first (output t at rb[t − tb]),")
+        w("then to the row, whole lines by streaming stores.  An output row loads the weights of its phases")
+        w("only (few registers live in its interior loop).")
         w('"""')
-        if PL <= 2:
-            w(f"rb = rt.stack_tile(yc, {PL}, {STENCIL_RUN})  # a run's outputs, one row per last-dimension phase")
+        w(f"rb = rt.stack_tile(yc, 1, {PL * STENCIL_CHUNK})  # a streamed row's outputs")
+        w(f"tb = max(0, {times(PL, 'ja')} - lo{last}) if stream else 0  # the first output of the chunk")
+        w(f"te = min(out{last}, {times(PL, 'jb')} - lo{last})  # … and its end")
         w("for r in range(r0, r1):")
         with w.indent():
             if D == 1:
@@ -161,14 +160,15 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                     w(f"if {cond}:  # output row of leading phase {phase_text(lp)}")
                     w.indent()
                     opened = 1
-                    w(f"yr = yc[{', '.join(f't{d}' for d in range(last))}]")
-                else:
-                    w("yr = yc")
+                yo = f"yc[{', '.join(f't{d}' for d in range(last))}]" if D > 1 else "yc"
+                w(f"yr = rb[0] if stream else {yo}")
                 for p in range(PL):
                     ss = [s_ for s_, _ in phase_of[lp + (p,)].slots]
                     for k in range(0, len(ss), 4):
                         w(", ".join(f"w{s_}" for s_ in ss[k:k + 4]) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in ss[k:k + 4]))
                 _emit_row(plan, lp, phase_of, row_of, o_min, w)
+                w("if stream:")
+                w(f"    rt.write_phases({yo}, tb, rb, te - tb, True)")
                 for _ in range(opened):
                     w.dedent()
     w()
@@ -210,7 +210,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
             w(f"zrow = np.empty(n{last}, dtype=x.dtype)  # stands for an input row outside x")
             w(f"for i in range(n{last}):  # (a serial loop: np.zeros would be a parallel region of its own, every call)")
             w("    zrow[i] = 0.0")
-        w(f"stream = y.size * y.itemsize >= STREAM_MIN_BYTES and out{last} >= STREAM_MIN_ROW")
+        y0 = "y[0, 0" + ", 0" * last + "]"
+        w(f"whole = rt.line_head({y0}) == 0 and out{last} * y.itemsize % 64 == 0  # rows of whole 64-byte lines")
+        w(f"stream = y.size * y.itemsize >= STREAM_MIN_BYTES and (whole or out{last} >= STREAM_MIN_ROW)")
         w("for item in prange(batch * channels * per_plane):")
         with w.indent():
             w("bc, k = item // per_plane, item % per_plane")
@@ -260,7 +262,7 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
                         w(f"if 0 <= {u} < n{last}:")
                         for k in range(0, len(terms), 4):
                             w(f"    acc += {' + '.join(terms[k:k + 4])}")
-                    w("yr[t] = acc")
+                    w("yr[t - tb] = acc")
     used_rows = sorted({row_of[off[:last]] for ph in phases for _, off in ph.slots})
     values = sorted({(row_of[off[:last]], off[last]) for ph in phases for _, off in ph.slots})
 
@@ -273,21 +275,11 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
                 terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
                 assign_sum(w, target(p), "=", "bv" + (f" + {terms}" if terms else ""), f"phase {phase_text(ph.phase)}")
 
-    if PL <= 2:  # (runtime.write_phases streams one or two phases)
-        w("if stream:  # interior blocks j = i0 + i in runs: a run's phases into rb, then streamed to whole lines")
-        with w.indent():
-            w("for i0 in range(kA, kB, STENCIL_RUN):")
-            with w.indent():
-                w("n = min(STENCIL_RUN, kB - i0)")
-                for rid in used_rows:
-                    w(f"xv{rid} = xr{rid}[{plus(times(QL, 'i0'), o_min)}:]")
-                loop("n", lambda p: f"rb[{p}, i]")
-                w(f"rt.write_phases(yr, {times(PL, 'i0')} - lo{last}, rb, n, True)")
-    w(("elif" if PL <= 2 else "if") + " kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output")
+    w("if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output")
     with w.indent():
         for rid in used_rows:
             w(f"xv{rid} = xr{rid}[{plus(times(QL, 'kA'), o_min)}:]")
-        w(f"yv = yr[{times(PL, 'kA')} - lo{last}:]")
+        w(f"yv = yr[{times(PL, 'kA')} - lo{last} - tb:]")
         loop("kB - kA", lambda p: f"yv[{plus(times(PL, 'i'), p)}]")
 
 
