@@ -320,27 +320,29 @@ def test_blocks_keep_their_input_planes_in_half_of_l2(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("phases", [1, 2, 3])
-@pytest.mark.parametrize("stream", [True, False])
-def test_write_phases_interleaves_runs_at_any_alignment(dtype, phases, stream):
-    """``runtime.write_phases`` writes exactly ``y[start + P i + p] = rb[p, i]``, streamed or not, for runs
-    that start at every offset within a line and are shorter than, as long as, or longer than a line."""
+def test_stream_row_writes_runs_at_any_alignment(dtype):
+    """``runtime.stream_row`` writes exactly ``y[start + i] = src[i]`` (whole lines streamed, the rest not) for
+    runs that start at every offset within a line and are shorter than, as long as, or longer than a line,
+    and for a row whose address is not a multiple of its itemsize (nothing streamed)."""
     from symdeconv.codegen._alloc import LINE_BYTES
-    from symdeconv.codegen.runtime import write_phases
+    from symdeconv.codegen.runtime import stream_row
 
-    rng = np.random.default_rng(phases)
+    rng = np.random.default_rng(7)
     lanes = LINE_BYTES // np.dtype(dtype).itemsize
     base = np.empty(8 * lanes + lanes, dtype=dtype)
     shift = (-base.ctypes.data % LINE_BYTES) // base.itemsize
     row = base[shift:shift + 8 * lanes]  # starts on a line
-    for start in range(lanes + 1):
-        for count in (0, 1, lanes // phases, lanes // phases + 3, (7 * lanes - start) // phases):
-            rb = rng.standard_normal((phases, 8 * lanes)).astype(dtype)
-            row[:] = np.nan
-            write_phases(row, start, rb, count, stream)
-            expect = np.full(row.shape, np.nan, dtype=dtype)
-            expect[start:start + phases * count] = rb[:, :count].T.reshape(-1)
-            np.testing.assert_array_equal(row, expect)
+    raw = np.empty((8 * lanes + 1) * base.itemsize + 1, dtype=np.uint8)
+    odd = raw[1:1 + 8 * lanes * base.itemsize].view(dtype)  # (NumPy's view of memory off the element grid)
+    for target in (row, odd):
+        for start in range(lanes + 1):
+            for count in (0, 1, lanes - 1, lanes, lanes + 3, 7 * lanes - start):
+                src = rng.standard_normal(8 * lanes).astype(dtype)
+                target[:] = np.nan
+                stream_row(target, start, src, count)
+                expect = np.full(target.shape, np.nan, dtype=dtype)
+                expect[start:start + count] = src[:count]
+                np.testing.assert_array_equal(target, expect)
 
 
 def _scatter_k4_s2_p1(x, w):

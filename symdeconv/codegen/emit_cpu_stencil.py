@@ -40,7 +40,7 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
   interior loop;
 * a large output (``STREAM_MIN_BYTES``) is written with streaming stores: each row's outputs of the work
   item go to a stack buffer first, by the same border and interior code, then whole 64-byte lines to the
-  output by non-temporal stores (``runtime.write_phases``).  Only rows of whole lines, or long ones, are
+  output by non-temporal stores (``runtime.stream_row``).  Only rows of whole lines, or long ones, are
   streamed: a row's ordinary stores to its first and last lines took away the gain of the others.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
@@ -126,7 +126,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w("then to the row, whole lines by streaming stores.  An output row loads the weights of its phases")
         w("only (few registers live in its interior loop).")
         w('"""')
-        w(f"rb = rt.stack_tile(yc, 1, {PL * STENCIL_CHUNK})  # a streamed row's outputs")
+        w(f"rb = rt.stack_tile(yc, 1, {PL * STENCIL_CHUNK})[0]  # a streamed row's outputs")
         w(f"tb = max(0, {times(PL, 'ja')} - lo{last}) if stream else 0  # the first output of the chunk")
         w(f"te = min(out{last}, {times(PL, 'jb')} - lo{last})  # … and its end")
         w("for r in range(r0, r1):")
@@ -161,14 +161,14 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                     w.indent()
                     opened = 1
                 yo = f"yc[{', '.join(f't{d}' for d in range(last))}]" if D > 1 else "yc"
-                w(f"yr = rb[0] if stream else {yo}")
+                w(f"yr = rb if stream else {yo}")
                 for p in range(PL):
                     ss = [s_ for s_, _ in phase_of[lp + (p,)].slots]
                     for k in range(0, len(ss), 4):
                         w(", ".join(f"w{s_}" for s_ in ss[k:k + 4]) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in ss[k:k + 4]))
                 _emit_row(plan, lp, phase_of, row_of, o_min, w)
                 w("if stream:")
-                w(f"    rt.write_phases({yo}, tb, rb, te - tb, True)")
+                w(f"    rt.stream_row({yo}, tb, rb, te - tb)")
                 for _ in range(opened):
                     w.dedent()
     w()

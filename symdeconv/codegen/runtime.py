@@ -14,8 +14,8 @@ that gained is measured in ``benchmarks/README.md``).
 The tile's contents are undefined until written; it lives until the calling function returns, and the
 same storage is reused by every call of the statement in that function (a loop reuses one tile).
 
-``line_head``, ``stream_line``, ``stream_pair`` and ``store_fence`` write output rows in whole 64-byte lines
-with non-temporal stores (see the section below); ``gather_range`` / ``gather_parallel`` gather a layer's
+``line_head``, ``stream_line``, ``stream_pair``, ``stream_row`` and ``store_fence`` write output rows in whole
+64-byte lines with non-temporal stores (see the section below); ``gather_range`` / ``gather_parallel`` gather a layer's
 weights into the kernels' slot layout (driven by ``rt_driver.gather_strided``).
 """
 
@@ -33,7 +33,7 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "write_phases", "LINE_BYTES"]
+           "store_fence", "stream_row", "LINE_BYTES"]
 
 
 @intrinsic
@@ -230,52 +230,25 @@ def row_or(x, r, zeros):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def write_phases(yr, start, rb, count, stream):
-    """``yr[start + P i + p] = rb[p, i]`` for ``i < count``, ``p < P = rb.shape[0]``: the phases of a run of
-    blocks, computed one phase per row of ``rb``, written interleaved into an output row.
-
-    ``stream``: whole 64-byte lines of a one- or two-phase run are written with non-temporal stores (the
-    generated stencils pass it for large outputs); the elements before the run's first line boundary and
-    after its last are written as usual.  With two phases a line may start at a block's second phase (an odd
-    number of elements before the boundary): it then holds phase 1 of blocks i … and phase 0 of i + 1 ….
-    """
-    P = rb.shape[0]
+def stream_row(yr, start, src, count):
+    """``yr[start + i] = src[i]`` for ``i < count``: the whole 64-byte lines of that range with non-temporal
+    stores (``stream_line``), the elements before its first line boundary and after its last with ordinary
+    ones.  The generated stencils write a streamed row through it from the stack buffer it was computed in."""
     y = yr[start:]
-    n = P * count  # elements
     e0 = 0  # elements before the streamed lines
     e1 = 0  # end of the streamed lines
-    if stream and P <= 2:
-        head = line_head(y)  # elements before the first line boundary (-1: misaligned elements)
-        per = LINE_BYTES // y.itemsize // P  # blocks per line
-        if head >= 0:
-            odd = head % P
-            i0 = head // P  # the block whose phase ``odd`` starts the first line
-            lines = max(0, (count - i0 - odd) // per)
-            for k in range(lines):
-                i = i0 + k * per
-                if P == 1:
-                    stream_line(y, i, rb[0], i)
-                elif odd == 0:
-                    stream_pair(y, 2 * i, rb[0], i, rb[1], i)
-                else:
-                    stream_pair(y, 2 * i + 1, rb[1], i, rb[0], i + 1)
-            e0 = min(head, n)
-            e1 = max(e0, head + lines * per * P)
-    for e in range(e0):  # (a few elements: the head before a line boundary)
-        y[e] = rb[e % P, e // P]
-    if P == 1:
-        a = rb[0]
-        for e in range(e1, n):
-            y[e] = a[e]
-    elif P == 2 and e1 % 2 == 0:  # (a loop LLVM vectorises with interleaving shuffles)
-        a = rb[0]
-        b = rb[1]
-        for i in range(e1 // 2, count):
-            y[2 * i] = a[i]
-            y[2 * i + 1] = b[i]
-    else:
-        for e in range(e1, n):
-            y[e] = rb[e % P, e // P]
+    head = line_head(y)  # (-1: the row's address is not a multiple of its itemsize; nothing is streamed)
+    if head >= 0:
+        lanes = LINE_BYTES // y.itemsize
+        e0 = min(head, count)
+        lines = max(0, (count - e0) // lanes)
+        for k in range(lines):
+            stream_line(y, e0 + k * lanes, src, e0 + k * lanes)
+        e1 = e0 + lines * lanes
+    for e in range(e0):
+        y[e] = src[e]
+    for e in range(e1, count):
+        y[e] = src[e]
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
