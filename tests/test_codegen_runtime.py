@@ -9,6 +9,7 @@ import pytest
 from symdeconv.codegen._alloc import aligned_empty
 from symdeconv.codegen.rt_driver import GATHER_PARALLEL_MIN, gather_strided  # noqa: E402
 from symdeconv.codegen.runtime import (
+    copy_even,
     LINE_BYTES, line_head, stack_tile, store_fence, stream_line, stream_pair,
 )
 
@@ -114,3 +115,25 @@ def test_aligned_empty_starts_on_a_line(shape):
         y = aligned_empty(shape, dtype)
         assert y.shape == shape and y.dtype == dtype and y.flags.c_contiguous and y.flags.writeable
         assert y.ctypes.data % LINE_BYTES == 0
+
+
+@numba.njit
+def _copy_even_of(dst, j, src, i, count):
+    copy_even(dst, j, src, i, count)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_even_copies_every_other_element_and_nothing_else(dtype):
+    """``copy_even(dst, j, src, i, count)`` writes ``dst[j + t] = src[i + 2 t]`` for ``t < count`` and no
+    other element, for every count up to a vector, at unaligned offsets, with the source range ending at the
+    array's last element (its masked load reads nothing past that)."""
+    lanes = LINE_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(11)
+    for count in range(lanes + 1):
+        for j, i in ((0, 0), (3, 5), (lanes - 1, 1)):
+            src = rng.standard_normal(i + max(0, 2 * count - 1)).astype(dtype)  # ends at src[i + 2 count − 2]
+            dst = np.full(j + lanes + 3, np.nan, dtype=dtype)
+            _copy_even_of(dst, j, src, i, count)
+            expect = np.full_like(dst, np.nan)
+            expect[j:j + count] = src[i:i + 2 * count:2]
+            np.testing.assert_array_equal(dst, expect)

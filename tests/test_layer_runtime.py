@@ -320,6 +320,25 @@ def test_blocks_keep_their_input_planes_in_half_of_l2(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride_2_planes_of_long_rows_equal_the_definition(dtype):
+    """A stride-2 Conv2d whose input rows fill plane rows longer than a vector (``runtime.copy_even``, its
+    last vector masked) against PyTorch's Conv2d by its definition: the
+    zero-padded input sampled every other row and column under each tap (NumPy, float64)."""
+    layer = sd.Conv((3, 3), stride=2, padding=1, in_channels=3, out_channels=5)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 21, 75)).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = ((21 + 2 - 3) // 2 + 1, (75 + 2 - 3) // 2 + 1)
+    want = b[None, :, None, None] + sum(
+        np.einsum("oc,ncij->noij", w[:, :, ky, kx], xp[:, :, ky:ky + 2 * out[0] - 1:2, kx:kx + 2 * out[1] - 1:2])
+        for ky in range(3) for kx in range(3))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sd.compile(layer, "cpu")(x, w, b), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stream_row_writes_runs_at_any_alignment(dtype):
     """``runtime.stream_row`` writes exactly ``y[start + i] = src[i]`` (whole lines streamed, the rest not) for
     runs that start at every offset within a line and are shorter than, as long as, or longer than a line,

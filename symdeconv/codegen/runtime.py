@@ -33,7 +33,7 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "stream_row", "LINE_BYTES"]
+           "store_fence", "stream_row", "copy_even", "LINE_BYTES"]
 
 
 @intrinsic
@@ -204,6 +204,51 @@ def stream_pair(typingctx, dst, j, a, ia, b, ib):
         return context.get_dummy_value()
 
     return types.void(dst, j, a, ia, b, ib), codegen
+
+
+@intrinsic
+def copy_even(typingctx, dst, j, src, i, count):
+    """``dst[j + t] = src[i + 2 t]`` for ``t < count`` (``count ≤ lanes = LINE_BYTES / itemsize``): every other
+    element of ``src[i : i + 2 count − 1]`` by one masked vector load and a shuffle, stored by one masked
+    store; nothing outside those ranges is read or written.  (A loop with stride 2 in its index runs element
+    by element: LLVM cannot prove that the doubled index does not wrap.)"""
+    if not (_float_row(dst) and _float_row(src) and dst.dtype == src.dtype):
+        return None
+    if not all(isinstance(v, types.Integer) for v in (j, i, count)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        dty, _, sty, _, cty = signature.args
+        element = context.get_value_type(dty.dtype)
+        size = context.get_abi_sizeof(element)
+        lanes = LINE_BYTES // size
+        i32, i1 = ir.IntType(32), ir.IntType(1)
+        n = builder.trunc(context.cast(builder, args[4], cty, types.int64), i32)
+
+        def below(width, limit):  # the lanes t < limit, as an <width x i1> mask
+            vec = ir.VectorType(i32, width)
+            splat = builder.insert_element(ir.Constant(vec, ir.Undefined), limit, ir.Constant(i32, 0))
+            splat = builder.shuffle_vector(splat, ir.Constant(vec, ir.Undefined), ir.Constant(vec, [0] * width))
+            return builder.icmp_signed("<", ir.Constant(vec, list(range(width))), splat)
+
+        wide, narrow = ir.VectorType(element, 2 * lanes), ir.VectorType(element, lanes)
+        source = _item_pointer(context, builder, sty, args[2], args[3])
+        target = _item_pointer(context, builder, dty, args[0], args[1])
+        suffix = "f32" if size == 4 else "f64"
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(wide, [source.type, i32, ir.VectorType(i1, 2 * lanes), wide]),
+            f"llvm.masked.load.v{2 * lanes}{suffix}.p0")
+        last = builder.sub(builder.add(n, n), ir.Constant(i32, 1))  # the loaded elements: 0 … 2 count − 2
+        value = builder.call(load, [source, ir.Constant(i32, size), below(2 * lanes, last), ir.Constant(wide, ir.Undefined)])
+        even = builder.shuffle_vector(value, ir.Constant(wide, ir.Undefined),
+                                      ir.Constant(ir.VectorType(i32, lanes), [2 * t for t in range(lanes)]))
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [narrow, target.type, i32, ir.VectorType(i1, lanes)]),
+            f"llvm.masked.store.v{lanes}{suffix}.p0")
+        builder.call(store, [even, target, ir.Constant(i32, size), below(lanes, n)])
+        return context.get_dummy_value()
+
+    return types.void(dst, j, src, i, count), codegen
 
 
 @intrinsic
