@@ -353,6 +353,14 @@ class Prepared:
                 shapes[k] = v.shape
             last[k] = weakref.ref(v)
 
+    def swap(self, k: int, v: np.ndarray) -> None:
+        """Take array ``v`` for argument ``k`` without any check: the caller guarantees that ``v`` has the
+        memory layout (itemsize, size, C-contiguous shape) of the array the argument last had, possibly
+        under another shape of the same layout (a 4-D array for a 3-D argument).  The call reads the data
+        pointer from ``v`` itself.  (A replayed call's new input and output, see ``rt_driver.Replay``.)"""
+        self.block[self.at[k] + 4] = id(v)
+        self.last[k] = None  # (a later update() compares nothing with it)
+
     def run(self, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
         status = self.fn.raw(a0, a1, a2, self.address)
         if status not in (0, -2):  # Numba's OK and "returned None"

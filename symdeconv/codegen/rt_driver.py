@@ -281,13 +281,17 @@ class Replay:
         if not NATIVE:
             return False
         self.tags.fill(-1)
-        x3 = x if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
-        y3 = y if y.ndim == 3 else y.reshape(y.shape[0], y.shape[1], -1)
-        self.call.update((x3, self.xb, self.acc, self.tags, y3, w, bias, self.g))
+        call = self.call
+        # x, y: the shapes the call was prepared with, unviewed (the native call reads their data pointers);
+        # w, bias: the API's arrays of the recipe's shapes
+        call.swap(0, x)
+        call.swap(4, y)
+        call.swap(5, w)
+        call.swap(6, bias)
         if self.serial:
-            self.call.run(0, self.n_items, 0)
+            call.run(0, self.n_items, 0)
         else:
-            native.parallel_for(self.call, self.n_items)
+            native.parallel_for(call, self.n_items)
         return True
 
 
