@@ -120,6 +120,26 @@ def test_a_replayed_call_takes_each_calls_arrays(serial, monkeypatch):
     assert len(entered) == 4
 
 
+def test_a_replayed_2d_call_reads_4d_arrays_unviewed(monkeypatch):
+    """A 2-D layer's replay hands its 4-D input and output to the prepared call as they are (the native call
+    reads their data pointers): new inputs, weights and out= arrays each give the symbolic matrix's result."""
+    monkeypatch.setattr(rt_driver, "NATIVE", True)
+    layer = sd.ConvTranspose((3, 3), stride=2, padding=1, in_channels=3, out_channels=4)
+    f = sd.compile(layer)
+    entered = []
+    run = f.module.run
+    monkeypatch.setattr(f.module, "run", lambda *a, **k: entered.append(1) or run(*a, **k))
+    rng = np.random.default_rng(4)
+    outs = [np.empty((2, 4, 9, 7)), np.empty((2, 4, 9, 7))]
+    for k in range(4):
+        x, w = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal(layer.weight_shape)
+        ref = _matrix_result(layer, x, w).reshape(2, 4, 9, 7)
+        np.testing.assert_allclose(f(x, w), ref, rtol=1e-12, atol=1e-12)
+        assert f(x, w, out=outs[k % 2]) is outs[k % 2]
+        np.testing.assert_allclose(outs[k % 2], ref, rtol=1e-12, atol=1e-12)
+    assert len(entered) == 1
+
+
 def test_a_prepared_call_refuses_arrays_it_was_not_compiled_for(parallel):
     """The native function is Numba's machine code for one signature: an array of another rank, dtype or
     layout is refused with a SymdeconvError before any call (never read as the wrong type)."""
