@@ -319,6 +319,25 @@ def test_blocks_keep_their_input_planes_in_half_of_l2(monkeypatch):
             np.testing.assert_allclose(f(x, w, b), _naive(layer, x, w, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("c_out", [4, 16, 20, 22, 36])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_groups_of_channel_blocks_equal_the_definition(c_out, parallel, monkeypatch):
+    """A work item multiplies each tile of inputs by up to CO_GROUP blocks of CO_BLOCK output channels: one
+    block, whole groups, a short last group, and channels left over from whole blocks, on one thread and in
+    parallel, against ConvTranspose2d by its definition (every input sample scatters its taps, NumPy)."""
+    if parallel:
+        monkeypatch.setattr(rt_driver, "SERIAL_MAX_MACS", 0)
+    layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=6, out_channels=c_out)
+    rng = np.random.default_rng(c_out)
+    x, w, b = rng.standard_normal((2, 6, 9, 7)), rng.standard_normal(layer.weight_shape), rng.standard_normal(c_out)
+    full = np.zeros((2, c_out, 2 * 9 + 2, 2 * 7 + 2))
+    for ky in range(4):
+        for kx in range(4):
+            full[:, :, ky:ky + 18:2, kx:kx + 14:2] += np.einsum("nchw,co->nohw", x, w[:, :, ky, kx])
+    want = full[:, :, 1:-1, 1:-1] + b[None, :, None, None]
+    np.testing.assert_allclose(sd.compile(layer, "cpu")(x, w, b), want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride_2_planes_of_long_rows_equal_the_definition(dtype):
     """A stride-2 Conv2d whose input rows fill plane rows longer than a vector (``runtime.copy_even``, its

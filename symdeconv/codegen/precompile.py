@@ -31,7 +31,7 @@ def precompile(dtype: str = "float32") -> None:
     wino = sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=8)
     one_channel = sd.ConvTranspose((2, 2, 2), stride=2, in_channels=2, out_channels=2, groups=2)  # (3-D: no stencil)
     cases = [  # (layer, input shapes): one call on one thread, one large enough for the parallel driver
-        (gemm, [(1, 16, 2, 2), (1, 16, 32, 32)]),
+        (gemm, [(1, 16, 2, 2), (2, 16, 32, 32)]),
         (wino, [(1, 16, 2, 3, 3), (1, 16, 20, 20, 20)]),
         (one_channel, [(1, 2, 3, 3, 3)]),
     ]

@@ -30,12 +30,12 @@ import numpy as np
 from ..errors import SymdeconvError
 from . import native
 from .machine import CO_BLOCK, l2_bytes
-from .rt_layout import (G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
+from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
-__all__ = ["run_layer", "Replay", "run_stencil", "run_wino", "gather_strided", "acc_stride", "block_rows", "SERIAL_MAX_MACS",
-           "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
+__all__ = ["run_layer", "Replay", "run_stencil", "run_wino", "gather_strided", "acc_stride", "block_rows",
+           "SERIAL_MAX_MACS", "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
 ROW_TARGET = 2048
@@ -195,8 +195,8 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile, itemsize):
     plane_reach = sum(t.e_span[d] * S[d] for d in range(D))
     band = m_max + plane_reach
     cin_g, cout_g = cin // groups, cout // groups
-    wide = cout_g // CO_BLOCK
-    per_group = wide + (1 if cout_g % CO_BLOCK else 0)
+    wide = cout_g // CO_BLOCK  # whole blocks of output channels, CO_GROUP per work item
+    per_group = -(-wide // CO_GROUP) + (1 if cout_g % CO_BLOCK else 0)
     g = np.zeros(G_SIZE, dtype=np.int64)
     scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
                 row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
@@ -249,7 +249,8 @@ def run_layer(plan, x, y, w, bias, groups, lo, work=None):
         serial = macs < SERIAL_MAX_MACS or n_items == 1
         nbuf = 1 if serial else threads
         xb = np.empty((nbuf,) + xb_shape, dtype=x.dtype)
-        acc = np.empty((nbuf, t.n_phases, CO_BLOCK, acc_stride(m_max, x.itemsize, CO_BLOCK)), dtype=x.dtype)
+        rows = CO_BLOCK * CO_GROUP
+        acc = np.empty((nbuf, t.n_phases, rows, acc_stride(m_max, x.itemsize, rows)), dtype=x.dtype)
         tags = np.empty(nbuf, dtype=np.int64)
         state = (serial, n_items, g, xb, acc, tags, {})
         if work is not None:

@@ -10,8 +10,10 @@ The computation (see :mod:`symdeconv.codegen.layer_plan` for the geometry): the 
 block of work, into zero-padded *flattened planes* (one per input phase ``r = offset mod Q``), so that
 every tap of every phase is a unit-stride read at a constant, non-negative offset; a register tile of
 ``CO_BLOCK × TILE`` accumulators gathers a phase's taps over the group's input channels (a GEMM
-micro-kernel whose K loop — input channels × taps — runs over runtime tables); the phases of the last
-dimension are then written interleaved into the output rows.
+micro-kernel whose K loop — input channels × taps — runs over runtime tables), for up to ``CO_GROUP``
+blocks of ``CO_BLOCK`` output channels in turn on each tile of input columns (whose inputs are then read
+from L1 after the first block); the phases of the last dimension are then written interleaved into the
+output rows.
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
 so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one
@@ -30,7 +32,8 @@ from numba.extending import intrinsic
 from .machine import CO_BLOCK
 from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,
                         _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
-                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, G_FIELDS, MAX_NDIM, TILE_F32, TILE_F64)
+                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, CO_GROUP, G_FIELDS, MAX_NDIM, TILE_F32,
+                        TILE_F64)
 from .runtime import LINE_BYTES, copy_even, full_width, stack_tile, tile_codegen
 
 __all__ = ["run_range", "run_parallel", "fill_planes", "work_item", "NARROW_CHUNK"]
@@ -242,9 +245,9 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
-def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
+def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span, blocks):
     """``acc[c, m]`` = bias + Σ over the group's input channels and the phase's taps ``t0 … t0 + nt − 1``
-    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < CO_BLOCK`` and ``base ≤ m < base + span``.
+    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < blocks · CO_BLOCK`` and ``base ≤ m < base + span``.
 
     ``TILE`` columns at a time in a register tile (``_machine_tile``): per input channel and tap, TILE
     input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  The columns past the
@@ -257,22 +260,25 @@ def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span):
     T = tile.shape[1]
     H = half.shape[1]
     co = max(0, co)
-    b0 = bias[co]
-    b1 = bias[co + 1]
-    b2 = bias[co + 2]
-    b3 = bias[co + 3]
     # the phase's taps as views from 0: their indices below are provably non-negative (no wraparound code)
     wk = w[max(0, t0):]
     ok = offs[max(0, t0):]
     full = span // T
-    for tc in range(full):
-        _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, base + tc * T, b0, b1, b2, b3)
     # the rest: one half tile ending at base + span, after another one when the rest is longer than H
     rest = span - full * T
     n_half = (1 if rest > H else 0) + (1 if rest > 0 else 0)
-    for i in range(n_half):
-        mc = base + full * T if i + 1 < n_half else base + span - H
-        _tile_pass(half, acc, xflat, wk, ok, nt, co, cin_g, max(0, mc), b0, b1, b2, b3)
+    for tc in range(full + n_half):
+        for k in range(blocks):  # every block of channels on this tile's inputs, while they are in L1
+            c = co + k * CO_BLOCK
+            a = acc[k * CO_BLOCK:]
+            if tc < full:
+                _tile_pass(tile, a, xflat, wk, ok, nt, c, cin_g, base + tc * T,
+                           bias[c], bias[c + 1], bias[c + 2], bias[c + 3])
+            else:
+                i = tc - full
+                mc = base + full * T if i + 1 < n_half else base + span - H
+                _tile_pass(half, a, xflat, wk, ok, nt, c, cin_g, max(0, mc),
+                           bias[c], bias[c + 1], bias[c + 2], bias[c + 3])
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
@@ -424,7 +430,8 @@ def _write_rows(y3, acc, b, co_first, width, m0, cols, g, pl_first, pl_stop):
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def split_item(item, row_blocks, groups, per_group):
-    """``(batch, row block, group, channel block)`` of a parallel work item (C order over those four)."""
+    """``(batch, row block, group, channel item)`` of a parallel work item (C order over those four): channel
+    item ``kb`` is blocks ``kb·CO_GROUP …`` of CO_BLOCK channels, or, past them, the channels left over."""
     b = item // (row_blocks * groups * per_group)
     i = item - b * (row_blocks * groups * per_group)
     rb = i // (groups * per_group)
@@ -437,9 +444,10 @@ def split_item(item, row_blocks, groups, per_group):
 # that run_range would link and compile again (~3 s of a first use per dtype)
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
-    """One block of work: (batch, block of plane rows, group, block of output channels), run by ``thread``
-    (its index into the per-thread buffers: ``numba.get_thread_id()`` is called by the parallel driver
-    only, since the symbol exists once the threading layer has started)."""
+    """One block of work: (batch, block of plane rows, group, CO_GROUP blocks of CO_BLOCK output channels or
+    the channels left over), run by ``thread`` (its index into the per-thread buffers:
+    ``numba.get_thread_id()`` is called by the parallel driver only, since the symbol exists once the threading
+    layer has started)."""
     full_width()
     # the plan's tables follow the geometry in g (one array: fewer arguments to type-check per call)
     phase_taps = g[g[_AT_TAPS]:g[_AT_OFFS]]
@@ -467,9 +475,10 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     H = max(1, g[_TILE] // 2)
     M = -(-cols // H) * H  # whole half tiles (the kernel takes whole tiles, then at most one half tile)
     n_phases = g[_NPHASES]
-    if kb < wide:
-        co = grp * cout_g + kb * CO_BLOCK
-        width = CO_BLOCK
+    if kb * CO_GROUP < wide:
+        co = grp * cout_g + kb * CO_GROUP * CO_BLOCK
+        blocks = min(CO_GROUP, wide - kb * CO_GROUP)
+        width = blocks * CO_BLOCK
         T = g[_TILE]
         Lrow = g[_LROW]
         PL = g[_PL]
@@ -485,10 +494,10 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
                 rho0 = m0 // Lrow
                 for r in range(n_rows):
                     if _row_base(rho0 + r, k // PL, g) >= 0:
-                        _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span)
+                        _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, r * Lrow + cf, span, blocks)
             else:
                 # (np.int64(0), not the literal 0: a literal argument would compile a second specialisation)
-                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, np.int64(0), M)
+                _phase_wide(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, np.int64(0), M, blocks)
     else:
         co = grp * cout_g + wide * CO_BLOCK
         width = cout_g - wide * CO_BLOCK

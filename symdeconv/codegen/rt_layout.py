@@ -39,6 +39,10 @@ def tile_shape(itemsize: int) -> tuple[int, int]:
 TILE_F32 = tile_shape(4)[1]
 TILE_F64 = tile_shape(8)[1]
 
+#: blocks of CO_BLOCK output channels per work item: each tile of input columns is multiplied by all of them
+#: in turn while it is in L1 (one block per item streamed the tile's inputs from L2 for every block)
+CO_GROUP = 4
+
 # --- the Winograd path (rt_wino) ----------------------------------------------------------------------------
 
 #: outputs of a window per leading dimension (the m of F(m, 2)); a window reads WINO_M + 1 positions
