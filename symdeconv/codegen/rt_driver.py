@@ -200,7 +200,7 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile, itemsize):
     g = np.zeros(G_SIZE, dtype=np.int64)
     scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
                 row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
-                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile)
+                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile, co_group=CO_GROUP)
     for k, v in scal.items():
         g[G_FIELDS[k]] = v
     vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,

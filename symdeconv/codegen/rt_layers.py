@@ -32,7 +32,7 @@ from numba.extending import intrinsic
 from .machine import CO_BLOCK
 from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,
                         _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
-                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, CO_GROUP, G_FIELDS, MAX_NDIM, TILE_F32,
+                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, _CO_GROUP, G_FIELDS, MAX_NDIM, TILE_F32,
                         TILE_F64)
 from .runtime import LINE_BYTES, copy_even, full_width, stack_tile, tile_codegen
 
@@ -475,9 +475,10 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     H = max(1, g[_TILE] // 2)
     M = -(-cols // H) * H  # whole half tiles (the kernel takes whole tiles, then at most one half tile)
     n_phases = g[_NPHASES]
-    if kb * CO_GROUP < wide:
-        co = grp * cout_g + kb * CO_GROUP * CO_BLOCK
-        blocks = min(CO_GROUP, wide - kb * CO_GROUP)
+    G = g[_CO_GROUP]
+    if kb * G < wide:
+        co = grp * cout_g + kb * G * CO_BLOCK
+        blocks = min(G, wide - kb * G)
         width = blocks * CO_BLOCK
         T = g[_TILE]
         Lrow = g[_LROW]
