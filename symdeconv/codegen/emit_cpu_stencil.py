@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 
+from ._alloc import LINE_BYTES
 from ._source import Writer, assign_sum, phase_text, plus, times
 from .layer_plan import STENCIL_MAX_TAPS
 from .plan import KernelPlan
@@ -164,8 +165,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                 w(f"yr = rb if stream else {yo}")
                 for p in range(PL):
                     ss = [s_ for s_, _ in phase_of[lp + (p,)].slots]
-                    for k in range(0, len(ss), 4):
-                        w(", ".join(f"w{s_}" for s_ in ss[k:k + 4]) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in ss[k:k + 4]))
+                    for k in range(0, len(ss), 4):  # (four weights to a line)
+                        group = ss[k:k + 4]
+                        w(", ".join(f"w{s_}" for s_ in group) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in group))
                 _emit_row(plan, lp, phase_of, row_of, o_min, w)
                 w("if stream:")
                 w(f"    rt.stream_row({yo}, tb, rb, te - tb)")
@@ -211,7 +213,8 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
             w(f"for i in range(n{last}):  # (a serial loop: np.zeros would be a parallel region of its own, every call)")
             w("    zrow[i] = 0.0")
         y0 = "y[0, 0" + ", 0" * last + "]"
-        w(f"whole = rt.line_head({y0}) == 0 and out{last} * y.itemsize % 64 == 0  # rows of whole 64-byte lines")
+        w(f"whole = rt.line_head({y0}) == 0 and out{last} * y.itemsize % {LINE_BYTES} == 0  "
+          f"# rows of whole {LINE_BYTES}-byte lines")
         w(f"stream = y.size * y.itemsize >= STREAM_MIN_BYTES and (whole or out{last} >= STREAM_MIN_ROW)")
         w("for item in prange(batch * channels * per_plane):")
         with w.indent():
@@ -223,7 +226,8 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
             w("kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1")
             w("kB = max(kA, min(jb, iB))")
             w("r0 = q * block_rows")
-            w(f"stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, min(r0 + block_rows, rows), ja, jb, kA, kB,")
+            w("stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, min(r0 + block_rows, rows), ja, jb, kA, "
+              "kB,")
             w(f"             {extra})")
             w("rt.store_fence()  # the item's streaming stores, before the parallel region ends")
 
@@ -266,21 +270,19 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
     used_rows = sorted({row_of[off[:last]] for ph in phases for _, off in ph.slots})
     values = sorted({(row_of[off[:last]], off[last]) for ph in phases for _, off in ph.slots})
 
-    def loop(count: str, target) -> None:
-        w(f"for i in range({count}):")
-        with w.indent():
-            for rid, o in values:
-                w(f"v{rid}_{_tag(o)} = xv{rid}[{plus(times(QL, 'i'), o - o_min)}]")
-            for p, ph in enumerate(phases):
-                terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
-                assign_sum(w, target(p), "=", "bv" + (f" + {terms}" if terms else ""), f"phase {phase_text(ph.phase)}")
-
     w("if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output")
     with w.indent():
         for rid in used_rows:
             w(f"xv{rid} = xr{rid}[{plus(times(QL, 'kA'), o_min)}:]")
         w(f"yv = yr[{times(PL, 'kA')} - lo{last} - tb:]")
-        loop("kB - kA", lambda p: f"yv[{plus(times(PL, 'i'), p)}]")
+        w("for i in range(kB - kA):")
+        with w.indent():
+            for rid, o in values:
+                w(f"v{rid}_{_tag(o)} = xv{rid}[{plus(times(QL, 'i'), o - o_min)}]")
+            for p, ph in enumerate(phases):
+                terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
+                assign_sum(w, f"yv[{plus(times(PL, 'i'), p)}]", "=", "bv" + (f" + {terms}" if terms else ""),
+                           f"phase {phase_text(ph.phase)}")
 
 
 def _tag(o: int) -> str:

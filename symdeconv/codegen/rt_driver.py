@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from ..errors import SymdeconvError
-from . import native
+from . import lazyjit, native  # (lazyjit imports Numba only when its functions run)
 from .machine import CO_BLOCK, l2_bytes
 from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
@@ -272,6 +272,7 @@ class Replay:
     For a small layer the bookkeeping of a call costs as much as the layer: this skips the path choice and
     the geometry lookup."""
 
+    # xb, acc and g are held here because the prepared call holds its arrays by weak reference only
     __slots__ = ("call", "n_items", "serial", "xb", "acc", "tags", "g")
 
     def __init__(self, call, n_items, serial, xb, acc, tags, g):
@@ -301,9 +302,7 @@ def run_stencil(plan, kernel, x, y, *args):
     alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as :func:`run_layer`'s small
     calls are (the stencil is a Numba ``prange`` function: :func:`.lazyjit.serially`)."""
     if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
-        from .lazyjit import serially
-
-        return serially(kernel, x, y, *args)
+        return lazyjit.serially(kernel, x, y, *args)
     return kernel(x, y, *args)
 
 

@@ -247,7 +247,8 @@ def _tile_pass(tile, acc, xflat, wk, ok, nt, co, cin_g, mc, b0, b1, b2, b3):
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False)
 def _phase_wide(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, span, blocks):
     """``acc[c, m]`` = bias + Σ over the group's input channels and the phase's taps ``t0 … t0 + nt − 1``
-    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < blocks · CO_BLOCK`` and ``base ≤ m < base + span``.
+    of ``w[t, ci, co + c] · xflat[ci, offs[t] + m]``, for ``c < blocks · CO_BLOCK`` and
+    ``base ≤ m < base + span``.
 
     ``TILE`` columns at a time in a register tile (``_machine_tile``): per input channel and tap, TILE
     input values are loaded once and multiplied by ``CO_BLOCK`` broadcast weights.  The columns past the

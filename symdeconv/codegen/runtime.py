@@ -15,8 +15,9 @@ The tile's contents are undefined until written; it lives until the calling func
 same storage is reused by every call of the statement in that function (a loop reuses one tile).
 
 ``line_head``, ``stream_line``, ``stream_pair``, ``stream_row`` and ``store_fence`` write output rows in whole
-64-byte lines with non-temporal stores (see the section below); ``gather_range`` / ``gather_parallel`` gather a layer's
-weights into the kernels' slot layout (driven by ``rt_driver.gather_strided``).
+64-byte lines with non-temporal stores (see the section below); ``copy_even`` copies every other element
+with masked vector loads and stores; ``gather_range`` / ``gather_parallel`` gather a layer's weights into the
+kernels' slot layout (driven by ``rt_driver.gather_strided``).
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def copy_even(typingctx, dst, j, src, i, count):
             builder.module, ir.FunctionType(wide, [source.type, i32, ir.VectorType(i1, 2 * lanes), wide]),
             f"llvm.masked.load.v{2 * lanes}{suffix}.p0")
         last = builder.sub(builder.add(n, n), ir.Constant(i32, 1))  # the loaded elements: 0 … 2 count − 2
-        value = builder.call(load, [source, ir.Constant(i32, size), below(2 * lanes, last), ir.Constant(wide, ir.Undefined)])
+        value = builder.call(load, [source, ir.Constant(i32, size), below(2 * lanes, last),
+                                    ir.Constant(wide, ir.Undefined)])
         even = builder.shuffle_vector(value, ir.Constant(wide, ir.Undefined),
                                       ir.Constant(ir.VectorType(i32, lanes), [2 * t for t in range(lanes)]))
         store = cgutils.get_or_insert_function(
