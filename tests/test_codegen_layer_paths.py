@@ -66,6 +66,27 @@ def test_register_tile_is_sized_from_the_machine():
     assert rt_layout.tile_shape(4) == (CO_BLOCK, tile_columns(host_machine(), 4))
 
 
+def test_streaming_threshold_follows_the_last_level_cache(monkeypatch):
+    """Outputs are streamed from an eighth of the last-level cache (sysfs), never below 1 MiB; without a
+    readable cache hierarchy 32 MiB is assumed; SYMDECONV_STREAM_MIN_BYTES overrides all of it."""
+    from symdeconv.codegen import machine
+
+    monkeypatch.delenv("SYMDECONV_STREAM_MIN_BYTES", raising=False)
+    for sizes, llc, threshold in (({1: 48 << 10, 2: 2 << 20, 3: 480 << 20}, 480 << 20, 60 << 20),
+                                  ({1: 32 << 10, 2: 1 << 20, 3: 32 << 20}, 32 << 20, 4 << 20),
+                                  ({1: 32 << 10, 2: 4 << 20}, 32 << 20, 4 << 20),  # no L3 listed
+                                  ({}, 32 << 20, 4 << 20),
+                                  ({2: 256 << 10, 3: 2 << 20}, 2 << 20, 1 << 20)):
+        monkeypatch.setattr(machine, "_cache_sizes", lambda sizes=sizes: sizes)
+        assert (machine.llc_bytes(), machine.stream_min_bytes()) == (llc, threshold), sizes
+    monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", "0")
+    assert machine.stream_min_bytes() == 0
+    for bad in ("not a number", "-1", "4.5"):
+        monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", bad)
+        with pytest.raises(sd.SymdeconvError, match="SYMDECONV_STREAM_MIN_BYTES must be a whole number"):
+            machine.stream_min_bytes()
+
+
 # (layer, input shapes): out_channels per group ≥ CO_BLOCK plus a remainder, so both channel paths run
 PATHS = {
     "convT2d_k3_wide_and_rest": (  # phases with 1, 2, 2, 4 taps; 9 = 8 + 1 output channels

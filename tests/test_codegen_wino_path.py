@@ -245,8 +245,9 @@ def test_streamed_rows_against_the_layer_definition(dtype, offset, kind, monkeyp
     against the naive definition."""
     layer, oracle, shapes = STREAMED[kind]
     f = sd.compile(layer, "cpu")
-    assert rt_driver.STREAM_MIN_BYTES > 0
-    monkeypatch.setattr(rt_driver, "STREAM_MIN_BYTES", 0)
+    assert rt_driver.stream_min_bytes() > 0
+    monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", "0")
+    assert rt_driver.stream_min_bytes() == 0
     calls = _spy_on_wino(f.module, monkeypatch)
     itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(offset + itemsize)

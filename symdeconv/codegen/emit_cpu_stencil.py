@@ -38,7 +38,8 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
   Numba would otherwise count references to every row view with atomic operations;
 * an output row loads only its own phases' weights, so that few broadcast registers are live in its
   interior loop;
-* a large output (``STREAM_MIN_BYTES``) is written with streaming stores: each row's outputs of the work
+* a large output (``stream_min`` bytes or more: ``machine.stream_min_bytes()``, passed by the driver) is
+  written with streaming stores: each row's outputs of the work
   item go to a stack buffer first, by the same border and interior code, then whole 64-byte lines to the
   output by non-temporal stores (``runtime.stream_row``).  Only rows of whole lines, or long ones, are
   streamed: a row's ordinary stores to its first and last lines took away the gain of the others.
@@ -56,7 +57,6 @@ from ._alloc import LINE_BYTES
 from ._source import Writer, assign_sum, phase_text, plus, times
 from .layer_plan import STENCIL_MAX_TAPS
 from .plan import KernelPlan
-from .rt_layout import STREAM_MIN_BYTES
 
 __all__ = ["emit_cpu_stencil", "has_stencil", "STENCIL_CHUNK", "STENCIL_TARGET", "STENCIL_MAX_TAPS"]
 
@@ -106,8 +106,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
 
     w(f"STENCIL_CHUNK = {STENCIL_CHUNK}  # blocks of the last dimension per work item")
     w(f"STENCIL_TARGET = {STENCIL_TARGET}  # outputs per work item (rows of blocks are grouped)")
-    w(f"STREAM_MIN_BYTES = {STREAM_MIN_BYTES}  # outputs of this many bytes …")
-    w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # … and rows of whole lines, or this long, are streamed")
+    w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # a large output's rows are streamed when whole lines or this long")
     w()
     w()
     js = ", ".join(f"jlo{d}, jhi{d}" for d in range(last))
@@ -176,12 +175,13 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     w()
     w()
     w("@njit(parallel=True, cache=True)")
-    w(f"def stencil(x, y, w, bias, {names}):")
+    w(f"def stencil(x, y, w, bias, {names}, stream_min):")
     with w.indent():
         w('"""One input and one output channel per group: y[b, c] from x[b, c] alone, x read in place.')
         w()
         w(f"Tap offsets along the last dimension lie in [{o_min}, {o_max}].  Work item: (batch, channel, block")
         w("of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.")
+        w("Outputs of stream_min bytes or more (a fraction of the machine's last-level cache) are streamed.")
         w('"""')
         w("batch, channels = y.shape[0], y.shape[1]")
         w(", ".join(f"n{d}" for d in range(D)) + " = " + ", ".join(f"x.shape[{d + 2}]" for d in range(D)))
@@ -215,7 +215,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         y0 = "y[0, 0" + ", 0" * last + "]"
         w(f"whole = rt.line_head({y0}) == 0 and out{last} * y.itemsize % {LINE_BYTES} == 0  "
           f"# rows of whole {LINE_BYTES}-byte lines")
-        w(f"stream = y.size * y.itemsize >= STREAM_MIN_BYTES and (whole or out{last} >= STREAM_MIN_ROW)")
+        w(f"stream = y.size * y.itemsize >= stream_min and (whole or out{last} >= STREAM_MIN_ROW)")
         w("for item in prange(batch * channels * per_plane):")
         with w.indent():
             w("bc, k = item // per_plane, item % per_plane")

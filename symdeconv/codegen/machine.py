@@ -18,7 +18,8 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "CO_BLOCK"]
+__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "llc_bytes", "stream_min_bytes",
+           "CO_BLOCK"]
 
 #: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
 #: input vector; 4 divides the channel counts of nearly every real layer, so few channels take the
@@ -136,25 +137,69 @@ def host_machine() -> Machine:
 #: the L2 size assumed where the system does not tell it (bytes)
 L2_DEFAULT = 1 << 20
 
+#: the last-level cache assumed where the system does not tell it (bytes): a Zen 3 / Zen 4 core complex's L3
+LLC_DEFAULT = 32 << 20
+
+#: outputs of at least ``llc_bytes() // STREAM_LLC_FRACTION`` bytes are written with streaming stores
+STREAM_LLC_FRACTION = 8
+
+#: ... and never outputs smaller than this
+STREAM_FLOOR_BYTES = 1 << 20
+
 
 @functools.lru_cache(maxsize=None)
-def l2_bytes() -> int:
-    """One core's L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of CPU 0), else
-    ``L2_DEFAULT``.  It sizes blocks of work, not compiled code, so it is not part of :class:`Machine`."""
+def _cache_sizes() -> dict[int, int]:
+    """CPU 0's data or unified caches by level, in bytes (Linux sysfs; empty where it cannot be read)."""
     root = "/sys/devices/system/cpu/cpu0/cache"
+    sizes: dict[int, int] = {}
     try:
         for entry in sorted(os.listdir(root)):
             if not entry.startswith("index"):
                 continue
             with open(f"{root}/{entry}/level", encoding="ascii") as f:
-                level = f.read().strip()
+                level = int(f.read().strip())
             with open(f"{root}/{entry}/type", encoding="ascii") as f:
                 kind = f.read().strip()
-            if level == "2" and kind in ("Unified", "Data"):
+            if kind in ("Unified", "Data"):
                 with open(f"{root}/{entry}/size", encoding="ascii") as f:
                     size = f.read().strip()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-                return int(size.rstrip("KM")) * scale
+                scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+                sizes[level] = int(size.rstrip("KMG")) * scale
     except (OSError, ValueError):
-        pass
-    return L2_DEFAULT
+        return {}
+    return sizes
+
+
+def l2_bytes() -> int:
+    """One core's L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of CPU 0), else
+    ``L2_DEFAULT``.  It sizes blocks of work, not compiled code, so it is not part of :class:`Machine`."""
+    return _cache_sizes().get(2, L2_DEFAULT)
+
+
+def llc_bytes() -> int:
+    """The last-level cache in bytes (the highest level sysfs lists for CPU 0, shared by its cores), else
+    ``LLC_DEFAULT``."""
+    sizes = _cache_sizes()
+    return sizes[max(sizes)] if sizes and max(sizes) >= 3 else LLC_DEFAULT
+
+
+def stream_min_bytes() -> int:
+    """Outputs of at least this many bytes have their rows of whole lines written with non-temporal stores.
+
+    An eighth of the last-level cache (at least ``STREAM_FLOOR_BYTES``), or ``SYMDECONV_STREAM_MIN_BYTES``
+    when set.  Streaming stores skip reading each line before it is written, and do not evict the
+    caller's data; ordinary stores leave the output in the cache, which pays for outputs the cache holds
+    anyway, for the next call or the next layer.  Measured (``benchmarks/README.md``): on a Xeon with a
+    480 MB L3, one stencil writing 16 MB to 1 GB of output gained from ordinary stores up to 64 MB and
+    from streaming ones from 128 MB; on the AMD machines' 32 MB L3, the Winograd path gained from
+    streaming its 16 MB output (the 4 MB threshold of earlier versions).
+    """
+    forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES")
+    if forced is not None:
+        if not forced.strip().isdigit():
+            from ..errors import SymdeconvError
+
+            raise SymdeconvError(f"SYMDECONV_STREAM_MIN_BYTES must be a whole number of bytes (0 or more), "
+                                 f"got {forced!r}")
+        return int(forced)
+    return max(STREAM_FLOOR_BYTES, llc_bytes() // STREAM_LLC_FRACTION)

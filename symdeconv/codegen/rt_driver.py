@@ -29,8 +29,8 @@ import numpy as np
 
 from ..errors import SymdeconvError
 from . import lazyjit, native  # (lazyjit imports Numba only when its functions run)
-from .machine import CO_BLOCK, l2_bytes
-from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, STREAM_MIN_BYTES, TILE_F32, TILE_F64, VEC,
+from .machine import CO_BLOCK, l2_bytes, stream_min_bytes
+from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
@@ -298,12 +298,14 @@ class Replay:
 
 
 def run_stencil(plan, kernel, x, y, *args):
-    """A module's stencil kernel (one channel per group), ``kernel(x, y, *args)``: on the calling thread
-    alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as :func:`run_layer`'s small
-    calls are (the stencil is a Numba ``prange`` function: :func:`.lazyjit.serially`)."""
+    """A module's stencil kernel (one channel per group), ``kernel(x, y, *args, stream_min)``: on the
+    calling thread alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as
+    :func:`run_layer`'s small calls are (the stencil is a Numba ``prange`` function:
+    :func:`.lazyjit.serially`).  ``stream_min``: the output bytes from which rows are streamed
+    (:func:`.machine.stream_min_bytes`, a run-time argument because it depends on the machine's cache)."""
     if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
-        return lazyjit.serially(kernel, x, y, *args)
-    return kernel(x, y, *args)
+        return lazyjit.serially(kernel, x, y, *args, stream_min_bytes())
+    return kernel(x, y, *args, stream_min_bytes())
 
 
 # ==================================================================================================
@@ -385,7 +387,7 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
             work[key] = state
     serial, n_items, g, tabs, vb, tags, zrow, acc, u, calls = state
     # streaming stores only for one or two last-dimension phases (whole lines of one or two rows)
-    g[W_STREAM] = int(y.nbytes >= STREAM_MIN_BYTES and plan.P[2] <= 2)
+    g[W_STREAM] = int(y.nbytes >= stream_min_bytes() and plan.P[2] <= 2)
     _run("wino_weights", x.dtype, None, True, (w, u, tabs.slots, tabs.nx), calls)
     tags.fill(-1)  # no thread's buffer holds a block of this call's input yet
     _run("wino", x.dtype, n_items, serial, (x, vb, tags, zrow, y, u, bias, acc, g), calls)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from .machine import CO_BLOCK, host_machine, tile_columns
 
-__all__ = ["MAX_NDIM", "G_FIELDS", "G_SIZE", "tile_shape", "WINO_M", "WINO_COLS", "VEC", "STREAM_MIN_BYTES",
-           "WG_SIZE"]
+__all__ = ["MAX_NDIM", "G_FIELDS", "G_SIZE", "tile_shape", "WINO_M", "WINO_COLS", "VEC", "WG_SIZE"]
 
 # --- the GEMM-like kernel (rt_layers) -----------------------------------------------------------------------
 
@@ -60,11 +59,6 @@ WINO_COLS = 512
 #: accumulator lengths are rounded up to a multiple of VEC elements (a multiple of every machine's tile
 #: width), so the vectorised column loops never end in a scalar remainder loop
 VEC = 64
-
-#: outputs of at least this many bytes have the rows that are whole 64-byte lines written with
-#: non-temporal stores (one or two last-dimension phases): such an output does not stay in L2 for a next
-#: layer anyway, and the stores skip reading each line before it is written
-STREAM_MIN_BYTES = 4 << 20
 
 # the Winograd geometry vector of a call (scalars), followed by the tables shift0, shift1 and xshift
 (W_GROUPS, W_ROWS, W_BLOCK_ROWS, W_T1, W_LX, W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_A0, W_A1, W_A2, W_STREAM,

@@ -37,7 +37,7 @@ tile is the machine's (:func:`symdeconv.codegen.rt_layout.tile_shape`).  The fun
    columns, the register-tiled micro-kernel over ``V`` for every point (the point's products ``M_k``,
    with the phase's last-dimension taps), kept on the stack; then ``Aᵀ`` (the last leading dimension
    first), plus the bias, into the block's accumulators; then the phases of the last dimension are
-   written interleaved.  Outputs of at least ``rt_layout.STREAM_MIN_BYTES`` have their rows of whole 64-byte
+   written interleaved.  Outputs of at least ``machine.stream_min_bytes()`` have their rows of whole 64-byte
    lines written with non-temporal stores.
 
 Why each design choice was made (F(3, 2) rather than F(2, 2), the factored ``Aᵀ``, per-block input

@@ -108,8 +108,8 @@ def tile_codegen(dtype, n_rows: int, n_cols: int):
 # every 64-byte line is first read from memory into the cache ("read for ownership") and later written
 # back, and it evicts the kernel's working set (the transformed input, the accumulators) from L2 on the
 # way.  A non-temporal store of a whole, aligned line skips both: the line goes to memory from a
-# write-combining buffer.  The Winograd path's row write (``rt_wino``) uses them for outputs of at least
-# ``rt_wino.STREAM_MIN_BYTES``, for the rows that are whole lines (``line_head(row) == 0`` and a whole
+# write-combining buffer.  The Winograd path's row write (``rt_wino``) and the stencils use them for outputs
+# of at least ``machine.stream_min_bytes()`` (a fraction of the last-level cache), for the rows that are whole lines (``line_head(row) == 0`` and a whole
 # number of lines long); other rows keep ordinary stores (measured in ``benchmarks/README.md``).  ``store_fence``
 # (x86 ``sfence``) at the end of each parallel work item orders the item's streaming stores before the
 # parallel region's completion is signalled.  Outputs the API allocates start on a line (``_alloc``).
