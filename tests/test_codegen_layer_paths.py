@@ -66,22 +66,17 @@ def test_register_tile_is_sized_from_the_machine():
     assert rt_layout.tile_shape(4) == (CO_BLOCK, tile_columns(host_machine(), 4))
 
 
-def test_streaming_threshold_follows_the_last_level_cache(monkeypatch):
-    """Outputs are streamed from an eighth of the last-level cache (sysfs), never below 1 MiB; without a
-    readable cache hierarchy 32 MiB is assumed; SYMDECONV_STREAM_MIN_BYTES overrides all of it."""
+def test_streaming_threshold_and_its_override(monkeypatch):
+    """Outputs are streamed from STREAM_MIN_BYTES (4 MiB); SYMDECONV_STREAM_MIN_BYTES sets another number of
+    bytes (0: every output), and anything but a whole number there is a SymdeconvError naming it."""
     from symdeconv.codegen import machine
 
     monkeypatch.delenv("SYMDECONV_STREAM_MIN_BYTES", raising=False)
-    for sizes, llc, threshold in (({1: 48 << 10, 2: 2 << 20, 3: 480 << 20}, 480 << 20, 60 << 20),
-                                  ({1: 32 << 10, 2: 1 << 20, 3: 32 << 20}, 32 << 20, 4 << 20),
-                                  ({1: 32 << 10, 2: 4 << 20}, 32 << 20, 4 << 20),  # no L3 listed
-                                  ({}, 32 << 20, 4 << 20),
-                                  ({2: 256 << 10, 3: 2 << 20}, 2 << 20, 1 << 20)):
-        monkeypatch.setattr(machine, "_cache_sizes", lambda sizes=sizes: sizes)
-        assert (machine.llc_bytes(), machine.stream_min_bytes()) == (llc, threshold), sizes
-    monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", "0")
-    assert machine.stream_min_bytes() == 0
-    for bad in ("not a number", "-1", "4.5"):
+    assert machine.stream_min_bytes() == machine.STREAM_MIN_BYTES == 4 << 20
+    for value in ("0", "123456"):
+        monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", value)
+        assert machine.stream_min_bytes() == int(value)
+    for bad in ("not a number", "-1", "4.5", ""):
         monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", bad)
         with pytest.raises(sd.SymdeconvError, match="SYMDECONV_STREAM_MIN_BYTES must be a whole number"):
             machine.stream_min_bytes()

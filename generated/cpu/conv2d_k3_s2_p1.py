@@ -139,7 +139,7 @@ def stencil(x, y, w, bias, lo0, lo1, stream_min):
 
     Tap offsets along the last dimension lie in [-1, 1].  Work item: (batch, channel, block
     of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.
-    Outputs of stream_min bytes or more (a fraction of the machine's last-level cache) are streamed.
+    Outputs of stream_min bytes or more (machine.stream_min_bytes()) are streamed.
     """
     batch, channels = y.shape[0], y.shape[1]
     n0, n1 = x.shape[2], x.shape[3]

@@ -39,9 +39,8 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
 * an output row loads only its own phases' weights, so that few broadcast registers are live in its
   interior loop;
 * a large output (``stream_min`` bytes or more: ``machine.stream_min_bytes()``, passed by the driver) is
-  written with streaming stores: each row's outputs of the work
-  item go to a stack buffer first, by the same border and interior code, then whole 64-byte lines to the
-  output by non-temporal stores (``runtime.stream_row``).  Only rows of whole lines, or long ones, are
+  written with streaming stores: each row's outputs of the work item go to a stack buffer first, by the
+  same border and interior code, then whole 64-byte lines to the output by non-temporal stores (``runtime.stream_row``).  Only rows of whole lines, or long ones, are
   streamed: a row's ordinary stores to its first and last lines took away the gain of the others.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
@@ -181,7 +180,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w()
         w(f"Tap offsets along the last dimension lie in [{o_min}, {o_max}].  Work item: (batch, channel, block")
         w("of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.")
-        w("Outputs of stream_min bytes or more (a fraction of the machine's last-level cache) are streamed.")
+        w("Outputs of stream_min bytes or more (machine.stream_min_bytes()) are streamed.")
         w('"""')
         w("batch, channels = y.shape[0], y.shape[1]")
         w(", ".join(f"n{d}" for d in range(D)) + " = " + ", ".join(f"x.shape[{d + 2}]" for d in range(D)))

@@ -18,8 +18,8 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "llc_bytes", "stream_min_bytes",
-           "CO_BLOCK"]
+__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "stream_min_bytes",
+           "STREAM_MIN_BYTES", "CO_BLOCK"]
 
 #: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
 #: input vector; 4 divides the channel counts of nearly every real layer, so few channels take the
@@ -137,14 +137,8 @@ def host_machine() -> Machine:
 #: the L2 size assumed where the system does not tell it (bytes)
 L2_DEFAULT = 1 << 20
 
-#: the last-level cache assumed where the system does not tell it (bytes): a Zen 3 / Zen 4 core complex's L3
-LLC_DEFAULT = 32 << 20
-
-#: outputs of at least ``llc_bytes() // STREAM_LLC_FRACTION`` bytes are written with streaming stores
-STREAM_LLC_FRACTION = 8
-
-#: ... and never outputs smaller than this
-STREAM_FLOOR_BYTES = 1 << 20
+#: outputs of at least this many bytes have their rows of whole lines written with streaming stores
+STREAM_MIN_BYTES = 4 << 20
 
 
 @functools.lru_cache(maxsize=None)
@@ -176,23 +170,16 @@ def l2_bytes() -> int:
     return _cache_sizes().get(2, L2_DEFAULT)
 
 
-def llc_bytes() -> int:
-    """The last-level cache in bytes (the highest level sysfs lists for CPU 0, shared by its cores), else
-    ``LLC_DEFAULT``."""
-    sizes = _cache_sizes()
-    return sizes[max(sizes)] if sizes and max(sizes) >= 3 else LLC_DEFAULT
-
-
 def stream_min_bytes() -> int:
-    """Outputs of at least this many bytes have their rows of whole lines written with non-temporal stores.
+    """Outputs of at least this many bytes have their rows of whole lines written with non-temporal stores:
+    ``SYMDECONV_STREAM_MIN_BYTES`` when set, else ``STREAM_MIN_BYTES``.
 
-    An eighth of the last-level cache (at least ``STREAM_FLOOR_BYTES``), or ``SYMDECONV_STREAM_MIN_BYTES``
-    when set.  Streaming stores skip reading each line before it is written, and do not evict the
-    caller's data; ordinary stores leave the output in the cache, which pays for outputs the cache holds
-    anyway, for the next call or the next layer.  Measured (``benchmarks/README.md``): on a Xeon with a
-    480 MB L3, one stencil writing 16 MB to 1 GB of output gained from ordinary stores up to 64 MB and
-    from streaming ones from 128 MB; on the AMD machines' 32 MB L3, the Winograd path gained from
-    streaming its 16 MB output (the 4 MB threshold of earlier versions).
+    Streaming stores skip reading each line before it is written and do not evict the caller's data;
+    ordinary stores leave the output in the cache, which pays only while nothing else runs between
+    calls.  On a Xeon with a 480 MB L3, a 16 MB output written by ordinary stores took 0.38 ms in
+    back-to-back calls (0.57 streamed), but 0.90–1.09 ms with a torch layer run between the calls
+    (0.74–0.79 streamed): a fraction of the last-level cache is no threshold, since other layers use it
+    (``benchmarks/README.md``).
     """
     forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES")
     if forced is not None:
@@ -202,4 +189,4 @@ def stream_min_bytes() -> int:
             raise SymdeconvError(f"SYMDECONV_STREAM_MIN_BYTES must be a whole number of bytes (0 or more), "
                                  f"got {forced!r}")
         return int(forced)
-    return max(STREAM_FLOOR_BYTES, llc_bytes() // STREAM_LLC_FRACTION)
+    return STREAM_MIN_BYTES

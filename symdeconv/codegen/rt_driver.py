@@ -302,7 +302,7 @@ def run_stencil(plan, kernel, x, y, *args):
     calling thread alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as
     :func:`run_layer`'s small calls are (the stencil is a Numba ``prange`` function:
     :func:`.lazyjit.serially`).  ``stream_min``: the output bytes from which rows are streamed
-    (:func:`.machine.stream_min_bytes`, a run-time argument because it depends on the machine's cache)."""
+    (:func:`.machine.stream_min_bytes`: an argument, so that setting it compiles nothing again)."""
     if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
         return lazyjit.serially(kernel, x, y, *args, stream_min_bytes())
     return kernel(x, y, *args, stream_min_bytes())

@@ -109,8 +109,9 @@ def tile_codegen(dtype, n_rows: int, n_cols: int):
 # back, and it evicts the kernel's working set (the transformed input, the accumulators) from L2 on the
 # way.  A non-temporal store of a whole, aligned line skips both: the line goes to memory from a
 # write-combining buffer.  The Winograd path's row write (``rt_wino``) and the stencils use them for outputs
-# of at least ``machine.stream_min_bytes()`` (a fraction of the last-level cache), for the rows that are whole lines (``line_head(row) == 0`` and a whole
-# number of lines long); other rows keep ordinary stores (measured in ``benchmarks/README.md``).  ``store_fence``
+# of at least ``machine.stream_min_bytes()`` (4 MiB unless set), for the rows that are
+# whole lines (``line_head(row) == 0`` and a whole number of lines long); other rows keep ordinary stores
+# (measured in ``benchmarks/README.md``).  ``store_fence``
 # (x86 ``sfence``) at the end of each parallel work item orders the item's streaming stores before the
 # parallel region's completion is signalled.  Outputs the API allocates start on a line (``_alloc``).
 
