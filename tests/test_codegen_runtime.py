@@ -137,3 +137,41 @@ def test_copy_even_copies_every_other_element_and_nothing_else(dtype):
             expect = np.full_like(dst, np.nan)
             expect[j:j + count] = src[i:i + 2 * count:2]
             np.testing.assert_array_equal(dst, expect)
+
+
+# --- Numba's disk cache against the files compiled code depends on ------------------------------------------
+
+
+def test_stale_numba_cache_is_dropped_when_a_dependency_changes(tmp_path):
+    """A cached function that freezes a constant of another file: after that file changes, Numba's own cache
+    (keyed by the function's file) still returns the old constant; with ``refresh_stale_caches`` at the end
+    of the module, a new process returns the new one."""
+    import subprocess
+    import sys
+    import textwrap
+
+    dep = tmp_path / "dep.py"
+    for name, refresh in (("plain", ""), ("checked", f"refresh_stale_caches(globals(), {str(dep)!r})")):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+            import numba
+            from dep import VALUE
+            from symdeconv.codegen.runtime import refresh_stale_caches
+
+            @numba.njit(cache=True)
+            def f():
+                return VALUE
+
+            {refresh}
+            """))
+
+    def run(name):
+        code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import {name}; print({name}.f())"
+        done = subprocess.run([sys.executable, "-B", "-c", code], capture_output=True, text=True, check=True)
+        return int(done.stdout.strip())
+
+    dep.write_text("VALUE = 1\n")
+    assert (run("plain"), run("checked")) == (1, 1)
+    dep.write_text("VALUE = 2\n")
+    assert run("plain") == 1  # the hazard: Numba's cache does not see the other file
+    assert run("checked") == 2
+    assert run("checked") == 2  # and from its refreshed cache

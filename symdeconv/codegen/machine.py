@@ -18,7 +18,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "stream_min_bytes",
+__all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "stream_min_bytes", "asm_tiles",
            "STREAM_MIN_BYTES", "CO_BLOCK"]
 
 #: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
@@ -168,6 +168,26 @@ def l2_bytes() -> int:
     """One core's L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of CPU 0), else
     ``L2_DEFAULT``.  It sizes blocks of work, not compiled code, so it is not part of :class:`Machine`."""
     return _cache_sizes().get(2, L2_DEFAULT)
+
+
+def asm_tiles() -> bool:
+    """Does the GEMM-like layer path run the assembly micro-kernel (:mod:`.rt_asm`)?
+
+    On x86-64 CPUs compiled for as AVX2 with FMA (16 vector registers), where it is faster than the Numba
+    micro-kernel (``benchmarks/README.md``); not on AVX-512, whose 32 registers hold the Numba kernel's
+    wider tile.  ``SYMDECONV_ASM_TILES=0`` turns it off, ``=1`` on wherever the CPU has AVX2 and FMA (the
+    tests run it so on AVX-512 machines too).
+    """
+    m = host_machine()
+    capable = platform.machine().lower() in ("x86_64", "amd64") and m.isa in ("avx2", "avx512") and m.fma
+    forced = os.environ.get("SYMDECONV_ASM_TILES")
+    if forced not in (None, "", "0", "1"):
+        from ..errors import SymdeconvError
+
+        raise SymdeconvError(f"SYMDECONV_ASM_TILES must be 0 or 1, got {forced!r}")
+    if forced == "0":
+        return False
+    return capable and (forced == "1" or m.isa == "avx2")
 
 
 def stream_min_bytes() -> int:

@@ -54,7 +54,7 @@ __all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeF
 
 #: the files the native objects are compiled from (the kernels, and the constants Numba freezes into them):
 #: any change makes a new key
-RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
+RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "rt_asm.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
 
 #: helpers of Numba's own C runtime that a loaded object may name but never calls on the native path
 _STUBBED_PREFIXES = ("numba_", "NRT_")

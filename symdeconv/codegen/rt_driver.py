@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import SymdeconvError
 from . import lazyjit, native  # (lazyjit imports Numba only when its functions run)
-from .machine import CO_BLOCK, l2_bytes, stream_min_bytes
+from .machine import CO_BLOCK, asm_tiles, l2_bytes, stream_min_bytes
 from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
@@ -200,7 +200,8 @@ def _geometry(t, x_shape, y_shape, groups, lo, tile, itemsize):
     g = np.zeros(G_SIZE, dtype=np.int64)
     scal = dict(ndim=D, n_planes=t.n_planes, n_phases=t.n_phases, PL=t.P[-1], rows=rows, block_rows=block_rows,
                 row_blocks=row_blocks, band=band, cin_g=cin_g, cout_g=cout_g, groups=groups, wide=wide,
-                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile, co_group=CO_GROUP)
+                per_group=per_group, Lrow=L[-1], S0=S[0], tile=tile, co_group=CO_GROUP,
+                asm=int(asm_tiles()))
     for k, v in scal.items():
         g[G_FIELDS[k]] = v
     vecs = dict(P=t.P, Q=t.Q, L=L, S=S, J=J, jlo=jlo, xa=[jlo[d] + t.e_min[d] for d in range(D)], n=n, ns=ns,

@@ -32,14 +32,18 @@ from numba.extending import intrinsic
 from .machine import CO_BLOCK
 from .rt_layout import (_AT_FIRST, _AT_OFFS, _AT_STOP, _AT_TAPS, _BAND, _BLOCK_ROWS, _CIN_G, _COUT_G, _GROUPS, _J,
                         _JLO, _L, _LO, _LROW, _N, _NDIM, _NPHASES, _NPLANES, _NS, _OS, _OUT, _P, _PER_GROUP, _PL, _Q,
-                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, _CO_GROUP, G_FIELDS, MAX_NDIM, TILE_F32,
+                        _ROW_BLOCKS, _ROWS, _S0, _TILE, _WIDE, _XA, _CO_GROUP, _ASM, G_FIELDS, MAX_NDIM, TILE_F32,
                         TILE_F64)
-from .runtime import LINE_BYTES, copy_even, full_width, stack_tile, tile_codegen
+from .rt_asm import TAP_GROUP, TILE_VECTORS, VECTOR_BYTES, tile_buffer, tile_fma
+from .runtime import LINE_BYTES, copy_even, full_width, refresh_stale_caches, stack_tile, tile_codegen
 
 __all__ = ["run_range", "run_parallel", "fill_planes", "work_item", "NARROW_CHUNK"]
 
 #: columns per chunk of the one-channel pass (all phases of a chunk run before the next chunk)
 NARROW_CHUNK = 2048
+
+#: column vectors of a phase listed before the assembly micro-kernel runs on them (a multiple of its tile's)
+VECTOR_LIST = 384
 
 
 def tile_columns_of(like) -> int | None:
@@ -328,6 +332,57 @@ def _phase_one(acc, xflat, w, bias, offs, t0, nt, co, cin_g, base, M):
                 a[m] += w0 * x0[m]
 
 
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _tile_taps(tile, xflat, ok, wk, t, c, cin_g, vecs, i, nv, g):
+    """``tile_fma`` for ``nv`` vectors and ``g`` taps (1 or TAP_GROUP), which it needs as literals."""
+    if g == 1:
+        if nv == 1:
+            tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 1, 1)
+        elif nv == 2:
+            tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 2, 1)
+        else:
+            tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 3, 1)
+    elif nv == 1:
+        tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 1, TAP_GROUP)
+    elif nv == 2:
+        tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 2, TAP_GROUP)
+    else:
+        tile_fma(tile, xflat, ok, wk, t, c, cin_g, vecs, i, 3, TAP_GROUP)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _phase_vectors(acc, xflat, w, bias, offs, t0, nt, co, cin_g, vecs, n, blocks):
+    """``_phase_wide`` by the assembly micro-kernel (:mod:`.rt_asm`; the ``asm`` field of ``g``): the columns
+    are ``n`` vectors, the one starting at column ``vecs[i]`` for ``i < n``, up to ``TILE_VECTORS`` per tile
+    whatever rows they lie in.  Per tile, every block of channels runs on its inputs while they are in L1."""
+    tile = tile_buffer(acc)
+    lanes = tile.shape[1] // TILE_VECTORS
+    co = max(0, co)
+    wk = w[max(0, t0):]
+    ok = offs[max(0, t0):]
+    for i in range(0, n, TILE_VECTORS):
+        nv = min(TILE_VECTORS, n - i)
+        for k in range(blocks):
+            c = co + k * CO_BLOCK
+            for r in range(CO_BLOCK):
+                b = bias[c + r]
+                for e in range(tile.shape[1]):
+                    tile[r, e] = b
+            t = 0
+            while t < nt:
+                g = TAP_GROUP if t + TAP_GROUP <= nt else 1
+                _tile_taps(tile, xflat, ok, wk, t, c, cin_g, vecs, i, nv, g)
+                t += g
+            a = acc[k * CO_BLOCK:]
+            for r in range(CO_BLOCK):
+                row = a[r]
+                tr = tile[r]
+                for v in range(nv):
+                    at = vecs[i + v]
+                    for e in range(lanes):
+                        row[at + e] = tr[v * lanes + e]
+
+
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _row_base(rho, lead, g):
     """Flat output index of plane row ``rho``'s output row for leading phase ``lead``; −1 when that row
@@ -485,6 +540,10 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
         Lrow = g[_LROW]
         PL = g[_PL]
         n_rows = cols // Lrow  # whole plane rows (from 2-D on; in 1-D a block is part of the one row)
+        asm = g[_ASM] != 0
+        if asm:  # the assembly micro-kernel's tiles are vectors of 32 bytes, anywhere in the block
+            T = VECTOR_BYTES // y3.itemsize
+            vecs = stack_tile(g, 1, VECTOR_LIST)[0]  # the column vectors of a phase, in batches
         for k in range(n_phases):
             t0 = phase_taps[k]
             nt = phase_taps[k + 1] - t0
@@ -492,7 +551,22 @@ def work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
             cf = pl_first[pl]
             span = pl_stop[pl] - cf
             # row by row, the phase's output columns only, when that takes fewer tiles than the flat block
-            if g[_NDIM] > 1 and span >= T and n_rows * (-(-span // T)) * T < M:
+            rowwise = g[_NDIM] > 1 and span >= T and n_rows * (-(-span // T)) * T < M
+            if asm:
+                n = 0
+                for r in range(n_rows if rowwise else 1):
+                    if rowwise and _row_base(m0 // Lrow + r, k // PL, g) < 0:
+                        continue
+                    start = r * Lrow + cf if rowwise else 0
+                    length = span if rowwise else M
+                    for j in range(-(-length // T)):  # the last vector of a row ends at the row's end
+                        if n == VECTOR_LIST:
+                            _phase_vectors(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, vecs, n, blocks)
+                            n = 0
+                        vecs[n] = start + min(j * T, length - T)
+                        n += 1
+                _phase_vectors(acc[k], xb, w, bias, offs, t0, nt, co, cin_g, vecs, n, blocks)
+            elif rowwise:
                 rho0 = m0 // Lrow
                 for r in range(n_rows):
                     if _row_base(rho0 + r, k // PL, g) >= 0:
@@ -528,3 +602,7 @@ def run_range(i0, i1, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
     runs on each of its threads."""
     for item in range(i0, i1):
         work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g)
+
+
+# (after the functions above: their Numba cache is dropped when a module they freeze values of has changed)
+refresh_stale_caches(globals(), "rt_asm.py", "rt_layout.py", "runtime.py", "machine.py", "_alloc.py")

@@ -18,15 +18,15 @@ MAX_NDIM = 8
 
 #: the geometry vector ``g``: scalars first, then per-dimension fields of MAX_NDIM entries each
 _SCALARS = ("ndim", "n_planes", "n_phases", "PL", "rows", "block_rows", "row_blocks", "band", "cin_g", "cout_g",
-            "groups", "wide", "per_group", "Lrow", "S0", "tile", "co_group", "at_taps", "at_offs", "at_first",
-            "at_stop")
+            "groups", "wide", "per_group", "Lrow", "S0", "tile", "co_group", "asm", "at_taps", "at_offs",
+            "at_first", "at_stop")
 _VECTORS = ("P", "Q", "L", "S", "J", "jlo", "xa", "n", "ns", "out", "os", "lo")
 G_FIELDS = {name: i for i, name in enumerate(_SCALARS)}
 for _k, _name in enumerate(_VECTORS):
     G_FIELDS[_name] = len(_SCALARS) + _k * MAX_NDIM
 G_SIZE = len(_SCALARS) + len(_VECTORS) * MAX_NDIM
 (_NDIM, _NPLANES, _NPHASES, _PL, _ROWS, _BLOCK_ROWS, _ROW_BLOCKS, _BAND, _CIN_G, _COUT_G, _GROUPS, _WIDE,
- _PER_GROUP, _LROW, _S0, _TILE, _CO_GROUP, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
+ _PER_GROUP, _LROW, _S0, _TILE, _CO_GROUP, _ASM, _AT_TAPS, _AT_OFFS, _AT_FIRST, _AT_STOP) = range(len(_SCALARS))
 _P, _Q, _L, _S, _J, _JLO, _XA, _N, _NS, _OUT, _OS, _LO = (G_FIELDS[v] for v in _VECTORS)
 
 

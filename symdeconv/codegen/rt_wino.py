@@ -58,7 +58,8 @@ from .rt_layers import _machine_tile, split_item, tile_columns_of
 from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS,
                         W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM,
                         W_T1, WG_SIZE, WINO_M)
-from .runtime import LINE_BYTES, full_width, line_head, store_fence, stream_line, stream_pair, tile_codegen
+from .runtime import (LINE_BYTES, full_width, line_head, refresh_stale_caches, store_fence, stream_line, stream_pair,
+                      tile_codegen)
 
 __all__ = ["run_range", "run_parallel", "weight_transform", "BT", "G", "AT", "WINO_M"]
 
@@ -445,3 +446,7 @@ def run_range(i0, i1, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     """Items ``i0 … i1 − 1`` on one thread (see ``rt_layers.run_range``)."""
     for item in range(i0, i1):
         _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g)
+
+
+# (after the functions above: their Numba cache is dropped when a module they freeze values of has changed)
+refresh_stale_caches(globals(), "rt_layout.py", "runtime.py", "machine.py", "_alloc.py")

@@ -34,7 +34,7 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "stream_row", "copy_even", "LINE_BYTES"]
+           "store_fence", "stream_row", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
 
 
 @intrinsic
@@ -325,3 +325,49 @@ def gather_range(i0, i1, thread, flat, base, scale, stride_g, stride_o, stride_c
     """Items ``i0 … i1 − 1`` of the gather (``thread`` unused: the signature of every runtime range)."""
     for item in range(i0, i1):
         _gather_item(flat, base, scale, stride_g, stride_o, stride_c, cout_g, out, item)
+
+
+# --- Numba's disk cache and the files a module's compiled code depends on -------------------------------------
+
+
+def refresh_stale_caches(namespace: dict, *dependencies: str) -> None:
+    """Forget Numba's disk cache of a module's functions when a file they depend on has changed.
+
+    Numba keys its cache of a function by the stamp of the function's own file only, so a module whose
+    compiled code freezes constants or intrinsics of its sibling modules (field indices, tile widths, the
+    assembly micro-kernel) would otherwise keep running the old values after those siblings change.  A
+    marker file beside the cache names the digest of ``dependencies`` (file names in this package) that the
+    cache was filled with; when it is missing, the index of every cached function defined in the module is
+    emptied (Numba compiles them again, once) and the marker written.  Called at the end of such modules.
+    """
+    import glob
+    import hashlib
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha1()
+    for name in dependencies:
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    module = namespace["__name__"]
+    cached = [v for v in namespace.values() if getattr(getattr(v, "py_func", None), "__module__", None) == module
+              and hasattr(getattr(v, "_cache", None), "flush")]
+    if not cached:
+        return
+    try:
+        folder = cached[0]._cache.cache_path
+        stem = os.path.join(folder, module.rsplit(".", 1)[-1] + ".deps-")
+        marker = stem + digest.hexdigest()[:16]
+        if os.path.exists(marker):
+            return
+        for dispatcher in cached:
+            dispatcher._cache.flush()
+        for old in glob.glob(glob.escape(stem) + "*"):
+            os.remove(old)
+        with open(marker, "w", encoding="ascii") as f:
+            f.write(" ".join(dependencies) + "\n")
+    except OSError:  # a read-only cache: Numba then compiles in memory anyway
+        pass
+
+
+refresh_stale_caches(globals(), "machine.py", "_alloc.py")

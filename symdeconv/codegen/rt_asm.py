@@ -1,0 +1,167 @@
+"""The AVX2 micro-kernel of the GEMM-like layer path, written as x86 assembly (an LLVM inline-asm intrinsic).
+
+With 16 vector registers the Numba micro-kernel (``rt_layers._tile_pass``) holds ``CO_BLOCK × 16`` float32
+accumulators in 8 ymm registers.  Two FMA pipes of 4-cycle latency need 8 independent chains, so each
+load that waits stalls them: ~70 % of the FMA peak.  12 accumulators (``CO_BLOCK`` rows × 3 vectors)
+leave slack, but LLVM issues a step's weight broadcasts before its FMAs and then spills accumulators.  The
+loop below is written out instead: per input channel and tap, three input vectors are loaded and each of
+the ``CO_BLOCK`` weights is broadcast into the one remaining register just before its three FMAs (as
+BLIS's AVX2 kernels do).  Measured in ``benchmarks/README.md``.
+
+A tile's three vectors need not be adjacent: vector ``v`` starts at column ``vecs[i + v]``, so the tiles
+of a phase run across the rows of a block without padding (a row of 32 outputs is four vectors; tiles of
+three adjacent ones would compute 36).  Taps come ``TAP_GROUP`` at a time (one pass over the input
+channels for four taps, as the Numba kernel groups them) or one at a time.
+
+``tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g)`` adds to ``tile[r, v·lanes + e]`` (for
+``r < CO_BLOCK``, ``v < nv``, ``e < lanes``, ``lanes`` = 32 bytes / itemsize) the sum over the input
+channels ``ci < cin_g`` (at least one) and the taps ``t … t + g − 1`` of ``w[tap, ci, co + r] ·
+xflat[ci, offs[tap] + vecs[i + v] + e]``.  ``nv`` (1–3) and ``g`` (1 or ``TAP_GROUP``) are literal
+integers; rows of ``xflat`` and ``w`` are contiguous.  It needs x86-64 with AVX2 and FMA and LLVM's
+assembly parser (initialised on import): the driver takes this path only there (:func:`.machine.asm_tiles`);
+elsewhere the intrinsic compiles to nothing.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .machine import CO_BLOCK
+
+__all__ = ["tile_fma", "tile_buffer", "TILE_VECTORS", "TAP_GROUP", "VECTOR_BYTES"]
+
+#: bytes of one vector: a ymm register (AVX2; on AVX-512 machines the same code runs, when asked for)
+VECTOR_BYTES = 32
+
+#: input vectors per tile: CO_BLOCK × TILE_VECTORS accumulators, TILE_VECTORS loaded inputs and one
+#: broadcast weight fill the 16 ymm registers
+TILE_VECTORS = 3
+
+#: taps per pass over the input channels (one pointer per tap in a general register)
+TAP_GROUP = 4
+
+_REGISTERS = 16
+_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+try:  # LLVM turns inline assembly into machine code only with the target's assembly parser
+    llvm.initialize_native_asmparser()
+    _PARSER = True
+except (RuntimeError, OSError):  # pragma: no cover (llvmlite builds always have one for the host)
+    _PARSER = False
+
+
+def _operands(g: int) -> dict[str, int]:
+    """The operand numbers of the loop: the tap pointers, the weight pointers and the count (advanced by the
+    loop, so outputs tied to inputs) first, then the strides, the vector offsets and the tile."""
+    names = [f"x{t}" for t in range(g)] + [f"w{k}" for k in range(-(-g // 2))] + ["count", "wst", "sx", "sw"]
+    names += [f"d{v}" for v in range(1, TILE_VECTORS)] + ["tile"]
+    return {name: i for i, name in enumerate(names)}
+
+
+def _text(nv: int, g: int, size: int) -> str:
+    """The loop in AT&T syntax: ``nv`` vectors, ``g`` taps per pass, elements of ``size`` bytes."""
+    op = {k: f"${v}" for k, v in _operands(g).items()}
+    reg = "ymm"
+    s = "s" if size == 4 else "d"
+    row = TILE_VECTORS * VECTOR_BYTES  # bytes of a tile row
+    acc = [(r, v) for r in range(CO_BLOCK) for v in range(nv)]
+    lines = [f"vmovup{s} {r * row + v * VECTOR_BYTES}({op['tile']}), %{reg}{i}" for i, (r, v) in enumerate(acc)]
+    lines.append("2:")
+    inputs, weight = len(acc), _REGISTERS - 1
+    for t in range(g):
+        wt = f"({op[f'w{t // 2}']})" if t % 2 == 0 else f"({op[f'w{t // 2}']},{op['wst']},1)"  # w + t · stride
+        for v in range(nv):
+            at = f"({op[f'x{t}']})" if v == 0 else f"({op[f'x{t}']},{op[f'd{v}']},1)"
+            lines.append(f"vmovup{s} {at}, %{reg}{inputs + v}")
+        for r in range(CO_BLOCK):
+            lines.append(f"vbroadcasts{s} {r * size}{wt}, %{reg}{weight}")
+            for v in range(nv):
+                lines.append(f"vfmadd231p{s} %{reg}{inputs + v}, %{reg}{weight}, %{reg}{r * nv + v}")
+    lines += [f"addq {op['sx']}, {op[f'x{t}']}" for t in range(g)]
+    lines += [f"addq {op['sw']}, {op[f'w{k}']}" for k in range(-(-g // 2))]
+    lines += [f"decq {op['count']}", "jnz 2b"]
+    lines += [f"vmovup{s} %{reg}{i}, {r * row + v * VECTOR_BYTES}({op['tile']})" for i, (r, v) in enumerate(acc)]
+    assert inputs + nv <= weight  # registers 0 … weight − 1 hold accumulators and inputs
+    return "\n".join(lines)
+
+
+def _constraints(g: int) -> str:
+    ops = _operands(g)
+    tied = [k for k in ops if k[0] in "xwc" and k != "wst"]  # the advanced pointers and the count
+    clobbers = [f"~{{ymm{i}}}" for i in range(_REGISTERS)]
+    return ",".join(["=r"] * len(tied) + ["r"] * (len(ops) - len(tied)) + [str(ops[k]) for k in tied] + clobbers
+                    + ["~{memory}", "~{dirflag}", "~{fpsr}", "~{flags}"])
+
+
+@intrinsic
+def tile_buffer(typingctx, like):
+    """A ``(CO_BLOCK, TILE_VECTORS · lanes)`` stack array of ``like``'s float dtype: ``tile_fma``'s tile."""
+    if not isinstance(like, types.Array) or not isinstance(like.dtype, types.Float):
+        return None
+    from .runtime import tile_codegen
+
+    lanes = VECTOR_BYTES // (like.dtype.bitwidth // 8)
+    return types.Array(like.dtype, 2, "C")(like), tile_codegen(like.dtype, CO_BLOCK, TILE_VECTORS * lanes)
+
+
+@intrinsic
+def tile_fma(typingctx, tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g):
+    """See the module docstring."""
+    if not (isinstance(nv, types.IntegerLiteral) and isinstance(g, types.IntegerLiteral)):
+        return None
+    n_vec, n_taps = nv.literal_value, g.literal_value
+    if not (1 <= n_vec <= TILE_VECTORS and n_taps in (1, TAP_GROUP)):
+        return None
+    arrays = (tile, xflat, offs, w, vecs)
+    if not all(isinstance(a, types.Array) for a in arrays):
+        return None
+    if (tile.ndim, xflat.ndim, offs.ndim, w.ndim, vecs.ndim) != (2, 2, 1, 3, 1):
+        return None
+    if not (isinstance(tile.dtype, types.Float) and tile.dtype == xflat.dtype == w.dtype
+            and isinstance(offs.dtype, types.Integer) and isinstance(vecs.dtype, types.Integer)):
+        return None
+    size = tile.dtype.bitwidth // 8
+    text, constraints = _text(n_vec, n_taps, size), _constraints(n_taps)
+    ops = _operands(n_taps)
+    sig = types.none(tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g)
+
+    def codegen(context, builder, signature, args):
+        if not (_X86_64 and _PARSER):  # never called there (the driver checks machine.asm_tiles)
+            return context.get_dummy_value()
+        i64 = ir.IntType(64)
+        const = lambda v: ir.Constant(i64, v)  # noqa: E731
+        tile_a, x_a, o_a, w_a, v_a = [context.make_array(signature.args[k])(context, builder, args[k])
+                                      for k in (0, 1, 2, 3, 7)]
+        tv, cov, cinv, iv = [context.cast(builder, args[k], signature.args[k], types.int64) for k in (4, 5, 6, 8)]
+
+        def item(array, dtype, k):  # array[k] as an int64
+            return context.cast(builder, builder.load(builder.gep(array.data, [k])), dtype, types.int64)
+
+        starts = [item(v_a, vecs.dtype, builder.add(iv, const(v))) for v in range(n_vec)]
+        xs = cgutils.unpack_tuple(builder, x_a.strides, 2)
+        ws = cgutils.unpack_tuple(builder, w_a.strides, 3)
+        xdata = builder.ptrtoint(x_a.data, i64)
+        value = {}
+        for q in range(n_taps):  # tap q's input pointer at vector 0
+            off = item(o_a, offs.dtype, builder.add(tv, const(q)))
+            value[f"x{q}"] = builder.add(xdata, builder.mul(builder.add(off, starts[0]), const(size)))
+        w0 = builder.add(builder.ptrtoint(w_a.data, i64), builder.add(builder.mul(tv, ws[0]), builder.mul(cov, const(size))))
+        for k in range(-(-n_taps // 2)):  # taps 2k and 2k + 1 from one pointer
+            value[f"w{k}"] = builder.add(w0, builder.mul(ws[0], const(2 * k)))
+        value.update(count=cinv, wst=ws[0], sx=xs[0], sw=ws[1], tile=builder.ptrtoint(tile_a.data, i64))
+        for v in range(1, TILE_VECTORS):  # vector v's byte offset from vector 0 (unused ones: 0)
+            value[f"d{v}"] = builder.mul(builder.sub(starts[v], starts[0]), const(size)) if v < n_vec else const(0)
+        order = sorted(ops, key=ops.get)
+        tied = [k for k in order if k[0] in "xwc" and k != "wst"]
+        fty = ir.FunctionType(ir.LiteralStructType([i64] * len(tied)), [i64] * (len(order) - len(tied) + len(tied)))
+        inputs = [value[k] for k in order if k not in tied] + [value[k] for k in tied]
+        builder.call(ir.InlineAsm(fty, text, constraints, side_effect=True), inputs)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -1,0 +1,145 @@
+"""The assembly micro-kernel of the GEMM-like layer path (``symdeconv.codegen.rt_asm``), which AVX2 machines run.
+
+It is switched on per call by the driver (``machine.asm_tiles``); ``SYMDECONV_ASM_TILES=1`` runs it on any
+x86-64 CPU with AVX2 and FMA, so these tests check on AVX-512 machines too the code an AVX2 machine runs.
+Oracles: NumPy sums for the micro-kernel alone, the layers' definitions (NumPy, ``test_codegen_wino_path``) for
+whole layers.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+
+import symdeconv as sd
+from symdeconv.codegen import machine
+
+from .test_codegen_wino_path import naive_conv, naive_conv_transpose
+
+pytest.importorskip("numba")
+
+_CAPABLE = (platform.machine().lower() in ("x86_64", "amd64") and machine.host_machine().isa in ("avx2", "avx512")
+            and machine.host_machine().fma)
+needs_avx2 = pytest.mark.skipif(not _CAPABLE, reason="the assembly micro-kernel needs x86-64 with AVX2 and FMA")
+
+
+def test_the_switch(monkeypatch):
+    """On by default only where Numba compiles for AVX2 with FMA; 0 / 1 in the environment turn it off / on
+    (on only where the CPU can run it); any other value is a SymdeconvError naming the variable."""
+    monkeypatch.delenv("SYMDECONV_ASM_TILES", raising=False)
+    m = machine.host_machine()
+    assert machine.asm_tiles() == (_CAPABLE and m.isa == "avx2")
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "0")
+    assert machine.asm_tiles() is False
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
+    assert machine.asm_tiles() == _CAPABLE
+    for bad in ("yes", "2", " 1"):
+        monkeypatch.setenv("SYMDECONV_ASM_TILES", bad)
+        with pytest.raises(sd.SymdeconvError, match="SYMDECONV_ASM_TILES must be 0 or 1"):
+            machine.asm_tiles()
+
+
+@needs_avx2
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_micro_kernel_against_numpy(dtype):
+    """``tile_fma`` for 1–3 vectors at scattered, overlapping and unaligned columns, 1 or 4 taps, channel
+    counts 1–37, weights of a later tap and channel block: the tile gains exactly the NumPy sum."""
+    import numba
+
+    from symdeconv.codegen.rt_asm import TAP_GROUP, TILE_VECTORS, tile_buffer, tile_fma
+
+    @numba.njit
+    def run(acc, xflat, offs, w, t, co, cin_g, vecs, nv, g):
+        tile = tile_buffer(acc)
+        for r in range(tile.shape[0]):
+            for e in range(tile.shape[1]):
+                tile[r, e] = acc[r, e]
+        if g == 1:
+            if nv == 1:
+                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 1, 1)
+            elif nv == 2:
+                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 2, 1)
+            else:
+                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 3, 1)
+        elif nv == 1:
+            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 1, TAP_GROUP)
+        elif nv == 2:
+            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 2, TAP_GROUP)
+        else:
+            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 3, TAP_GROUP)
+        for r in range(tile.shape[0]):
+            for e in range(tile.shape[1]):
+                acc[r, e] = tile[r, e]
+
+    rng = np.random.default_rng(1)
+    lanes = 32 // np.dtype(dtype).itemsize
+    assert TILE_VECTORS == 3
+    for cin_g in (1, 5, 37):
+        xflat = rng.standard_normal((cin_g, 300)).astype(dtype)
+        w = rng.standard_normal((7, cin_g, 11)).astype(dtype)
+        offs = rng.integers(0, 60, 7)
+        for nv in (1, 2, 3):
+            for g in (1, TAP_GROUP):
+                vecs = rng.integers(0, 200, 3)  # any columns: apart, overlapping, unaligned
+                t, co = int(rng.integers(0, 7 - g + 1)), int(rng.integers(0, 11 - 4 + 1))
+                start = rng.standard_normal((4, 3 * lanes)).astype(dtype)
+                acc = start.copy()
+                run(acc, xflat, offs, w, t, co, cin_g, vecs, nv, g)
+                want = start.astype(np.float64)
+                for v in range(nv):
+                    for tap in range(t, t + g):
+                        cols = xflat[:, offs[tap] + vecs[v]:offs[tap] + vecs[v] + lanes].astype(np.float64)
+                        want[:, v * lanes:(v + 1) * lanes] += w[tap, :, co:co + 4].T.astype(np.float64) @ cols
+                tol = (1e-4 if dtype == np.float32 else 1e-12) * max(1, cin_g * g)
+                np.testing.assert_allclose(acc[:, :nv * lanes], want[:, :nv * lanes], rtol=tol, atol=tol)
+                np.testing.assert_array_equal(acc[:, nv * lanes:], start[:, nv * lanes:])  # other vectors kept
+
+
+# layer, input shape: phases of 1, 2 and 4 taps (tap groups and single taps), channels past whole blocks (the
+# one-channel pass beside), groups, rows shorter and longer than a vector, 1-D / 2-D / 3-D, and a float64
+# block of more vectors than one batch (VECTOR_LIST)
+LAYERS = {
+    "transpose k3 s2 op1": (sd.ConvTranspose((3, 3), stride=2, padding=1, output_padding=1, in_channels=12,
+                                             out_channels=10), (2, 12, 9, 13)),
+    "transpose k4 s2, rows of 32": (sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=32, out_channels=16),
+                                    (1, 32, 16, 16)),
+    "transpose k4 s2, groups": (sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=16, out_channels=24,
+                                                 groups=2), (2, 16, 5, 7)),
+    "transpose 1-D k5 s3": (sd.ConvTranspose((5,), stride=3, padding=2, in_channels=6, out_channels=9), (2, 6, 50)),
+    "transpose 3-D k2 s2": (sd.ConvTranspose((2, 2, 2), stride=2, in_channels=8, out_channels=8), (1, 8, 5, 6, 7)),
+    "conv k3 p1": (sd.Conv((3, 3), stride=1, padding=1, in_channels=20, out_channels=12), (2, 20, 11, 3)),
+    "transpose k4 s2, wide rows": (sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=8, out_channels=8),
+                                   (1, 8, 40, 64)),
+}
+
+
+def _oracle(layer, x, w, b):
+    if isinstance(layer, sd.ConvTranspose):
+        return naive_conv_transpose(x, w, b, layer.stride[0], layer.padding[0], layer.output_padding[0], layer.groups)
+    return naive_conv(x, w, b, layer.padding[0], layer.groups)
+
+
+@needs_avx2
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_on_the_assembly_micro_kernel(name, dtype, monkeypatch):
+    """Whole layers with the assembly micro-kernel switched on, against their definitions; the geometry of
+    the call says the path was taken."""
+    from symdeconv.codegen import rt_driver
+
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
+    layer, shape = LAYERS[name]
+    rng = np.random.default_rng(len(name))
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = rng.standard_normal(layer.out_channels).astype(dtype)
+    f = sd.compile(layer, "cpu")
+    got = f(x, w, b)
+    want = _oracle(layer, x, w, b)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(layer.in_channels * np.prod(layer.kernel_size)))
+    geometry = rt_driver._geometry(f.module.PLAN, x.shape, got.shape, layer.groups, (0,) * (x.ndim - 2), 16,
+                                   x.itemsize)[0]
+    assert geometry[rt_driver.G_FIELDS["asm"]] == 1
