@@ -143,3 +143,32 @@ def test_layers_on_the_assembly_micro_kernel(name, dtype, monkeypatch):
     geometry = rt_driver._geometry(f.module.PLAN, x.shape, got.shape, layer.groups, (0,) * (x.ndim - 2), 16,
                                    x.itemsize)[0]
     assert geometry[rt_driver.G_FIELDS["asm"]] == 1
+
+
+@needs_avx2
+@pytest.mark.parametrize("seed", range(3))
+def test_random_layers_on_the_assembly_micro_kernel(seed, monkeypatch):
+    """Random transposed and strided 1-D / 2-D layers (kernel, stride, padding, output padding, groups,
+    channel counts, input sizes down to one sample) with the assembly micro-kernel, against their
+    definitions."""
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
+    rng = np.random.default_rng(500 + seed)
+    for _ in range(4):
+        D = int(rng.integers(1, 3))
+        groups = int(rng.choice([1, 2]))
+        cin, cout = groups * int(rng.integers(2, 13)), groups * int(rng.integers(1, 11))
+        k = int(rng.integers(1, 6))
+        stride = int(rng.integers(1, 4))
+        padding = int(rng.integers(0, k))
+        output_padding = int(rng.integers(0, stride))
+        layer = sd.ConvTranspose((k,) * D, stride=stride, padding=padding, output_padding=output_padding,
+                                 in_channels=cin, out_channels=cout, groups=groups)
+        n = tuple(int(v) for v in rng.integers(max(1, padding), 24, D))
+        if any(s <= 0 for s in layer.output_shape(n)):
+            continue
+        x = rng.standard_normal((int(rng.integers(1, 3)), cin) + n).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32)
+        got = sd.compile(layer, "cpu")(x, w, b)
+        want = naive_conv_transpose(x, w, b, stride, padding, output_padding, groups)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.sqrt(cin * k ** D), err_msg=str(layer))
