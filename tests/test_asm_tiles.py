@@ -27,7 +27,8 @@ needs_avx2 = pytest.mark.skipif(not _CAPABLE, reason="the assembly micro-kernel 
 
 def test_the_switch(monkeypatch):
     """On by default only where Numba compiles for AVX2 with FMA; 0 / 1 in the environment turn it off / on
-    (on only where the CPU can run it); any other value is a SymdeconvError naming the variable."""
+    (on only where the CPU can run it), empty leaves the default; any other value is a SymdeconvError
+    naming the variable."""
     monkeypatch.delenv("SYMDECONV_ASM_TILES", raising=False)
     m = machine.host_machine()
     assert machine.asm_tiles() == (_CAPABLE and m.isa == "avx2")
@@ -35,6 +36,8 @@ def test_the_switch(monkeypatch):
     assert machine.asm_tiles() is False
     monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
     assert machine.asm_tiles() == _CAPABLE
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "")  # empty: unset
+    assert machine.asm_tiles() == (_CAPABLE and m.isa == "avx2")
     for bad in ("yes", "2", " 1"):
         monkeypatch.setenv("SYMDECONV_ASM_TILES", bad)
         with pytest.raises(sd.SymdeconvError, match="SYMDECONV_ASM_TILES must be 0 or 1"):
@@ -112,6 +115,8 @@ LAYERS = {
     "conv k3 p1": (sd.Conv((3, 3), stride=1, padding=1, in_channels=20, out_channels=12), (2, 20, 11, 3)),
     "transpose k4 s2, wide rows": (sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=8, out_channels=8),
                                    (1, 8, 40, 64)),
+    "transpose 1-D, long blocks": (sd.ConvTranspose((4,), stride=2, padding=1, in_channels=8, out_channels=8),
+                                   (1, 8, 4000)),
 }
 
 
@@ -125,8 +130,9 @@ def _oracle(layer, x, w, b):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layers_on_the_assembly_micro_kernel(name, dtype, monkeypatch):
-    """Whole layers with the assembly micro-kernel switched on, against their definitions; the geometry of
-    the call says the path was taken."""
+    """Whole layers with the assembly micro-kernel switched on, against their definitions (the geometry of
+    the call carries the switch; a broken kernel fails every case here).  The long 1-D blocks in float64
+    hold more column vectors per phase than one batch of VECTOR_LIST."""
     from symdeconv.codegen import rt_driver
 
     monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
@@ -140,9 +146,15 @@ def test_layers_on_the_assembly_micro_kernel(name, dtype, monkeypatch):
     want = _oracle(layer, x, w, b)
     tol = 2e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(layer.in_channels * np.prod(layer.kernel_size)))
-    geometry = rt_driver._geometry(f.module.PLAN, x.shape, got.shape, layer.groups, (0,) * (x.ndim - 2), 16,
-                                   x.itemsize)[0]
+    from symdeconv.codegen.rt_layers import VECTOR_LIST
+    from symdeconv.codegen.rt_layout import tile_shape
+
+    tile = tile_shape(x.itemsize)[1]
+    geometry, _, _, _, m_max = rt_driver._geometry(f.module.PLAN, x.shape, got.shape, layer.groups,
+                                                   (0,) * (x.ndim - 2), tile, x.itemsize)
     assert geometry[rt_driver.G_FIELDS["asm"]] == 1
+    if name == "transpose 1-D, long blocks" and dtype == np.float64:
+        assert m_max // (32 // x.itemsize) > VECTOR_LIST
 
 
 @needs_avx2

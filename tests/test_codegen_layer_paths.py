@@ -68,7 +68,8 @@ def test_register_tile_is_sized_from_the_machine():
 
 def test_streaming_threshold_and_its_override(monkeypatch):
     """Outputs are streamed from STREAM_MIN_BYTES (4 MiB); SYMDECONV_STREAM_MIN_BYTES sets another number of
-    bytes (0: every output), and anything but a whole number there is a SymdeconvError naming it."""
+    bytes (0: every output; empty: unset), and anything else but a whole number there is a SymdeconvError
+    naming it."""
     from symdeconv.codegen import machine
 
     monkeypatch.delenv("SYMDECONV_STREAM_MIN_BYTES", raising=False)
@@ -76,7 +77,9 @@ def test_streaming_threshold_and_its_override(monkeypatch):
     for value in ("0", "123456"):
         monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", value)
         assert machine.stream_min_bytes() == int(value)
-    for bad in ("not a number", "-1", "4.5", ""):
+    monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", "")  # empty: unset
+    assert machine.stream_min_bytes() == 4 << 20
+    for bad in ("not a number", "-1", "4.5", "²"):
         monkeypatch.setenv("SYMDECONV_STREAM_MIN_BYTES", bad)
         with pytest.raises(sd.SymdeconvError, match="SYMDECONV_STREAM_MIN_BYTES must be a whole number"):
             machine.stream_min_bytes()

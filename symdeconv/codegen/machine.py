@@ -170,18 +170,32 @@ def l2_bytes() -> int:
     return _cache_sizes().get(2, L2_DEFAULT)
 
 
+@functools.lru_cache(maxsize=None)
+def _asm_parser() -> bool:
+    """Can LLVM turn inline assembly into machine code here (the target's assembly parser)?"""
+    try:
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_asmparser()
+    except (ImportError, RuntimeError, OSError):
+        return False
+    return True
+
+
 def asm_tiles() -> bool:
     """Does the GEMM-like layer path run the assembly micro-kernel (:mod:`.rt_asm`)?
 
     On x86-64 CPUs compiled for as AVX2 with FMA (16 vector registers), where it is faster than the Numba
     micro-kernel (``benchmarks/README.md``); not on AVX-512, whose 32 registers hold the Numba kernel's
     wider tile.  ``SYMDECONV_ASM_TILES=0`` turns it off, ``=1`` on wherever the CPU has AVX2 and FMA (the
-    tests run it so on AVX-512 machines too).
+    tests run it so on AVX-512 machines too).  Read when a call's geometry is first worked out (once per
+    compiled layer and shapes).
     """
     m = host_machine()
-    capable = platform.machine().lower() in ("x86_64", "amd64") and m.isa in ("avx2", "avx512") and m.fma
-    forced = os.environ.get("SYMDECONV_ASM_TILES")
-    if forced not in (None, "", "0", "1"):
+    capable = (platform.machine().lower() in ("x86_64", "amd64") and m.isa in ("avx2", "avx512") and m.fma
+               and _asm_parser())
+    forced = os.environ.get("SYMDECONV_ASM_TILES") or None
+    if forced not in (None, "0", "1"):
         from ..errors import SymdeconvError
 
         raise SymdeconvError(f"SYMDECONV_ASM_TILES must be 0 or 1, got {forced!r}")
@@ -192,7 +206,7 @@ def asm_tiles() -> bool:
 
 def stream_min_bytes() -> int:
     """Outputs of at least this many bytes have their rows of whole lines written with non-temporal stores:
-    ``SYMDECONV_STREAM_MIN_BYTES`` when set, else ``STREAM_MIN_BYTES``.
+    ``SYMDECONV_STREAM_MIN_BYTES`` when set (and not empty), else ``STREAM_MIN_BYTES``.
 
     Streaming stores skip reading each line before it is written and do not evict the caller's data;
     ordinary stores leave the output in the cache, which pays only while nothing else runs between
@@ -201,9 +215,9 @@ def stream_min_bytes() -> int:
     (0.74–0.79 streamed): a fraction of the last-level cache is no threshold, since other layers use it
     (``benchmarks/README.md``).
     """
-    forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES")
+    forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES") or None
     if forced is not None:
-        if not forced.strip().isdigit():
+        if not forced.strip().isdecimal():
             from ..errors import SymdeconvError
 
             raise SymdeconvError(f"SYMDECONV_STREAM_MIN_BYTES must be a whole number of bytes (0 or more), "

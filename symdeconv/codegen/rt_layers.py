@@ -368,7 +368,7 @@ def _phase_vectors(acc, xflat, w, bias, offs, t0, nt, co, cin_g, vecs, n, blocks
                 b = bias[c + r]
                 for e in range(tile.shape[1]):
                     tile[r, e] = b
-            t = 0
+            t = 0 if cin_g > 0 else nt  # (the assembly loop runs at least once: no channels, no call)
             while t < nt:
                 g = TAP_GROUP if t + TAP_GROUP <= nt else 1
                 _tile_taps(tile, xflat, ok, wk, t, c, cin_g, vecs, i, nv, g)
@@ -604,5 +604,5 @@ def run_range(i0, i1, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
         work_item(item, thread, x3, xb_all, acc_all, tags, y3, w, bias, g)
 
 
-# (after the functions above: their Numba cache is dropped when a module they freeze values of has changed)
+# (after the functions above: their Numba cache follows the modules they freeze values of)
 refresh_stale_caches(globals(), "rt_asm.py", "rt_layout.py", "runtime.py", "machine.py", "_alloc.py")

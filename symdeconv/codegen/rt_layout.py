@@ -41,8 +41,8 @@ TILE_F64 = tile_shape(8)[1]
 
 #: blocks of CO_BLOCK output channels per work item: each tile of input columns is multiplied by all of them
 #: in turn while it is in L1 (one block per item streamed the tile's inputs from L2 for every block).  The
-#: compiled runtime reads it from the geometry vector (``co_group``), not as a constant: Numba's cache of
-#: ``rt_layers`` follows that file's stamp only and would keep an old value after a change here
+#: compiled runtime reads it from the geometry vector (``co_group``), not as a constant, so that the driver
+#: could choose it per call
 CO_GROUP = 4
 
 # --- the Winograd path (rt_wino) ----------------------------------------------------------------------------

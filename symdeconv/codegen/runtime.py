@@ -331,16 +331,17 @@ def gather_range(i0, i1, thread, flat, base, scale, stride_g, stride_o, stride_c
 
 
 def refresh_stale_caches(namespace: dict, *dependencies: str) -> None:
-    """Forget Numba's disk cache of a module's functions when a file they depend on has changed.
+    """Make Numba's disk cache of a module's functions follow the files their compiled code depends on.
 
     Numba keys its cache of a function by the stamp of the function's own file only, so a module whose
     compiled code freezes constants or intrinsics of its sibling modules (field indices, tile widths, the
-    assembly micro-kernel) would otherwise keep running the old values after those siblings change.  A
-    marker file beside the cache names the digest of ``dependencies`` (file names in this package) that the
-    cache was filled with; when it is missing, the index of every cached function defined in the module is
-    emptied (Numba compiles them again, once) and the marker written.  Called at the end of such modules.
+    assembly micro-kernel) would otherwise keep running the old values after only those siblings change.
+    Here the stamp of every cached function defined in the module is extended by a digest of
+    ``dependencies`` (file names in this package, or absolute paths): an entry saved under other
+    dependencies is then stale to Numba, which compiles the function again and saves it under the new
+    stamp.  (This sets Numba's private ``_cache._cache_file._source_stamp``; where a Numba version lacks it,
+    nothing changes.)  Called at the end of such modules, before any of their functions is loaded.
     """
-    import glob
     import hashlib
     import os
 
@@ -350,24 +351,12 @@ def refresh_stale_caches(namespace: dict, *dependencies: str) -> None:
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     module = namespace["__name__"]
-    cached = [v for v in namespace.values() if getattr(getattr(v, "py_func", None), "__module__", None) == module
-              and hasattr(getattr(v, "_cache", None), "flush")]
-    if not cached:
-        return
-    try:
-        folder = cached[0]._cache.cache_path
-        stem = os.path.join(folder, module.rsplit(".", 1)[-1] + ".deps-")
-        marker = stem + digest.hexdigest()[:16]
-        if os.path.exists(marker):
-            return
-        for dispatcher in cached:
-            dispatcher._cache.flush()
-        for old in glob.glob(glob.escape(stem) + "*"):
-            os.remove(old)
-        with open(marker, "w", encoding="ascii") as f:
-            f.write(" ".join(dependencies) + "\n")
-    except OSError:  # a read-only cache: Numba then compiles in memory anyway
-        pass
+    for value in list(namespace.values()):
+        if getattr(getattr(value, "py_func", None), "__module__", None) != module:
+            continue
+        index = getattr(getattr(value, "_cache", None), "_cache_file", None)
+        if index is not None and hasattr(index, "_source_stamp"):
+            index._source_stamp = (index._source_stamp, digest.hexdigest())
 
 
 refresh_stale_caches(globals(), "machine.py", "_alloc.py")
