@@ -361,9 +361,11 @@ def test_stride_2_planes_of_long_rows_equal_the_definition(dtype):
 def test_stream_row_writes_runs_at_any_alignment(dtype):
     """``runtime.stream_row`` writes exactly ``y[start + i] = src[i]`` (whole lines streamed, the rest not) for
     runs that start at every offset within a line and are shorter than, as long as, or longer than a line,
-    and for a row whose address is not a multiple of its itemsize (nothing streamed)."""
+    and for a row whose address is not a multiple of its itemsize (nothing streamed); also after
+    ``stream_ready`` streamed the lines below some ``ready`` (what it writes is exactly those elements' lines,
+    and ``stream_row`` then writes the rest, not those lines again: their source is changed in between)."""
     from symdeconv.codegen._alloc import LINE_BYTES
-    from symdeconv.codegen.runtime import stream_row
+    from symdeconv.codegen.runtime import stream_ready, stream_row
 
     rng = np.random.default_rng(7)
     lanes = LINE_BYTES // np.dtype(dtype).itemsize
@@ -377,10 +379,32 @@ def test_stream_row_writes_runs_at_any_alignment(dtype):
             for count in (0, 1, lanes - 1, lanes, lanes + 3, 7 * lanes - start):
                 src = rng.standard_normal(8 * lanes).astype(dtype)
                 target[:] = np.nan
-                stream_row(target, start, src, count)
+                stream_row(target, start, src, count, 0)
                 expect = np.full(target.shape, np.nan, dtype=dtype)
                 expect[start:start + count] = src[:count]
                 np.testing.assert_array_equal(target, expect)
+                for ready in (0, 1, lanes, 3 * lanes + 2, count):
+                    if ready > count:
+                        continue
+                    target[:] = np.nan
+                    done = stream_ready(target, start, src, ready, 0)
+                    head = (-(target[start:].ctypes.data) % LINE_BYTES) // target.itemsize
+                    if target is odd:
+                        assert done == 0  # nothing is streamed off the element grid
+                    else:
+                        assert done == max(0, (ready - head) // lanes)
+                    written = ~np.isnan(target)
+                    expect_lines = np.zeros(target.shape, bool)
+                    expect_lines[start + head:start + head + done * lanes] = True
+                    np.testing.assert_array_equal(written, expect_lines)
+                    assert stream_ready(target, start, src, ready, done) == done  # nothing twice
+                    marked = src.copy()
+                    marked[:head + done * lanes] = -7.0  # what stream_row must not write again
+                    marked[:head] = src[:head]
+                    stream_row(target, start, marked, count, done)
+                    expect = np.full(target.shape, np.nan, dtype=dtype)
+                    expect[start:start + count] = src[:count]
+                    np.testing.assert_array_equal(target, expect)
 
 
 def _scatter_k4_s2_p1(x, w):

@@ -71,6 +71,12 @@ STENCIL_TARGET = 16384
 #: whole lines streamed took 0.7 ms (benchmarks/README.md)
 STREAM_MIN_ROW = 1024
 
+#: interior blocks of a row computed at a time: in a streamed row, the lines they finish are streamed before
+#: the next step is computed, so that the writes drain while the CPU computes (one stream per row, after it
+#: was computed, took 0.62–0.63 ms for 1 → 1 ConvTranspose2d k4 s2 at 1024², in steps of 128 blocks 0.51–0.56;
+#: steps of 64 and 256 measured the same, benchmarks/README.md)
+STREAM_STEP = 128
+
 #: most dimensions for which the module carries a stencil: in 1-D and 2-D the benchmarks show it paying
 #: (1 -> 1 and depthwise layers, ``benchmarks/README.md``); a 3-D stencil's unrolled rows were ~500 lines
 #: of the module and slow to compile, and 3-D layers with one channel per group take the runtime's
@@ -106,6 +112,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     w(f"STENCIL_CHUNK = {STENCIL_CHUNK}  # blocks of the last dimension per work item")
     w(f"STENCIL_TARGET = {STENCIL_TARGET}  # outputs per work item (rows of blocks are grouped)")
     w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # a large output's rows are streamed when whole lines or this long")
+    w(f"STREAM_STEP = {STREAM_STEP}  # interior blocks computed before the finished lines of a streamed row go out")
     w()
     w()
     js = ", ".join(f"jlo{d}, jhi{d}" for d in range(last))
@@ -166,9 +173,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                     for k in range(0, len(ss), 4):  # (four weights to a line)
                         group = ss[k:k + 4]
                         w(", ".join(f"w{s_}" for s_ in group) + " = " + ", ".join(f"w[{s_}, 0, c]" for s_ in group))
-                _emit_row(plan, lp, phase_of, row_of, o_min, w)
+                _emit_row(plan, lp, phase_of, row_of, o_min, yo, w)
                 w("if stream:")
-                w(f"    rt.stream_row({yo}, tb, rb, te - tb)")
+                w(f"    rt.stream_row({yo}, tb, rb, te - tb, done)")
                 for _ in range(opened):
                     w.dedent()
     w()
@@ -236,8 +243,10 @@ def _floor_plus_one(name: str, c: int, k: int) -> str:
     return f"({plus(name, c)}) // {k} + 1" if k != 1 else plus(name, c + 1)
 
 
-def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: int, w: Writer) -> None:
-    """Border and interior blocks of one output row (leading phase ``lp``): outputs yr[P j + p − lo]."""
+def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: int, yo: str, w: Writer) -> None:
+    """Border and interior blocks of one output row (leading phase ``lp``): outputs yr[P j + p − lo].  The
+    interior runs in steps of ``STREAM_STEP`` blocks; in a streamed row (``yr`` is the buffer rb, ``yo`` the
+    output row) the lines finished by each step are streamed before the next is computed."""
     D = plan.ndim
     last = D - 1
     PL, QL = plan.P[last], plan.Q[last]
@@ -269,12 +278,15 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
     used_rows = sorted({row_of[off[:last]] for ph in phases for _, off in ph.slots})
     values = sorted({(row_of[off[:last]], off[last]) for ph in phases for _, off in ph.slots})
 
-    w("if kB > kA:  # interior blocks j = kA + i: views start at the run's first input / output")
+    w("done = 0  # lines of a streamed row already streamed")
+    w("step = STREAM_STEP if stream and kB - kA > STREAM_STEP else kB - kA")
+    w("i0 = kA")
+    w("while i0 < kB:  # interior blocks j = i0 + i: views start at the step's first input / output")
     with w.indent():
         for rid in used_rows:
-            w(f"xv{rid} = xr{rid}[{plus(times(QL, 'kA'), o_min)}:]")
-        w(f"yv = yr[{times(PL, 'kA')} - lo{last} - tb:]")
-        w("for i in range(kB - kA):")
+            w(f"xv{rid} = xr{rid}[{plus(times(QL, 'i0'), o_min)}:]")
+        w(f"yv = yr[{times(PL, 'i0')} - lo{last} - tb:]")
+        w("for i in range(min(step, kB - i0)):")
         with w.indent():
             for rid, o in values:
                 w(f"v{rid}_{_tag(o)} = xv{rid}[{plus(times(QL, 'i'), o - o_min)}]")
@@ -282,6 +294,9 @@ def _emit_row(plan: KernelPlan, lp: tuple, phase_of: dict, row_of: dict, o_min: 
                 terms = " + ".join(f"w{s} * v{row_of[off[:last]]}_{_tag(off[last])}" for s, off in ph.slots)
                 assign_sum(w, f"yv[{plus(times(PL, 'i'), p)}]", "=", "bv" + (f" + {terms}" if terms else ""),
                            f"phase {phase_text(ph.phase)}")
+        w("if stream and i0 + step < kB:  # the finished lines go out while the next step is computed")
+        w(f"    done = rt.stream_ready({yo}, tb, rb, {times(PL, 'i0 + step')} - lo{last} - tb, done)")
+        w("i0 += step")
 
 
 def _tag(o: int) -> str:

@@ -14,9 +14,9 @@ that gained is measured in ``benchmarks/README.md``).
 The tile's contents are undefined until written; it lives until the calling function returns, and the
 same storage is reused by every call of the statement in that function (a loop reuses one tile).
 
-``line_head``, ``stream_line``, ``stream_pair``, ``stream_row`` and ``store_fence`` write output rows in whole
-64-byte lines with non-temporal stores (see the section below); ``copy_even`` copies every other element
-with masked vector loads and stores; ``gather_range`` / ``gather_parallel`` gather a layer's weights into the
+``line_head``, ``stream_line``, ``stream_pair``, ``stream_ready``, ``stream_row`` and ``store_fence`` write
+output rows in whole 64-byte lines with non-temporal stores (see the section below); ``copy_even`` copies
+every other element with masked vector loads and stores; ``gather_range`` / ``gather_parallel`` gather a layer's weights into the
 kernels' slot layout (driven by ``rt_driver.gather_strided``).
 """
 
@@ -34,7 +34,7 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "stream_row", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
+           "store_fence", "stream_row", "stream_ready", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
 
 
 @intrinsic
@@ -278,10 +278,29 @@ def row_or(x, r, zeros):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def stream_row(yr, start, src, count):
+def stream_ready(yr, start, src, ready, done):
+    """Stream the whole 64-byte lines of ``yr[start + i] = src[i]`` that lie in ``i < ready`` and are not among
+    the first ``done`` lines of the range (streamed before); return how many lines are streamed now.
+
+    A generated stencil calls it while it computes a long row into its stack buffer, so that the finished
+    lines go to memory while the rest is computed; ``stream_row`` then writes the rest of the row."""
+    y = yr[start:]
+    head = line_head(y)
+    if head < 0:  # (the row's address is not a multiple of its itemsize: stream_row writes it all)
+        return done
+    lanes = LINE_BYTES // y.itemsize
+    lines = (ready - head) // lanes if ready > head else 0
+    for k in range(done, lines):
+        stream_line(y, head + k * lanes, src, head + k * lanes)
+    return max(done, lines)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def stream_row(yr, start, src, count, done):
     """``yr[start + i] = src[i]`` for ``i < count``: the whole 64-byte lines of that range with non-temporal
-    stores (``stream_line``), the elements before its first line boundary and after its last with ordinary
-    ones.  The generated stencils write a streamed row through it from the stack buffer it was computed in."""
+    stores (``stream_line``) but the first ``done`` (already streamed by ``stream_ready``), the elements
+    before its first line boundary and after its last with ordinary ones.  The generated stencils write a
+    streamed row through it from the stack buffer it was computed in."""
     y = yr[start:]
     e0 = 0  # elements before the streamed lines
     e1 = 0  # end of the streamed lines
@@ -290,7 +309,7 @@ def stream_row(yr, start, src, count):
         lanes = LINE_BYTES // y.itemsize
         e0 = min(head, count)
         lines = max(0, (count - e0) // lanes)
-        for k in range(lines):
+        for k in range(min(done, lines), lines):
             stream_line(y, e0 + k * lanes, src, e0 + k * lanes)
         e1 = e0 + lines * lanes
     for e in range(e0):
