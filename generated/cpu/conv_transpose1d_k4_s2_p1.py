@@ -79,8 +79,9 @@ def stencil_rows(xc, yc, w, c, bv, zrow, stream, r0, r1, ja, jb, kA, kB, n0, out
     Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),
     kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).
     When ``stream``, a row's outputs tb … te − 1 go to the buffer rb first (output t at rb[t − tb]),
-    then to the row, whole lines by streaming stores.  An output row loads the weights of its phases
-    only (few registers live in its interior loop).
+    then to the row, whole lines by streaming stores: those each step of STREAM_STEP interior blocks
+    finished while the next step is computed, the rest at the row's end.  An output row loads the
+    weights of its phases only (few registers live in its interior loop).
     """
     rb = rt.stack_tile(yc, 1, 8192)[0]  # a streamed row's outputs
     tb = max(0, 2 * ja - lo0) if stream else 0  # the first output of the chunk

@@ -40,8 +40,11 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
   interior loop;
 * a large output (``stream_min`` bytes or more: ``machine.stream_min_bytes()``, passed by the driver) is
   written with streaming stores: each row's outputs of the work item go to a stack buffer first, by the
-  same border and interior code, then whole 64-byte lines to the output by non-temporal stores (``runtime.stream_row``).  Only rows of whole lines, or long ones, are
-  streamed: a row's ordinary stores to its first and last lines took away the gain of the others.
+  same border and interior code, then whole 64-byte lines to the output by non-temporal stores, those of
+  each step of ``STREAM_STEP`` interior blocks as soon as it is computed (``runtime.stream_ready``), so
+  that the stores drain while the next step is computed, the rest at the row's end (``runtime.stream_row``).
+  Only rows of whole lines, or long ones, are streamed: a row's ordinary stores to its first and last lines
+  took away the gain of the others.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``); plans with more
 than ``STENCIL_MAX_TAPS`` taps (whose spelled-out source would be long and slow to compile) keep the
@@ -129,8 +132,9 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
         w("Blocks ja … kA − 1 and kB … jb − 1 of the last dimension are border blocks (each tap tested),")
         w("kA … kB − 1 interior blocks (one vectorised loop, all last-dimension phases written interleaved).")
         w("When ``stream``, a row's outputs tb … te − 1 go to the buffer rb first (output t at rb[t − tb]),")
-        w("then to the row, whole lines by streaming stores.  An output row loads the weights of its phases")
-        w("only (few registers live in its interior loop).")
+        w("then to the row, whole lines by streaming stores: those each step of STREAM_STEP interior blocks")
+        w("finished while the next step is computed, the rest at the row's end.  An output row loads the")
+        w("weights of its phases only (few registers live in its interior loop).")
         w('"""')
         w(f"rb = rt.stack_tile(yc, 1, {PL * STENCIL_CHUNK})[0]  # a streamed row's outputs")
         w(f"tb = max(0, {times(PL, 'ja')} - lo{last}) if stream else 0  # the first output of the chunk")
