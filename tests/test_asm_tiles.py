@@ -184,3 +184,45 @@ def test_random_layers_on_the_assembly_micro_kernel(seed, monkeypatch):
         got = sd.compile(layer, "cpu")(x, w, b)
         want = naive_conv_transpose(x, w, b, stride, padding, output_padding, groups)
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.sqrt(cin * k ** D), err_msg=str(layer))
+
+
+@needs_avx2
+def test_layers_compiled_for_avx2(tmp_path):
+    """The whole runtime compiled for an AVX2 CPU (Numba's target set to Haswell, as on the AVX2-only
+    machines this project runs on), in a new process: the register tiles of that ISA, the assembly kernel
+    on by default, a stencil, against the layers' definitions (float32)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import symdeconv as sd
+        from symdeconv.codegen import machine
+        from tests.test_codegen_wino_path import naive_conv_transpose
+
+        rng = np.random.default_rng(3)
+        errors = {"isa": machine.host_machine().isa, "asm": machine.asm_tiles()}
+        for name, (ci, co, groups, n) in {"gemm": (24, 20, 1, (9, 14)), "grouped": (16, 24, 2, (6, 5)),
+                                           "stencil": (4, 4, 4, (11, 30))}.items():
+            layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=ci, out_channels=co, groups=groups)
+            x = rng.standard_normal((2, ci) + n).astype(np.float32)
+            w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+            b = rng.standard_normal(co).astype(np.float32)
+            got = sd.compile(layer, "cpu")(x, w, b)
+            errors[name] = float(np.abs(got - naive_conv_transpose(x, w, b, 2, 1, 0, groups)).max())
+        print(json.dumps(errors))
+        """)
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx2,+fma",
+               SYMDECONV_CACHE_DIR=str(tmp_path))
+    env.pop("SYMDECONV_ASM_TILES", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result.pop("isa"), result.pop("asm")) == ("avx2", True)
+    assert max(result.values()) < 1e-3, result
