@@ -13,7 +13,9 @@ every tap of every phase is a unit-stride read at a constant, non-negative offse
 micro-kernel whose K loop — input channels × taps — runs over runtime tables), for up to ``CO_GROUP``
 blocks of ``CO_BLOCK`` output channels in turn on each tile of input columns (whose inputs are then read
 from L1 after the first block); the phases of the last dimension are then written interleaved into the
-output rows.
+output rows.  Where the geometry says ``asm`` (AVX2 machines, :func:`.machine.asm_tiles`), the micro-kernel
+is the assembly loop of :mod:`.rt_asm` instead, on tiles of three vectors that may lie in different rows
+(``_phase_vectors``).
 
 Arrays are passed flattened over their spatial axes — ``x3 (N, C_in, Πn)``, ``y3 (N, C_out, Πout)`` —
 so one compiled function serves layers of 1 to ``MAX_NDIM`` (8) dimensions.  The geometry of a call is one
