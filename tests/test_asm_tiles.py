@@ -51,7 +51,8 @@ def test_micro_kernel_against_numpy(dtype):
     counts 1–37, weights of a later tap and channel block: the tile gains exactly the NumPy sum."""
     import numba
 
-    from symdeconv.codegen.rt_asm import TAP_GROUP, TILE_VECTORS, tile_buffer, tile_fma
+    from symdeconv.codegen.rt_asm import TAP_GROUP, TILE_VECTORS, tile_buffer
+    from symdeconv.codegen.rt_layers import _tile_taps  # tile_fma with the literal counts it needs
 
     @numba.njit
     def run(acc, xflat, offs, w, t, co, cin_g, vecs, nv, g):
@@ -59,19 +60,7 @@ def test_micro_kernel_against_numpy(dtype):
         for r in range(tile.shape[0]):
             for e in range(tile.shape[1]):
                 tile[r, e] = acc[r, e]
-        if g == 1:
-            if nv == 1:
-                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 1, 1)
-            elif nv == 2:
-                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 2, 1)
-            else:
-                tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 3, 1)
-        elif nv == 1:
-            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 1, TAP_GROUP)
-        elif nv == 2:
-            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 2, TAP_GROUP)
-        else:
-            tile_fma(tile, xflat, offs, w, t, co, cin_g, vecs, 0, 3, TAP_GROUP)
+        _tile_taps(tile, xflat, offs, w, t, co, cin_g, vecs, 0, nv, g)
         for r in range(tile.shape[0]):
             for e in range(tile.shape[1]):
                 acc[r, e] = tile[r, e]

@@ -19,7 +19,7 @@ import platform
 from dataclasses import dataclass
 
 __all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "stream_min_bytes", "asm_tiles",
-           "STREAM_MIN_BYTES", "CO_BLOCK"]
+           "asm_parser", "STREAM_MIN_BYTES", "CO_BLOCK"]
 
 #: output channels per register tile of the GEMM-like micro-kernel (its rows): four weights broadcast per
 #: input vector; 4 divides the channel counts of nearly every real layer, so few channels take the
@@ -171,8 +171,9 @@ def l2_bytes() -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _asm_parser() -> bool:
-    """Can LLVM turn inline assembly into machine code here (the target's assembly parser)?"""
+def asm_parser() -> bool:
+    """Can LLVM turn inline assembly into machine code here?  (Initialises the target's assembly parser,
+    which it needs for that: :mod:`.rt_asm` calls this on import.)"""
     try:
         import llvmlite.binding as llvm
 
@@ -193,7 +194,7 @@ def asm_tiles() -> bool:
     """
     m = host_machine()
     capable = (platform.machine().lower() in ("x86_64", "amd64") and m.isa in ("avx2", "avx512") and m.fma
-               and _asm_parser())
+               and asm_parser())
     forced = os.environ.get("SYMDECONV_ASM_TILES") or None
     if forced not in (None, "0", "1"):
         from ..errors import SymdeconvError

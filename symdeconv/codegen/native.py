@@ -48,13 +48,10 @@ import numpy as np
 from ..errors import SymdeconvError
 from .cache import cache_dir
 from .machine import numba_target
+from .rt_layout import RUNTIME_SOURCES, source_hash  # (what the object files are keyed by)
 
 __all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "Prepared", "parallel_for",
-           "max_threads", "num_threads", "RUNTIME_SOURCES"]
-
-#: the files the native objects are compiled from (the kernels, and the constants Numba freezes into them):
-#: any change makes a new key
-RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "rt_asm.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
+           "max_threads", "num_threads", "source_hash", "RUNTIME_SOURCES"]
 
 #: helpers of Numba's own C runtime that a loaded object may name but never calls on the native path
 _STUBBED_PREFIXES = ("numba_", "NRT_")
@@ -95,21 +92,11 @@ def _versions() -> tuple[str, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in RUNTIME_SOURCES:
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()
-
-
 def artifact_key(entry: str, dtype: str) -> str:
     """The hash that names the object file of ``entry`` for ``dtype`` on this machine and installation."""
     import llvmlite.binding as llvm
 
-    parts = (entry, dtype, _source_hash(), *_versions(), sys.version.split()[0], sys.implementation.cache_tag,
+    parts = (entry, dtype, source_hash(), *_versions(), sys.version.split()[0], sys.implementation.cache_tag,
              llvm.get_process_triple(),
              *numba_target(os.environ.get("NUMBA_CPU_NAME", ""), os.environ.get("NUMBA_CPU_FEATURES", "")))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]

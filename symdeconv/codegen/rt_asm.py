@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import platform
 
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .machine import CO_BLOCK
+from .machine import CO_BLOCK, asm_parser
 
 __all__ = ["tile_fma", "tile_buffer", "TILE_VECTORS", "TAP_GROUP", "VECTOR_BYTES"]
 
@@ -49,18 +48,20 @@ TAP_GROUP = 4
 _REGISTERS = 16
 _X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
-try:  # LLVM turns inline assembly into machine code only with the target's assembly parser
-    llvm.initialize_native_asmparser()
-    _PARSER = True
-except (RuntimeError, OSError):  # pragma: no cover (llvmlite builds always have one for the host)
-    _PARSER = False
+# LLVM turns inline assembly into machine code only with the target's assembly parser (initialised here)
+_PARSER = asm_parser()
+
+
+def _tied(g: int) -> list[str]:
+    """The loop's operands it advances (outputs tied to inputs): the tap pointers, the weight pointers (one
+    per pair of taps) and the channel count."""
+    return [f"x{t}" for t in range(g)] + [f"w{k}" for k in range(-(-g // 2))] + ["count"]
 
 
 def _operands(g: int) -> dict[str, int]:
-    """The operand numbers of the loop: the tap pointers, the weight pointers and the count (advanced by the
-    loop, so outputs tied to inputs) first, then the strides, the vector offsets and the tile."""
-    names = [f"x{t}" for t in range(g)] + [f"w{k}" for k in range(-(-g // 2))] + ["count", "wst", "sx", "sw"]
-    names += [f"d{v}" for v in range(1, TILE_VECTORS)] + ["tile"]
+    """The operand numbers of the loop: the advanced ones (``_tied``) first, then the strides, the vector
+    offsets and the tile."""
+    names = _tied(g) + ["wst", "sx", "sw"] + [f"d{v}" for v in range(1, TILE_VECTORS)] + ["tile"]
     return {name: i for i, name in enumerate(names)}
 
 
@@ -92,8 +93,7 @@ def _text(nv: int, g: int, size: int) -> str:
 
 
 def _constraints(g: int) -> str:
-    ops = _operands(g)
-    tied = [k for k in ops if k[0] in "xwc" and k != "wst"]  # the advanced pointers and the count
+    ops, tied = _operands(g), _tied(g)
     clobbers = [f"~{{ymm{i}}}" for i in range(_REGISTERS)]
     return ",".join(["=r"] * len(tied) + ["r"] * (len(ops) - len(tied)) + [str(ops[k]) for k in tied] + clobbers
                     + ["~{memory}", "~{dirflag}", "~{fpsr}", "~{flags}"])
@@ -151,16 +151,16 @@ def tile_fma(typingctx, tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g):
         for q in range(n_taps):  # tap q's input pointer at vector 0
             off = item(o_a, offs.dtype, builder.add(tv, const(q)))
             value[f"x{q}"] = builder.add(xdata, builder.mul(builder.add(off, starts[0]), const(size)))
-        w0 = builder.add(builder.ptrtoint(w_a.data, i64), builder.add(builder.mul(tv, ws[0]), builder.mul(cov, const(size))))
+        w0 = builder.add(builder.ptrtoint(w_a.data, i64),  # w[t, 0, co]
+                         builder.add(builder.mul(tv, ws[0]), builder.mul(cov, const(size))))
         for k in range(-(-n_taps // 2)):  # taps 2k and 2k + 1 from one pointer
             value[f"w{k}"] = builder.add(w0, builder.mul(ws[0], const(2 * k)))
         value.update(count=cinv, wst=ws[0], sx=xs[0], sw=ws[1], tile=builder.ptrtoint(tile_a.data, i64))
         for v in range(1, TILE_VECTORS):  # vector v's byte offset from vector 0 (unused ones: 0)
             value[f"d{v}"] = builder.mul(builder.sub(starts[v], starts[0]), const(size)) if v < n_vec else const(0)
-        order = sorted(ops, key=ops.get)
-        tied = [k for k in order if k[0] in "xwc" and k != "wst"]
-        fty = ir.FunctionType(ir.LiteralStructType([i64] * len(tied)), [i64] * (len(order) - len(tied) + len(tied)))
-        inputs = [value[k] for k in order if k not in tied] + [value[k] for k in tied]
+        tied = _tied(n_taps)
+        fty = ir.FunctionType(ir.LiteralStructType([i64] * len(tied)), [i64] * len(ops))
+        inputs = [value[k] for k in ops if k not in tied] + [value[k] for k in tied]  # (ops: in operand order)
         builder.call(ir.InlineAsm(fty, text, constraints, side_effect=True), inputs)
         return context.get_dummy_value()
 

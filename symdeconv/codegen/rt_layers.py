@@ -607,4 +607,4 @@ def run_range(i0, i1, thread, x3, xb_all, acc_all, tags, y3, w, bias, g):
 
 
 # (after the functions above: their Numba cache follows the modules they freeze values of)
-refresh_stale_caches(globals(), "rt_asm.py", "rt_layout.py", "runtime.py", "machine.py", "_alloc.py")
+refresh_stale_caches(globals())

@@ -7,9 +7,33 @@ fields, frozen as constants when Numba compiles them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from pathlib import Path
+
 from .machine import CO_BLOCK, host_machine, tile_columns
 
-__all__ = ["MAX_NDIM", "G_FIELDS", "G_SIZE", "tile_shape", "WINO_M", "WINO_COLS", "VEC", "WG_SIZE"]
+__all__ = ["MAX_NDIM", "G_FIELDS", "G_SIZE", "tile_shape", "WINO_M", "WINO_COLS", "VEC", "WG_SIZE", "RUNTIME_SOURCES",
+           "source_hash"]
+
+# --- the runtime's sources ----------------------------------------------------------------------------------
+
+#: the files the compiled runtime is built from (the kernels, and the constants Numba freezes into them):
+#: the native objects (:mod:`.native`) and Numba's cache of the runtime (``runtime.refresh_stale_caches``)
+#: are keyed by their digest, so any change compiles them again
+RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "rt_asm.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash() -> str:
+    """A digest of ``RUNTIME_SOURCES`` (names and contents)."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in RUNTIME_SOURCES:
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
 
 # --- the GEMM-like kernel (rt_layers) -----------------------------------------------------------------------
 

@@ -449,4 +449,4 @@ def run_range(i0, i1, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
 
 
 # (after the functions above: their Numba cache follows the modules they freeze values of)
-refresh_stale_caches(globals(), "rt_layers.py", "rt_layout.py", "runtime.py", "machine.py", "_alloc.py")
+refresh_stale_caches(globals())

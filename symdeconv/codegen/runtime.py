@@ -16,8 +16,8 @@ same storage is reused by every call of the statement in that function (a loop r
 
 ``line_head``, ``stream_line``, ``stream_pair``, ``stream_ready``, ``stream_row`` and ``store_fence`` write
 output rows in whole 64-byte lines with non-temporal stores (see the section below); ``copy_even`` copies
-every other element with masked vector loads and stores; ``gather_range`` / ``gather_parallel`` gather a layer's weights into the
-kernels' slot layout (driven by ``rt_driver.gather_strided``).
+every other element with masked vector loads and stores; ``gather_range`` / ``gather_parallel`` gather a
+layer's weights into the kernels' slot layout (driven by ``rt_driver.gather_strided``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from numba.extending import intrinsic
 
 from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); outputs are allocated on one
 from .machine import host_machine
+from .rt_layout import source_hash
 
 __all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
            "store_fence", "stream_row", "stream_ready", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
@@ -109,11 +110,11 @@ def tile_codegen(dtype, n_rows: int, n_cols: int):
 # back, and it evicts the kernel's working set (the transformed input, the accumulators) from L2 on the
 # way.  A non-temporal store of a whole, aligned line skips both: the line goes to memory from a
 # write-combining buffer.  The Winograd path's row write (``rt_wino``) and the stencils use them for outputs
-# of at least ``machine.stream_min_bytes()`` (4 MiB unless set), for the rows that are
-# whole lines (``line_head(row) == 0`` and a whole number of lines long); other rows keep ordinary stores
-# (measured in ``benchmarks/README.md``).  ``store_fence``
-# (x86 ``sfence``) at the end of each parallel work item orders the item's streaming stores before the
-# parallel region's completion is signalled.  Outputs the API allocates start on a line (``_alloc``).
+# of at least ``machine.stream_min_bytes()`` (4 MiB unless set), for the rows that are whole lines
+# (``line_head(row) == 0`` and a whole number of lines long); other rows keep ordinary stores (measured in
+# ``benchmarks/README.md``).  ``store_fence`` (x86 ``sfence``) at the end of each parallel work item orders
+# the item's streaming stores before the parallel region's completion is signalled.  Outputs the API
+# allocates start on a line (``_alloc``).
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
@@ -302,16 +303,10 @@ def stream_row(yr, start, src, count, done):
     before its first line boundary and after its last with ordinary ones.  The generated stencils write a
     streamed row through it from the stack buffer it was computed in."""
     y = yr[start:]
-    e0 = 0  # elements before the streamed lines
-    e1 = 0  # end of the streamed lines
-    head = line_head(y)  # (-1: the row's address is not a multiple of its itemsize; nothing is streamed)
-    if head >= 0:
-        lanes = LINE_BYTES // y.itemsize
-        e0 = min(head, count)
-        lines = max(0, (count - e0) // lanes)
-        for k in range(min(done, lines), lines):
-            stream_line(y, e0 + k * lanes, src, e0 + k * lanes)
-        e1 = e0 + lines * lanes
+    lines = stream_ready(yr, start, src, count, done)  # every whole line of the range, streamed now
+    head = line_head(y)  # (-1: the row's address is not a multiple of its itemsize; nothing was streamed)
+    e0 = min(head, count) if head >= 0 else 0  # elements before the streamed lines
+    e1 = e0 + lines * (LINE_BYTES // y.itemsize) if head >= 0 else 0  # end of the streamed lines
     for e in range(e0):
         y[e] = src[e]
     for e in range(e1, count):
@@ -356,26 +351,32 @@ def refresh_stale_caches(namespace: dict, *dependencies: str) -> None:
     compiled code freezes constants or intrinsics of its sibling modules (field indices, tile widths, the
     assembly micro-kernel) would otherwise keep running the old values after only those siblings change.
     Here the stamp of every cached function defined in the module is extended by a digest of
-    ``dependencies`` (file names in this package, or absolute paths): an entry saved under other
-    dependencies is then stale to Numba, which compiles the function again and saves it under the new
-    stamp.  (This sets Numba's private ``_cache._cache_file._source_stamp``; where a Numba version lacks it,
-    nothing changes.)  Called at the end of such modules, before any of their functions is loaded.
+    ``dependencies`` (file names in this package, or absolute paths), by default of the runtime's sources
+    (``rt_layout.RUNTIME_SOURCES``, the digest the native objects are keyed by; a test checks that the
+    list holds every module the runtime imports): an entry saved under other dependencies is then stale to
+    Numba, which compiles the function again and saves it under the new stamp.  (This sets Numba's private
+    ``_cache._cache_file._source_stamp``; where a Numba version lacks it, nothing changes.)  Called at the
+    end of such modules, before any of their functions is loaded.
     """
-    import hashlib
-    import os
+    if dependencies:
+        import hashlib
+        import os
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    digest = hashlib.sha1()
-    for name in dependencies:
-        with open(os.path.join(here, name), "rb") as f:
-            digest.update(f.read())
+        here = os.path.dirname(os.path.abspath(__file__))
+        h = hashlib.sha1()
+        for name in dependencies:
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(f.read())
+        digest = h.hexdigest()
+    else:
+        digest = source_hash()
     module = namespace["__name__"]
     for value in list(namespace.values()):
         if getattr(getattr(value, "py_func", None), "__module__", None) != module:
             continue
         index = getattr(getattr(value, "_cache", None), "_cache_file", None)
         if index is not None and hasattr(index, "_source_stamp"):
-            index._source_stamp = (index._source_stamp, digest.hexdigest())
+            index._source_stamp = (index._source_stamp, digest)
 
 
-refresh_stale_caches(globals(), "machine.py", "_alloc.py")
+refresh_stale_caches(globals())
