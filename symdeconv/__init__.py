@@ -28,7 +28,7 @@ from .algebra import shapes
 from .algebra.convert import Conversion, WeightTransform, convert
 from .algebra.layers import Conv, ConvTranspose, Layer, output_padding_for
 from .plot import Plot, plot_checkerboard, plot_matrix, plot_taps  # matplotlib loads lazily, when a plot is drawn
-from .codegen import compile, emit  # noqa: A004 - sd.compile is the public name; Numba loads lazily
+from .codegen import compile, emit, empty_output_pool  # noqa: A004 - sd.compile is the public name; Numba loads lazily
 from . import signal  # scipy.signal.upfirdn / resample_poly on generated kernels (sd.upfirdn is the operator)
 # sd.torch.ConvTranspose2d(64, 32, 3, ...) / sd.keras.Conv2DTranspose(...): the frameworks' own argument orders;
 # neither module imports its framework (sd.from_torch / sd.from_keras import it when called)
@@ -46,7 +46,7 @@ __all__ = [
     "canonical", "NormalForm", "equivalent", "Equivalence", "Counterexample", "matrices_agree",
     "identities", "Identity", "Proof", "bilinear_kernel", "checkerboard", "CheckerboardReport", "testing",
     "Conv", "ConvTranspose", "Layer", "output_padding_for", "shapes", "convert", "Conversion", "WeightTransform",
-    "emit", "signal", "from_torch", "from_keras", "Plot", "plot_checkerboard", "plot_taps", "plot_matrix",
+    "emit", "empty_output_pool", "signal", "from_torch", "from_keras", "Plot", "plot_checkerboard", "plot_taps", "plot_matrix",
 ]
 # not in __all__: compile (``from symdeconv import *`` would shadow the builtin; use sd.compile), and the
 # modules torch and keras (they would shadow the real frameworks; use sd.torch, sd.keras)

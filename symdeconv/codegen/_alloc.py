@@ -1,12 +1,21 @@
-"""Output allocation for the CPU kernels (NumPy only: no Numba, so that the API can use it unimported)."""
+"""Output allocation for the CPU kernels (NumPy only: no Numba, so that the API can use it unimported).
+
+A large new output comes from :data:`OUTPUT_POOL`: memory of outputs that their callers have dropped is
+kept and handed out again, so that ``y = f(x, w)`` in a loop does not page-fault a fresh output every
+call.  The kernel of case a of ``benchmarks/bench_kernels.py`` writes its 16 MB in 0.8 ms; a freshly
+mapped 16 MB took 1–18 ms more to fault in (``benchmarks/README.md``).
+"""
 
 from __future__ import annotations
 
-import math
+import os
+import sys
+import threading
 
 import numpy as np
 
-__all__ = ["LINE_BYTES", "SMALL_BYTES", "aligned_empty", "output_empty"]
+__all__ = ["LINE_BYTES", "SMALL_BYTES", "OUTPUT_POOL", "OutputPool", "aligned_empty", "empty_output_pool",
+           "output_empty", "pool_limit_bytes"]
 
 #: cache line size (bytes): a streaming store of the emitted row writes covers one whole, aligned line
 #: (:mod:`symdeconv.codegen.runtime`)
@@ -14,7 +23,29 @@ LINE_BYTES = 64
 
 #: outputs smaller than this are allocated by plain ``np.empty``: only outputs of several MiB are written
 #: with streaming stores, and for a small call the alignment bookkeeping costs more than it could save
+#: (malloc recycles small blocks itself)
 SMALL_BYTES = 1 << 20
+
+#: the environment variable that sets the pool's limit in MiB (0: no pool)
+POOL_ENV = "SYMDECONV_OUTPUT_POOL_MB"
+
+#: MiB of dropped outputs the pool keeps by default
+POOL_MB = 256
+
+#: buffers tracked at most (each allocation looks through them)
+POOL_ENTRIES = 32
+
+
+def _count(shape) -> int:
+    """Elements of an array of ``shape`` (a tuple or one int, as ``np.empty`` takes it)."""
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _raw_line_view(raw: np.ndarray, shape, dtype: np.dtype) -> np.ndarray:
+    """The array of ``shape`` and ``dtype`` that starts at the first 64-byte line of the byte buffer ``raw``."""
+    nbytes = _count(shape) * dtype.itemsize
+    start = (-raw.__array_interface__["data"][0]) % LINE_BYTES
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def aligned_empty(shape, dtype) -> np.ndarray:
@@ -25,15 +56,119 @@ def aligned_empty(shape, dtype) -> np.ndarray:
     streaming stores.  Pass such an array (or a previous call's output) as ``out=`` to keep that.
     """
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(count * dtype.itemsize + LINE_BYTES, dtype=np.uint8)
-    start = (-raw.__array_interface__["data"][0]) % LINE_BYTES
-    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+    raw = np.empty(_count(shape) * dtype.itemsize + LINE_BYTES, dtype=np.uint8)
+    return _raw_line_view(raw, shape, dtype)
+
+
+def pool_limit_bytes() -> int:
+    """The most bytes of dropped outputs :data:`OUTPUT_POOL` keeps: ``SYMDECONV_OUTPUT_POOL_MB`` MiB when set
+    (and not empty), else ``POOL_MB``; 0 turns the pool off."""
+    text = os.environ.get(POOL_ENV) or None
+    if text is None:
+        return POOL_MB << 20
+    if not text.strip().isdecimal():
+        from ..errors import SymdeconvError
+
+        raise SymdeconvError(f"{POOL_ENV} must be a whole number of MiB (0 turns the pool off), got {text!r}")
+    return int(text) << 20
+
+
+def _held_only() -> int:
+    """``sys.getrefcount(entries[i])`` of a buffer that nothing but the list ``entries`` refers to (the list's
+    reference and the call's argument), measured as the pool measures it."""
+    entries = [np.empty(1, np.uint8)]
+    return sys.getrefcount(entries[0])
+
+
+_HELD_ONLY = _held_only()
+
+
+class OutputPool:
+    """Byte buffers of large outputs, reused once no array refers to them any more.
+
+    Every output handed out is a view of one of the pool's buffers (NumPy makes the buffer the ``base`` of
+    every view of it, however derived), so a buffer whose only reference is the pool's own holds nothing a
+    caller can still reach: it is *idle*, and the next output of its size gets it.  Idle buffers beyond
+    :func:`pool_limit_bytes` are released, oldest first; :meth:`clear` releases all of them.  An output the
+    caller still holds (or a view of it, or a tensor made from it by ``torch.from_numpy``) is never reused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[np.ndarray] = []  # least recently handed out first
+
+    def _idle(self, i: int) -> bool:
+        return sys.getrefcount(self._entries[i]) == _HELD_ONLY
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        """A new C-contiguous array of ``shape`` and ``dtype`` on a 64-byte line, its values undefined."""
+        dtype = np.dtype(dtype)
+        limit = pool_limit_bytes()
+        size = _count(shape) * dtype.itemsize + LINE_BYTES
+        if limit == 0 or size > limit:
+            return aligned_empty(shape, dtype)
+        with self._lock:
+            entries = self._entries
+            for i in range(len(entries) - 1, -1, -1):
+                if entries[i].nbytes == size and self._idle(i):
+                    raw = entries.pop(i)
+                    break
+            else:
+                raw = np.empty(size, dtype=np.uint8)
+            entries.append(raw)
+            out = _raw_line_view(raw, shape, dtype)
+            del raw  # (the view holds it now)
+            self._trim(limit)
+        return out
+
+    def _trim(self, limit: int) -> None:
+        """Release idle buffers, oldest first, past ``limit`` bytes of them or ``POOL_ENTRIES`` buffers; forget
+        the oldest outputs still in use (their callers free them) past ``POOL_ENTRIES``."""
+        entries = self._entries
+        idle = [i for i in range(len(entries)) if self._idle(i)]
+        kept = sum(entries[i].nbytes for i in idle)
+        drop = set()
+        for i in idle:
+            if kept <= limit and len(entries) - len(drop) <= POOL_ENTRIES:
+                break
+            drop.add(i)
+            kept -= entries[i].nbytes
+        for i in range(len(entries)):
+            if len(entries) - len(drop) <= POOL_ENTRIES:
+                break
+            drop.add(i)
+        if drop:
+            self._entries = [e for i, e in enumerate(entries) if i not in drop]
+
+    def idle_bytes(self) -> int:
+        """Bytes of the buffers no array refers to (what :meth:`clear` would release)."""
+        with self._lock:
+            return sum(self._entries[i].nbytes for i in range(len(self._entries)) if self._idle(i))
+
+    def clear(self) -> int:
+        """Release every idle buffer (outputs still in use stay their callers'); return the bytes released."""
+        with self._lock:
+            entries = self._entries
+            idle = {i for i in range(len(entries)) if self._idle(i)}
+            released = sum(entries[i].nbytes for i in idle)
+            self._entries = [e for i, e in enumerate(entries) if i not in idle]
+        return released
+
+
+#: the process's pool of large outputs (:func:`output_empty`)
+OUTPUT_POOL = OutputPool()
 
 
 def output_empty(shape, dtype) -> np.ndarray:
-    """A kernel's new output: on a line when it is large enough to be streamed, else plain ``np.empty``."""
+    """A kernel's new output: plain ``np.empty`` when small, else from :data:`OUTPUT_POOL` (on a 64-byte line)."""
     dtype = np.dtype(dtype)
-    if math.prod(shape) * dtype.itemsize < SMALL_BYTES:
+    if _count(shape) * dtype.itemsize < SMALL_BYTES:
         return np.empty(shape, dtype)
-    return aligned_empty(shape, dtype)
+    return OUTPUT_POOL.empty(shape, dtype)
+
+
+def empty_output_pool() -> int:
+    """Release the memory that symdeconv keeps of large outputs its callers have dropped (``sd.compile``'d
+    functions reuse it for their next outputs); return the bytes released.  Outputs still in use are not
+    touched.  ``SYMDECONV_OUTPUT_POOL_MB`` limits what is kept (256 MiB by default; 0: nothing)."""
+    return OUTPUT_POOL.clear()
