@@ -95,7 +95,8 @@ class Row:
     ratio: float
     ours_gflops: float
     theirs_gflops: float
-    alloc_ms: float  # symdeconv called as users call it: f(x, w), a new output every call
+    alloc_ms: float  # symdeconv called as users call it: f(x, w), its output new to the caller every call
+    # (from symdeconv's pool of dropped outputs, as in a loop y = f(x, w); torch and SciPy allocate theirs)
     peak_fraction: float  # ours_gflops / the machine's FMA peak at these threads
     target: float | None
     met: bool | None

@@ -8,6 +8,7 @@ mapped 16 MB took 1–18 ms more to fault in (``benchmarks/README.md``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -38,7 +39,7 @@ POOL_ENTRIES = 32
 
 def _count(shape) -> int:
     """Elements of an array of ``shape`` (a tuple or one int, as ``np.empty`` takes it)."""
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape) if isinstance(shape, tuple) else int(np.prod(shape, dtype=np.int64))
 
 
 def _raw_line_view(raw: np.ndarray, shape, dtype: np.dtype) -> np.ndarray:
