@@ -595,7 +595,9 @@ class CompiledChain(_Compiled):
 
     def __call__(self, x: Any, w: Any = None, out: Any = None) -> np.ndarray:
         """Apply the chain; ``out`` (optional): a preallocated array of the output's shape and dtype,
-        C-contiguous, written and returned (reuse it across calls to skip allocating the output)."""
+        C-contiguous, written and returned (reuse it across calls to skip allocating the output).  Without
+        it, a new output of 1 MiB or more reuses the memory of an earlier output that no array refers to
+        any more (``symdeconv.codegen._alloc.OutputPool``)."""
         with context("compiled kernel"):
             device = self.target == "cuda" and is_device_array(x)
             x = _device_view(x, "x") if device else _check_x(x)
@@ -702,8 +704,9 @@ class CompiledLayer(_Compiled):
 
     def __call__(self, x: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
         """Apply the layer; ``out`` (optional): a preallocated array of the output's shape (in the layer's
-        layout) and dtype, C-contiguous, written and returned — reusing it across calls saves allocating
-        (and page-faulting) a fresh output every call.
+        layout) and dtype, C-contiguous, written and returned.  Without it, a new output of 1 MiB or more
+        reuses the memory of an earlier output that no array refers to any more (so a loop ``y = f(x, w)``
+        does not page-fault a fresh output every call: ``symdeconv.codegen._alloc.OutputPool``).
 
         The checks and the bookkeeping that depend only on the shapes and dtypes of the arguments run
         once per combination (a :class:`_LayerRecipe`, cached); a call with the shapes of an earlier one
