@@ -1,8 +1,9 @@
 """Large outputs come from a pool of dropped outputs (``symdeconv.codegen._alloc.OutputPool``).
 
 * the pool's rule, on its own: a buffer is handed out again only when no array refers to it (not the output,
-  not a view of it, not an array made from it), idle buffers past the limit are released, oldest first;
-* through compiled layers and chains (stencil, GEMM-like runtime, chain kernels): an output the caller holds
+  not a view of it, not an array made from it); the buffers it tracks stay within its limit and entry count,
+  also after held outputs are dropped, and the oldest go first;
+* through compiled layers and chains (stencil, GEMM-like runtime, channels-last, chain kernels): an output the caller holds
   keeps its values while later calls run, a dropped one is reused, and every result equals the layer's
   definition written in NumPy;
 * ``SYMDECONV_OUTPUT_POOL_MB``: 0 turns the pool off, text that is not a whole number is refused by name;
@@ -28,6 +29,11 @@ MIB = 1 << 20
 
 def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
+
+
+@pytest.fixture(autouse=True)
+def _default_pool_limit(monkeypatch):
+    monkeypatch.delenv("SYMDECONV_OUTPUT_POOL_MB", raising=False)
 
 
 # --- the pool on its own -------------------------------------------------------------------------------------
@@ -71,24 +77,45 @@ def test_arrays_made_from_an_output_keep_it(make):
     assert _address(pool.empty((MIB // 4,), np.float32)) == first
 
 
-def test_idle_buffers_past_the_limit_are_released(monkeypatch):
+def test_the_pool_keeps_at_most_its_limit_even_when_held_outputs_are_dropped(monkeypatch):
     monkeypatch.setenv("SYMDECONV_OUTPUT_POOL_MB", "3")
     pool = OutputPool()
-    held = [pool.empty((MIB // 4,), np.float32) for _ in range(5)]
-    assert pool.idle_bytes() == 0
-    del held
-    y = pool.empty((MIB // 4,), np.float32)  # (the pool trims when it hands out an output)
+    held = [pool.empty((MIB // 4,), np.float32) for _ in range(8)]  # 8 × 1 MiB, all in use
+    del held  # no allocation after this: the pool must already be within its limit
     assert 0 < pool.idle_bytes() <= 3 * MIB
     assert pool.clear() > 0 and pool.idle_bytes() == 0
 
 
+def test_the_oldest_buffers_go_first(monkeypatch):
+    monkeypatch.setenv("SYMDECONV_OUTPUT_POOL_MB", "3")
+    pool = OutputPool()
+    older, newer = pool.empty((MIB // 4,), np.float32), pool.empty((MIB // 4,), np.float32)
+    first, second = _address(older), _address(newer)
+    del older, newer
+    other = pool.empty((3 * MIB // 8,), np.float32)  # 1.5 MiB: 3.5 MiB tracked, so one buffer goes: the older
+    again = pool.empty((MIB // 4,), np.float32)
+    assert _address(again) == second
+    assert pool.idle_bytes() == 0  # (the older one is released, not kept idle)
+    del other, again
+
+
+def test_the_pool_tracks_a_bounded_number_of_buffers():
+    pool = OutputPool()
+    held = [pool.empty((MIB // 4,), np.float32) for _ in range(_alloc.POOL_ENTRIES + 8)]
+    del held
+    assert pool.idle_bytes() <= _alloc.POOL_ENTRIES * (MIB + LINE_BYTES)
+
+
 def test_the_pool_can_be_turned_off_and_its_setting_is_checked(monkeypatch):
     pool = OutputPool()
+    kept = pool.empty((MIB // 4,), np.float32)
+    del kept
+    assert pool.idle_bytes() > 0
     monkeypatch.setenv("SYMDECONV_OUTPUT_POOL_MB", "0")
     y = pool.empty((MIB // 4,), np.float32)
     assert _address(y) % LINE_BYTES == 0
     del y
-    assert pool.idle_bytes() == 0 and pool.clear() == 0
+    assert pool.idle_bytes() == 0 and pool.clear() == 0  # (what was kept is released, the new one not kept)
     for bad in ("1.5", "-1", "lots", "²"):
         monkeypatch.setenv("SYMDECONV_OUTPUT_POOL_MB", bad)
         with pytest.raises(SymdeconvError, match="SYMDECONV_OUTPUT_POOL_MB"):
@@ -151,6 +178,31 @@ def test_held_outputs_keep_their_values_and_dropped_ones_are_reused(c_in, c_out,
     assert _address(y4) != first
     np.testing.assert_allclose(t.numpy(), want2, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(y4, want1, rtol=1e-12, atol=1e-10)
+
+
+def test_channels_last_outputs_come_from_the_pool():
+    """A channels-last layer runs on a channels-first copy and returns the layout's copy: a new output too."""
+    pytest.importorskip("numba")
+    layer = sd.ConvTranspose((4, 4), stride=2, padding="SAME", in_channels=4, out_channels=8, convention="tf")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 64, 64, 4))
+    w = rng.standard_normal(layer.weight_shape)  # (kh, kw, out, in)
+    b = rng.standard_normal(8)
+    want = np.moveaxis(naive_conv_transpose(np.moveaxis(x, -1, 1), w.transpose(3, 2, 0, 1), b, 2, 1), 1, -1)
+    f = sd.compile(layer, target="cpu")
+    y1 = f(x, w, b)
+    assert y1.shape == want.shape and y1.flags.c_contiguous and y1.nbytes >= SMALL_BYTES
+    y2 = f(x[:, ::-1].copy(), w, b)
+    np.testing.assert_allclose(y1, want, rtol=1e-12, atol=1e-10)  # not overwritten by the second call
+    del y1, y2
+    y3 = f(x, w, b)
+    assert _address(y3) in _pool_addresses()
+    np.testing.assert_allclose(y3, want, rtol=1e-12, atol=1e-10)
+
+
+def _pool_addresses() -> set:
+    """Where the pool's buffers' outputs start (each buffer's first 64-byte line)."""
+    return {_address(e) + (-_address(e)) % LINE_BYTES for e in _alloc.OUTPUT_POOL._entries}
 
 
 def test_chain_outputs_come_from_the_pool():

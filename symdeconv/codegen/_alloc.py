@@ -62,7 +62,7 @@ def aligned_empty(shape, dtype) -> np.ndarray:
 
 
 def pool_limit_bytes() -> int:
-    """The most bytes of dropped outputs :data:`OUTPUT_POOL` keeps: ``SYMDECONV_OUTPUT_POOL_MB`` MiB when set
+    """The most bytes of buffers :data:`OUTPUT_POOL` keeps track of: ``SYMDECONV_OUTPUT_POOL_MB`` MiB when set
     (and not empty), else ``POOL_MB``; 0 turns the pool off."""
     text = os.environ.get(POOL_ENV) or None
     if text is None:
@@ -74,24 +74,33 @@ def pool_limit_bytes() -> int:
     return int(text) << 20
 
 
-def _held_only() -> int:
-    """``sys.getrefcount(entries[i])`` of a buffer that nothing but the list ``entries`` refers to (the list's
-    reference and the call's argument), measured as the pool measures it."""
-    entries = [np.empty(1, np.uint8)]
-    return sys.getrefcount(entries[0])
+def _refs(entries: list, i: int) -> int:
+    """``sys.getrefcount`` of ``entries[i]`` (the one expression the pool and its calibration both use)."""
+    return sys.getrefcount(entries[i])
 
 
-_HELD_ONLY = _held_only()
+def _calibrate() -> int:
+    """What :func:`_refs` gives for a buffer that nothing but its list refers to, or 0 (no pool) when this
+    interpreter does not count one more for a buffer with a view of it and as many again without."""
+    entries = [np.empty(LINE_BYTES, np.uint8)]
+    alone = _refs(entries, 0)
+    view = entries[0][1:].view(np.uint8)
+    held = _refs(entries, 0)
+    del view
+    return alone if held == alone + 1 and _refs(entries, 0) == alone else 0
 
 
 class OutputPool:
     """Byte buffers of large outputs, reused once no array refers to them any more.
 
-    Every output handed out is a view of one of the pool's buffers (NumPy makes the buffer the ``base`` of
-    every view of it, however derived), so a buffer whose only reference is the pool's own holds nothing a
-    caller can still reach: it is *idle*, and the next output of its size gets it.  Idle buffers beyond
-    :func:`pool_limit_bytes` are released, oldest first; :meth:`clear` releases all of them.  An output the
-    caller still holds (or a view of it, or a tensor made from it by ``torch.from_numpy``) is never reused.
+    Every output handed out is a view of one of the pool's buffers, and NumPy makes that buffer the ``base``
+    of every array derived from it (views, ``np.asarray``; a memoryview or a tensor made by
+    ``torch.from_numpy`` holds such an array), so a buffer whose only reference is the pool's own holds nothing
+    a caller can still reach: it is *idle*, and the next output of its size gets it.  The buffers the pool
+    tracks, idle or in use, add up to at most :func:`pool_limit_bytes` and ``POOL_ENTRIES`` buffers after each
+    output it hands out: past that it releases idle buffers and forgets outputs in use (their callers' arrays
+    free them), oldest first.  So the memory it keeps for later never exceeds the limit.  :meth:`clear`
+    releases every idle buffer.
     """
 
     def __init__(self) -> None:
@@ -99,16 +108,17 @@ class OutputPool:
         self._entries: list[np.ndarray] = []  # least recently handed out first
 
     def _idle(self, i: int) -> bool:
-        return sys.getrefcount(self._entries[i]) == _HELD_ONLY
+        return _refs(self._entries, i) == _HELD_ONLY
 
     def empty(self, shape, dtype) -> np.ndarray:
         """A new C-contiguous array of ``shape`` and ``dtype`` on a 64-byte line, its values undefined."""
         dtype = np.dtype(dtype)
-        limit = pool_limit_bytes()
+        limit = pool_limit_bytes() if _HELD_ONLY else 0
         size = _count(shape) * dtype.itemsize + LINE_BYTES
-        if limit == 0 or size > limit:
-            return aligned_empty(shape, dtype)
         with self._lock:
+            if size > limit:  # (a pool turned off, or an output larger than it may keep)
+                self._trim(limit)
+                return aligned_empty(shape, dtype)
             entries = self._entries
             for i in range(len(entries) - 1, -1, -1):
                 if entries[i].nbytes == size and self._idle(i):
@@ -123,23 +133,16 @@ class OutputPool:
         return out
 
     def _trim(self, limit: int) -> None:
-        """Release idle buffers, oldest first, past ``limit`` bytes of them or ``POOL_ENTRIES`` buffers; forget
-        the oldest outputs still in use (their callers free them) past ``POOL_ENTRIES``."""
+        """Stop tracking the oldest buffers (releasing the idle ones) until the rest add up to at most ``limit``
+        bytes and ``POOL_ENTRIES`` buffers."""
         entries = self._entries
-        idle = [i for i in range(len(entries)) if self._idle(i)]
-        kept = sum(entries[i].nbytes for i in idle)
-        drop = set()
-        for i in idle:
-            if kept <= limit and len(entries) - len(drop) <= POOL_ENTRIES:
-                break
-            drop.add(i)
-            kept -= entries[i].nbytes
-        for i in range(len(entries)):
-            if len(entries) - len(drop) <= POOL_ENTRIES:
-                break
-            drop.add(i)
-        if drop:
-            self._entries = [e for i, e in enumerate(entries) if i not in drop]
+        total = sum(e.nbytes for e in entries)
+        keep_from = 0
+        while keep_from < len(entries) and (total > limit or len(entries) - keep_from > POOL_ENTRIES):
+            total -= entries[keep_from].nbytes
+            keep_from += 1
+        if keep_from:
+            self._entries = entries[keep_from:]
 
     def idle_bytes(self) -> int:
         """Bytes of the buffers no array refers to (what :meth:`clear` would release)."""
@@ -155,9 +158,16 @@ class OutputPool:
             self._entries = [e for i, e in enumerate(entries) if i not in idle]
         return released
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # (a fork while another thread held it would leave it held in the child)
+
+
+_HELD_ONLY = _calibrate()
 
 #: the process's pool of large outputs (:func:`output_empty`)
 OUTPUT_POOL = OutputPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=OUTPUT_POOL._after_fork)
 
 
 def output_empty(shape, dtype) -> np.ndarray:

@@ -333,6 +333,13 @@ def _cpu_output(y_shape: tuple[int, ...], dtype: np.dtype, out: np.ndarray | Non
     return out if out.shape == y_shape else out.reshape(y_shape)
 
 
+def _copied_output(y: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``y`` in a new output (a large one from the pool, as ``_cpu_output``'s)."""
+    copy = output_empty(y.shape, y.dtype)
+    np.copyto(copy, y)
+    return copy
+
+
 def _check_x(x: Any, where: str = "x", like: np.dtype | None = None) -> np.ndarray:
     """``x`` as a C-contiguous float32 / float64 NumPy array.
 
@@ -519,9 +526,7 @@ class _Compiled:
             return d_y
         d_y = cuda.device_array(y_shape, dtype=x.dtype)
         module.launch(cuda.to_device(x), d_y, *device_args)
-        if out is None:
-            return d_y.copy_to_host()
-        y = out.reshape(y_shape)
+        y = output_empty(y_shape, x.dtype) if out is None else out.reshape(y_shape)
         d_y.copy_to_host(y)
         return y
 
@@ -596,7 +601,7 @@ class CompiledChain(_Compiled):
     def __call__(self, x: Any, w: Any = None, out: Any = None) -> np.ndarray:
         """Apply the chain; ``out`` (optional): a preallocated array of the output's shape and dtype,
         C-contiguous, written and returned (reuse it across calls to skip allocating the output).  Without
-        it, a new output of 1 MiB or more reuses the memory of an earlier output that no array refers to
+        it, a new host output of 1 MiB or more reuses the memory of an earlier output that no array refers to
         any more (``symdeconv.codegen._alloc.OutputPool``)."""
         with context("compiled kernel"):
             device = self.target == "cuda" and is_device_array(x)
@@ -704,7 +709,7 @@ class CompiledLayer(_Compiled):
 
     def __call__(self, x: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
         """Apply the layer; ``out`` (optional): a preallocated array of the output's shape (in the layer's
-        layout) and dtype, C-contiguous, written and returned.  Without it, a new output of 1 MiB or more
+        layout) and dtype, C-contiguous, written and returned.  Without it, a new host output of 1 MiB or more
         reuses the memory of an earlier output that no array refers to any more (so a loop ``y = f(x, w)``
         does not page-fault a fresh output every call: ``symdeconv.codegen._alloc.OutputPool``).
 
@@ -766,7 +771,8 @@ class CompiledLayer(_Compiled):
             if out is not None:
                 np.copyto(out.reshape(out.shape if not recipe.unbatched else (1,) + out.shape), y)
                 return out
-            y = np.ascontiguousarray(y)
+            if not y.flags.c_contiguous:  # (the layout's copy: a new output too)
+                y = _copied_output(y)
         if out is not None:
             return out
         return y[0] if recipe.unbatched else y
