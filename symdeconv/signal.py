@@ -77,6 +77,7 @@ import numpy as np
 
 from .algebra import taps as _taps
 from .algebra import upfirdn as _upfirdn_operator
+from .codegen._alloc import output_empty
 from .codegen import compile as _compile
 from .errors import SymdeconvError, in_context
 
@@ -277,7 +278,7 @@ class _Kernel:
         w = np.zeros(self.size, dtype=X.dtype)
         w[: h.size] = h
         c = w[self.order] if self.order is not None else self.module.coefficients(w)
-        y = np.empty((X.shape[0], 1, count), dtype=X.dtype)
+        y = output_empty((X.shape[0], 1, count), X.dtype)  # (large ones reuse dropped outputs' memory)
         if X.shape[0] * count * self.T >= SERIAL_WORK:
             self.module.run(X, y, c, lo)
         else:
@@ -320,7 +321,7 @@ class _RuntimeKernel:
         w = np.zeros(self.size, dtype=X.dtype)
         w[: h.size] = h
         weight = np.ascontiguousarray(w[self.tap_of_slot]).reshape(-1, 1, 1)
-        y = np.empty((X.shape[0], 1, count), dtype=X.dtype)
+        y = output_empty((X.shape[0], 1, count), X.dtype)  # (large ones reuse dropped outputs' memory)
         work = getattr(self.work, "d", None)
         if work is None:
             work = self.work.d = {}

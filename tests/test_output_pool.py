@@ -3,9 +3,9 @@
 * the pool's rule, on its own: a buffer is handed out again only when no array refers to it (not the output,
   not a view of it, not an array made from it); the buffers it tracks stay within its limit and entry count,
   also after held outputs are dropped, and the oldest go first;
-* through compiled layers and chains (stencil, GEMM-like runtime, channels-last, chain kernels): an output the caller holds
-  keeps its values while later calls run, a dropped one is reused, and every result equals the layer's
-  definition written in NumPy;
+* through compiled layers, chains and ``sd.signal`` (stencil, GEMM-like runtime, channels-last, chain
+  kernels): an output the caller holds keeps its values while later calls run, a dropped one is reused, and
+  every result equals the layer's definition written in NumPy (or SciPy's);
 * ``SYMDECONV_OUTPUT_POOL_MB``: 0 turns the pool off, text that is not a whole number is refused by name;
 * threads calling one compiled layer at once each get their own output.
 """
@@ -219,6 +219,23 @@ def test_chain_outputs_come_from_the_pool():
     y2 = f(x)
     assert _address(y2) == first
     np.testing.assert_allclose(y2[:n], want[:n], rtol=1e-12, atol=1e-12)
+
+
+def test_signal_outputs_come_from_the_pool():
+    """``sd.signal.upfirdn``'s kernel output is a new output too (SciPy is the oracle)."""
+    pytest.importorskip("numba")
+    signal = pytest.importorskip("scipy.signal")
+    rng = np.random.default_rng(9)
+    h, x = rng.standard_normal(33), rng.standard_normal(300_000)
+    want = signal.upfirdn(h, x, 3, 2)
+    y1 = sd.signal.upfirdn(h, x, 3, 2)
+    assert y1.nbytes >= SMALL_BYTES
+    np.testing.assert_allclose(y1, want, rtol=1e-12, atol=1e-12)
+    before = _pool_addresses()
+    del y1
+    y2 = sd.signal.upfirdn(h, x, 3, 2)
+    assert _address(y2) in before  # the dropped result's memory
+    np.testing.assert_allclose(y2, want, rtol=1e-12, atol=1e-12)
 
 
 def test_threads_calling_one_layer_get_their_own_outputs():
