@@ -239,7 +239,7 @@ def _apply(h: np.ndarray, x: np.ndarray, up: int, down: int, axis: int, mode: st
     if out_dtype.kind != "c":
         out = ys[0]
     else:
-        out = np.empty((rows, count), dtype=out_dtype)
+        out = output_empty((rows, count), out_dtype)
         if X.shape[0] == rows:  # real x: the taps' real and imaginary parts
             out.real, out.imag = ys
         elif len(ys) == 1:  # complex x, real h: the rows' real and imaginary parts
@@ -364,7 +364,7 @@ def _rows(xm: np.ndarray, real: np.dtype) -> np.ndarray:
     ``real``; complex data as its real rows followed by its imaginary rows."""
     n = xm.shape[-1]
     if xm.dtype.kind == "c":
-        buf = np.empty((2,) + xm.shape, dtype=real)
+        buf = output_empty((2,) + xm.shape, real)
         buf[0], buf[1] = xm.real, xm.imag
     else:
         buf = np.ascontiguousarray(xm, dtype=real)
