@@ -2,8 +2,8 @@
 
 A large new output comes from :data:`OUTPUT_POOL`: memory of outputs that their callers have dropped is
 kept and handed out again, so that ``y = f(x, w)`` in a loop does not page-fault a fresh output every
-call.  The kernel of case a of ``benchmarks/bench_kernels.py`` writes its 16 MB in 0.8 ms; a freshly
-mapped 16 MB took 1–18 ms more to fault in (``benchmarks/README.md``).
+call: faulting in a freshly mapped output of several MB can take longer than a streaming kernel takes to
+write it (measured in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -69,15 +69,13 @@ STENCIL_CHUNK = 4096
 STENCIL_TARGET = 16384
 
 #: output rows are streamed when they are whole 64-byte lines (an aligned output whose rows are a whole number
-#: of lines long), or at least this long: a row whose first and last lines take ordinary stores and the rest
-#: streaming ones wrote 128-element rows no faster than ordinary stores (2.0 against 2.1 ms for 32 MB), where
-#: whole lines streamed took 0.7 ms (benchmarks/README.md)
+#: of lines long), or at least this long: short rows whose first and last lines take ordinary stores gain
+#: nothing from streaming the rest (measured in benchmarks/README.md)
 STREAM_MIN_ROW = 1024
 
 #: interior blocks of a row computed at a time: in a streamed row, the lines they finish are streamed before
-#: the next step is computed, so that the writes drain while the CPU computes (one stream per row, after it
-#: was computed, took 0.62–0.63 ms for 1 → 1 ConvTranspose2d k4 s2 at 1024², in steps of 128 blocks 0.51–0.56;
-#: steps of 64 and 256 measured the same, benchmarks/README.md)
+#: the next step is computed, so that the writes drain while the CPU computes (streaming a row only after all
+#: of it was computed was slower; steps of 64 and 256 measured as 128: benchmarks/README.md)
 STREAM_STEP = 128
 
 #: most dimensions for which the module carries a stencil: in 1-D and 2-D the benchmarks show it paying

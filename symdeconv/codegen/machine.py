@@ -211,10 +211,8 @@ def stream_min_bytes() -> int:
 
     Streaming stores skip reading each line before it is written and do not evict the caller's data;
     ordinary stores leave the output in the cache, which pays only while nothing else runs between
-    calls.  On a Xeon with a 480 MB L3, a 16 MB output written by ordinary stores took 0.38 ms in
-    back-to-back calls (0.57 streamed), but 0.90–1.09 ms with a torch layer run between the calls
-    (0.74–0.79 streamed): a fraction of the last-level cache is no threshold, since other layers use it
-    (``benchmarks/README.md``).
+    calls.  A fraction of the last-level cache is no threshold, since the other layers of a network use
+    it between calls (measured in ``benchmarks/README.md``).
     """
     forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES") or None
     if forced is not None:
