@@ -15,6 +15,8 @@ import threading
 
 import numpy as np
 
+from ._env import whole_number
+
 __all__ = ["LINE_BYTES", "SMALL_BYTES", "OUTPUT_POOL", "OutputPool", "aligned_empty", "empty_output_pool",
            "output_empty", "pool_limit_bytes"]
 
@@ -64,14 +66,7 @@ def aligned_empty(shape, dtype) -> np.ndarray:
 def pool_limit_bytes() -> int:
     """The most bytes of buffers :data:`OUTPUT_POOL` keeps track of: ``SYMDECONV_OUTPUT_POOL_MB`` MiB when set
     (and not empty), else ``POOL_MB``; 0 turns the pool off."""
-    text = os.environ.get(POOL_ENV) or None
-    if text is None:
-        return POOL_MB << 20
-    if not text.strip().isdecimal():
-        from ..errors import SymdeconvError
-
-        raise SymdeconvError(f"{POOL_ENV} must be a whole number of MiB (0 turns the pool off), got {text!r}")
-    return int(text) << 20
+    return whole_number(POOL_ENV, POOL_MB, "MiB", "0 turns the pool off") << 20
 
 
 def _refs(entries: list, i: int) -> int:

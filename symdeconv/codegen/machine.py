@@ -18,6 +18,8 @@ import os
 import platform
 from dataclasses import dataclass
 
+from ._env import whole_number
+
 __all__ = ["Machine", "host_machine", "machine_from", "tile_columns", "l2_bytes", "stream_min_bytes", "asm_tiles",
            "asm_parser", "STREAM_MIN_BYTES", "CO_BLOCK"]
 
@@ -214,12 +216,4 @@ def stream_min_bytes() -> int:
     calls.  A fraction of the last-level cache is no threshold, since the other layers of a network use
     it between calls (measured in ``benchmarks/README.md``).
     """
-    forced = os.environ.get("SYMDECONV_STREAM_MIN_BYTES") or None
-    if forced is not None:
-        if not forced.strip().isdecimal():
-            from ..errors import SymdeconvError
-
-            raise SymdeconvError(f"SYMDECONV_STREAM_MIN_BYTES must be a whole number of bytes (0 or more), "
-                                 f"got {forced!r}")
-        return int(forced)
-    return STREAM_MIN_BYTES
+    return whole_number("SYMDECONV_STREAM_MIN_BYTES", STREAM_MIN_BYTES, "bytes", "0 or more")

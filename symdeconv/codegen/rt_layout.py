@@ -21,7 +21,8 @@ __all__ = ["MAX_NDIM", "G_FIELDS", "G_SIZE", "tile_shape", "WINO_M", "WINO_COLS"
 #: the files the compiled runtime is built from (the kernels, and the constants Numba freezes into them):
 #: the native objects (:mod:`.native`) and Numba's cache of the runtime (``runtime.refresh_stale_caches``)
 #: are keyed by their digest, so any change compiles them again
-RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "rt_asm.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py")
+RUNTIME_SOURCES = ("rt_layers.py", "rt_wino.py", "rt_asm.py", "runtime.py", "rt_layout.py", "machine.py", "_alloc.py",
+                   "_env.py")
 
 
 @functools.lru_cache(maxsize=None)
