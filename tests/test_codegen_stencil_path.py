@@ -30,6 +30,72 @@ def _refuse(*args, **kwargs):
     raise AssertionError("this path must not run")
 
 
+@pytest.fixture(autouse=True)
+def _stencil_from_the_first_call(monkeypatch, request):
+    """The path checked here is the stencil: from a layer's first call (not after rt_driver.STENCIL_CALLS)."""
+    if "first_calls" not in request.node.name:
+        monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")
+
+
+def _naive_transpose(x, w, s, p):
+    """PyTorch's conv_transpose2d (groups = channels, one output channel per group) by its scatter definition."""
+    n, c, h, wd = x.shape
+    k = w.shape[-1]
+    full = np.zeros((n, c, (h - 1) * s + k, (wd - 1) * s + k), dtype=np.float64)
+    for i in range(h):
+        for j in range(wd):
+            full[:, :, i * s:i * s + k, j * s:j * s + k] += x[:, :, i, j, None, None] * w[None, :, 0]
+    return full[:, :, p:full.shape[2] - p, p:full.shape[3] - p]
+
+
+def test_first_calls_run_on_the_shared_runtime_then_the_stencil(monkeypatch):
+    """A one-channel-per-group layer's first STENCIL_CALLS calls (per dtype, per process) run the GEMM-like
+    runtime kernel, nothing compiled for the layer; the next ones its stencil.  Every call equals the scatter
+    definition, float64 is counted apart from float32, and SYMDECONV_STENCIL_CALLS sets the count."""
+    monkeypatch.delenv("SYMDECONV_STENCIL_CALLS", raising=False)
+    # (a kernel size no other test compiles: this module's calls are counted from zero)
+    layer = sd.ConvTranspose((5, 5), stride=3, padding=1, in_channels=3, out_channels=3, groups=3)
+    f = sd.compile(layer, "cpu")
+    assert choose_strategy(f.module.PLAN, 1, 1).path == "stencil"
+    rng = np.random.default_rng(7)
+    runs = []
+    real_layer = rt_driver.run_layer
+    monkeypatch.setattr(rt_driver, "run_layer", lambda *a, **k: (runs.append("gemm"), real_layer(*a, **k))[1])
+
+    def compiled():  # dtypes the module's stencil has been compiled for
+        stencil = f.module.stencil
+        return {sig[0].dtype.name for sig in getattr(stencil, "signatures", ())}
+
+    for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        for call in range(rt_driver.STENCIL_CALLS + 2):
+            x = rng.standard_normal((2, 3, 6, 7)).astype(dtype)
+            w = rng.standard_normal(layer.weight_shape).astype(dtype)
+            np.testing.assert_allclose(f(x, w), _naive_transpose(x, w, 3, 1), rtol=tol, atol=tol)
+            assert (np.dtype(dtype).name in compiled()) == (call >= rt_driver.STENCIL_CALLS), call
+    assert runs == (["gemm"] * rt_driver.STENCIL_CALLS) * 2
+    # the count from the environment: 0 runs the stencil at once; anything but a whole number is refused
+    other = sd.compile(sd.ConvTranspose((5, 5), stride=3, padding=2, in_channels=1, out_channels=1), "cpu")
+    monkeypatch.setattr(other.module, "stencil", _refuse)
+    x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "1")
+    other(x, np.ones((1, 1, 5, 5), np.float32))  # (counted: the runtime's kernel)
+    with pytest.raises(AssertionError, match="must not run"):
+        other(x, np.ones((1, 1, 5, 5), np.float32))
+    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "two")
+    with pytest.raises(sd.SymdeconvError, match="SYMDECONV_STENCIL_CALLS must be a whole number"):
+        other(x.astype(np.float64), np.ones((1, 1, 5, 5)))
+
+
+def test_stencils_at_once_runs_the_stencil_from_the_first_call(monkeypatch):
+    monkeypatch.delenv("SYMDECONV_STENCIL_CALLS", raising=False)
+    f = sd.compile(sd.ConvTranspose((5, 5), stride=3, padding=0, in_channels=2, out_channels=2, groups=2), "cpu")
+    monkeypatch.setattr(rt_driver, "run_layer", _refuse)
+    x = np.random.default_rng(8).standard_normal((1, 2, 4, 5))
+    w = np.random.default_rng(9).standard_normal((2, 1, 5, 5))
+    with rt_driver.stencils_at_once():
+        np.testing.assert_allclose(f(x, w), _naive_transpose(x, w, 3, 0), rtol=1e-12, atol=1e-12)
+
+
 def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     layer = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2, groups=2)
     f = sd.compile(layer, "cpu")

@@ -101,7 +101,7 @@ def test_tf_conv_against_tensorflow(n):
         k = int(rng.integers(1, 4))
         s = int(rng.integers(1, 4))
         d = int(rng.integers(1, 3))
-        cin, cout = int(rng.integers(1, 4)), int(rng.integers(2, 5))  # (1 → 1 would compile a stencil per plan)
+        cin, cout = int(rng.integers(1, 4)), int(rng.integers(2, 5))  # (not 1 → 1: a plan met a third time would compile its stencil)
         pad = _tf_pad(n, rng)
         size = tuple(int(v) for v in rng.integers(1, 9, n))
         x = rng.standard_normal((2,) + size + (cin,)).astype(np.float32)
@@ -139,7 +139,7 @@ def test_tf_conv_transpose_against_tensorflow(n):
         k = int(rng.integers(1, 5))
         s = int(rng.integers(1, 4))
         d = int(rng.integers(1, 3))
-        cin, cout = int(rng.integers(1, 4)), int(rng.integers(2, 4))  # (1 → 1 would compile a stencil per plan)
+        cin, cout = int(rng.integers(1, 4)), int(rng.integers(2, 4))  # (not 1 → 1: a plan met a third time would compile its stencil)
         pad = str(rng.choice(["SAME", "VALID", "explicit"]))
         if pad == "explicit":
             pad = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(n))
@@ -212,7 +212,7 @@ def test_jax_conv_general_dilated_against_jax(n):
         groups = int(rng.choice([1, 2]))
         cin, cout = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
         if cin == groups and cout == groups and groups > 1:
-            cout *= 2  # keep clear of one channel per group (its stencil is compiled per layer: slow)
+            cout *= 2  # not one channel per group (a plan met a third time would compile its stencil)
         pad = _jax_pad(n, rng, False)
         size = tuple(int(v) for v in rng.integers(2, 7, n))
         x = rng.standard_normal((2, cin) + size).astype(np.float32)  # (N, C, spatial): moved to lhs_spec

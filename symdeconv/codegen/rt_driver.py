@@ -21,6 +21,7 @@ This module imports neither Numba nor SymPy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 import warnings
@@ -29,12 +30,13 @@ import numpy as np
 
 from ..errors import SymdeconvError
 from . import lazyjit, native  # (lazyjit imports Numba only when its functions run)
+from ._env import whole_number
 from .machine import CO_BLOCK, asm_tiles, l2_bytes, stream_min_bytes
 from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
-__all__ = ["run_layer", "Replay", "run_stencil", "run_wino", "gather_strided", "acc_stride", "block_rows",
+__all__ = ["run_layer", "Replay", "run_stencil", "stencils_at_once", "stencil_calls", "STENCIL_CALLS", "run_wino", "gather_strided", "acc_stride", "block_rows",
            "SERIAL_MAX_MACS", "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
@@ -298,15 +300,67 @@ class Replay:
         return True
 
 
-def run_stencil(plan, kernel, x, y, *args):
-    """A module's stencil kernel (one channel per group), ``kernel(x, y, *args, stream_min)``: on the
-    calling thread alone when the call has fewer than ``SERIAL_MAX_MACS`` multiply-adds, as
-    :func:`run_layer`'s small calls are (the stencil is a Numba ``prange`` function:
+#: calls of a layer module, per dtype and process, that run on the GEMM-like runtime kernel before the
+#: module's own stencil is used (``SYMDECONV_STENCIL_CALLS`` overrides it; 0: the stencil from the first
+#: call).  A stencil is compiled for its layer (2–5 s per dtype, against ~0.1 s for a layer on the shared
+#: runtime), and a layer called once or twice — a test, a conversion check, a notebook cell — never
+#: repays that; one called again and again does from its third call on (the stencil is ~2× faster on
+#: large one-channel layers: benchmarks/README.md).
+STENCIL_CALLS = 2
+
+_stencil_counts: dict[tuple[int, str], int] = {}  # (id(plan), dtype char) → generic calls so far; -1: stencil
+_at_once = 0  # > 0 inside ``stencils_at_once()``
+
+
+def stencil_calls() -> int:
+    """Calls per module and dtype that take the GEMM-like kernel before the stencil (see ``STENCIL_CALLS``)."""
+    if _at_once:
+        return 0
+    return whole_number("SYMDECONV_STENCIL_CALLS", STENCIL_CALLS, "calls",
+                        "calls of a one-channel-per-group layer that run on the shared runtime before its stencil "
+                        "is compiled; 0: at once")
+
+
+@contextlib.contextmanager
+def stencils_at_once():
+    """Within the block, a one-channel-per-group call runs its module's stencil from the first call
+    (``symdeconv verify`` and the stencil's tests: the path they check is the stencil)."""
+    global _at_once
+    _at_once += 1
+    try:
+        yield
+    finally:
+        _at_once -= 1
+
+
+def _stencil_due(plan, dtype: np.dtype) -> bool:
+    key = (id(plan), dtype.char)  # (a module's PLAN lives as long as the module)
+    n = _stencil_counts.get(key, 0)
+    if n < 0 and not _at_once:
+        return True
+    if _at_once or n >= stencil_calls():
+        _stencil_counts[key] = -1
+        return True
+    _stencil_counts[key] = n + 1
+    return False
+
+
+def run_stencil(plan, kernel, x, y, w, bias, groups, lo, work=None):
+    """A call with one input and one output channel per group: the module's stencil kernel
+    ``kernel(x, y, w, bias, *lo, stream_min)`` once the module has had ``stencil_calls()`` calls of this
+    dtype in this process, :func:`run_layer` (the shared runtime, nothing compiled for the layer) before.
+
+    The stencil runs on the calling thread alone when the call has fewer than ``SERIAL_MAX_MACS``
+    multiply-adds, as :func:`run_layer`'s small calls do (it is a Numba ``prange`` function:
     :func:`.lazyjit.serially`).  ``stream_min``: the output bytes from which rows are streamed
-    (:func:`.machine.stream_min_bytes`: an argument, so that setting it compiles nothing again)."""
+    (:func:`.machine.stream_min_bytes`: an argument, so that setting it compiles nothing again).
+    Returns None: a counted call keeps no replay, so that the next call is counted too."""
+    if not _stencil_due(plan, x.dtype):
+        run_layer(plan, x, y, w, bias, groups, lo, work)
+        return None
     if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
-        return lazyjit.serially(kernel, x, y, *args, stream_min_bytes())
-    return kernel(x, y, *args, stream_min_bytes())
+        return lazyjit.serially(kernel, x, y, w, bias, *lo, stream_min_bytes())
+    return kernel(x, y, w, bias, *lo, stream_min_bytes())
 
 
 # ==================================================================================================
