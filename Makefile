@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
+# --no-compile: no bytecode for every file of every package at install (most of torch's and TensorFlow's
+# install time); Python compiles what is imported, once, on first import
+INSTALL := $(PIP) install -q --no-compile
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench venv clean
@@ -12,12 +15,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[test,codegen,plot]"
+	$(INSTALL) -e ".[test,codegen,plot]"
 	# PyTorch is an optional oracle: the CPU build 2.13.0 installs from a local file on these machines;
 	# when it cannot be had, the torch tests skip and everything else still runs.
-	$(PIP) install -q "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; torch oracle tests will skip"
+	$(INSTALL) "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; torch oracle tests will skip"
 	# TensorFlow and JAX (CPU) are optional oracles too: their tests skip where they cannot be installed
-	$(PIP) install -q "tensorflow-cpu>=2.16" "jax>=0.10" || echo "note: tensorflow-cpu / jax not installable here; their oracle tests will skip"
+	$(INSTALL) "tensorflow-cpu>=2.16" "jax>=0.10" || echo "note: tensorflow-cpu / jax not installable here; their oracle tests will skip"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
