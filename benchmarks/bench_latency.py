@@ -103,7 +103,7 @@ def compile_latency(quick: bool) -> list[dict]:
         layers = NEW_LAYERS[:1] if quick else NEW_LAYERS
         for label, ctor, shape in layers:
             # a one-channel-per-group layer runs on the shared runtime for its first calls and compiles its
-            # own stencil at the third (rt_driver.STENCIL_CALLS): that call is measured too
+            # own stencil at the third (rt_driver.RUNTIME_CALLS): that call is measured too
             calls = 3 if "depthwise" in label else 1
             t32 = _first_result(ctor, shape, "(np.float32,)", env, calls)
             t64 = _first_result(ctor, shape, "(np.float64,)", env, calls)

@@ -48,7 +48,8 @@ How the kernels are chosen
 being its taps per phase rounded up (exact up to 8, then to a grid at most 25 % coarser: 10, 12, 14,
 16, 20, 24, …), so that filters of nearby lengths share one kernel.  One kernel per ``(L, M, T)`` is
 compiled with symbolic taps, ``sd.compile(sd.upfirdn(sd.taps("h", L·T), L, M))``, kept for the
-process (and by Numba's disk cache for the next); the numeric taps are passed at call time, so a new
+process (and by Numba's disk cache for the next) — at the structure's third call per dtype: the first two
+run on the once-compiled runtime described below (``rt_driver.RUNTIME_CALLS``); the numeric taps are passed at call time, so a new
 filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
 Numba compiles each kernel once per dtype, float32 and float64, the first time on a machine; the
 kernels unroll every tap, so this grows with the filter (1–3 s for a few to 64 taps, 6 s at 144, about a
@@ -252,20 +253,40 @@ def _apply(h: np.ndarray, x: np.ndarray, up: int, down: int, axis: int, mode: st
 
 
 class _Kernel:
-    """The compiled chain ``↓M (h ∗ ↑L x)`` with ``L·T`` symbolic taps ``h0 …``, and how to call it."""
+    """The compiled chain ``↓M (h ∗ ↑L x)`` with ``L·T`` symbolic taps ``h0 …``, and how to call it.
+
+    Its first ``rt_driver.RUNTIME_CALLS`` calls per dtype run on the once-compiled runtime
+    (:class:`_RuntimeKernel`), so that a filter structure used once or twice compiles nothing of its own;
+    the chain is planned and compiled at the next call (``SYMDECONV_RUNTIME_CALLS``)."""
 
     def __init__(self, L: int, M: int, T: int):
         self.L, self.M, self.T, self.size = L, M, T, L * T
+        self._chain = self._runtime = None
+        self._calls: dict[str, int] = {}  # dtype char → calls run on the runtime (-1: on the chain kernel)
+
+    @property
+    def chain(self):
+        """The compiled chain (planned with SymPy and emitted on first use)."""
+        if self._chain is None:
+            with _lock:
+                if self._chain is None:
+                    self._chain = self._build()
+        return self._chain
+
+    def _build(self):
+        L, M = self.L, self.M
         op = _upfirdn_operator(_taps("h", self.size), L, M)
-        self.chain = _compile(op, "cpu", name=f"upfirdn_up{L}_down{M}_taps{self.size}")
-        self.module = self.chain.module
-        if tuple(s.name for s in self.chain.symbols) != tuple(f"h{j}" for j in range(self.size)):
-            raise SymdeconvError(f"internal: the upfirdn kernel {(L, M, T)} does not read its taps h0 … in order")
+        chain = _compile(op, "cpu", name=f"upfirdn_up{L}_down{M}_taps{self.size}")
+        if tuple(s.name for s in chain.symbols) != tuple(f"h{j}" for j in range(self.size)):
+            raise SymdeconvError(
+                f"internal: the upfirdn kernel {(L, M, self.T)} does not read its taps h0 … in order")
         # the module's coefficients(w) only reorders the taps (each is read once): remember the order
-        order = self.module.coefficients(np.arange(self.size, dtype=np.float64))
+        order = chain.module.coefficients(np.arange(self.size, dtype=np.float64))
         self.order = order.astype(np.intp)
         if not np.array_equal(np.sort(self.order), np.arange(self.size)) or not np.array_equal(self.order, order):
             self.order = None
+        self.module = chain.module
+        return chain
 
     def __call__(self, X: np.ndarray, h: np.ndarray, lo: int, count: int) -> np.ndarray:
         """The outputs ``lo … lo + count − 1`` for the rows of ``X`` (``(rows, 1, n)``) and the real taps
@@ -275,19 +296,26 @@ class _Kernel:
         than such a call, and on a busy machine its join can wait a whole scheduler slice for the other
         thread.
         """
+        from .codegen.rt_driver import own_kernel_due
+
+        if not own_kernel_due(self._calls, X.dtype.char):
+            if self._runtime is None:
+                self._runtime = _RuntimeKernel(self.L, self.M, self.T)
+            return self._runtime(X, h, lo, count)
+        module = self.chain.module  # (planned and compiled at the first such call)
         w = np.zeros(self.size, dtype=X.dtype)
         w[: h.size] = h
-        c = w[self.order] if self.order is not None else self.module.coefficients(w)
+        c = w[self.order] if self.order is not None else module.coefficients(w)
         y = output_empty((X.shape[0], 1, count), X.dtype)  # (large ones reuse dropped outputs' memory)
         if X.shape[0] * count * self.T >= SERIAL_WORK:
-            self.module.run(X, y, c, lo)
+            module.run(X, y, c, lo)
         else:
             import numba  # (loaded by sd.compile already; not at import of symdeconv)
 
             threads = numba.get_num_threads()
             numba.set_num_threads(1)  # (per calling thread)
             try:
-                self.module.run(X, y, c, lo)
+                module.run(X, y, c, lo)
             finally:
                 numba.set_num_threads(threads)
         return y.reshape(X.shape[0], count)

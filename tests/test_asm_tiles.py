@@ -206,7 +206,7 @@ def test_layers_compiled_for_avx2(tmp_path):
         print(json.dumps(errors))
         """)
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx2,+fma",
-               SYMDECONV_CACHE_DIR=str(tmp_path), SYMDECONV_STENCIL_CALLS="0")
+               SYMDECONV_CACHE_DIR=str(tmp_path), SYMDECONV_RUNTIME_CALLS="0")
     env.pop("SYMDECONV_ASM_TILES", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,

@@ -219,7 +219,7 @@ def test_small_weights_remembered_by_their_bytes_never_go_stale(monkeypatch):
     """A small weight's gathered array is reused while the weight's bytes are unchanged: changing the
     weight in place, alternating weight arrays, and a size-dependent layer (one binding per input size,
     the kernel module shared) all give fresh results, checked against ``layer.matrix``."""
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")  # (its first layer's path: the stencil from the first call)
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")  # (its first layer's path: the stencil from the first call)
     from symdeconv.codegen.api import WEIGHT_MEMO_MAX
 
     rng = np.random.default_rng(11)

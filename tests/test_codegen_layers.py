@@ -151,7 +151,7 @@ def test_non_contiguous_list_and_too_small_inputs(layer_f):
 
 @pytest.mark.parametrize("channels", [(2, 4), (1, 1)], ids=["gemm", "stencil"])
 def test_an_empty_batch_gives_an_empty_output(channels, monkeypatch):
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")  # (one channel: the stencil from the first call)
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")  # (one channel: the stencil from the first call)
     cin, cout = channels
     layer = sd.ConvTranspose(3, stride=2, padding=1, in_channels=cin, out_channels=cout)
     w = np.ones(layer.weight_shape)

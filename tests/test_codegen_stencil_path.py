@@ -32,9 +32,9 @@ def _refuse(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def _stencil_from_the_first_call(monkeypatch, request):
-    """The path checked here is the stencil: from a layer's first call (not after rt_driver.STENCIL_CALLS)."""
+    """The path checked here is the stencil: from a layer's first call (not after rt_driver.RUNTIME_CALLS)."""
     if "first_calls" not in request.node.name:
-        monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")
+        monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")
 
 
 def _naive_transpose(x, w, s, p):
@@ -49,10 +49,10 @@ def _naive_transpose(x, w, s, p):
 
 
 def test_first_calls_run_on_the_shared_runtime_then_the_stencil(monkeypatch):
-    """A one-channel-per-group layer's first STENCIL_CALLS calls (per dtype, per process) run the GEMM-like
+    """A one-channel-per-group layer's first RUNTIME_CALLS calls (per dtype, per process) run the GEMM-like
     runtime kernel, nothing compiled for the layer; the next ones its stencil.  Every call equals the scatter
-    definition, float64 is counted apart from float32, and SYMDECONV_STENCIL_CALLS sets the count."""
-    monkeypatch.delenv("SYMDECONV_STENCIL_CALLS", raising=False)
+    definition, float64 is counted apart from float32, and SYMDECONV_RUNTIME_CALLS sets the count."""
+    monkeypatch.delenv("SYMDECONV_RUNTIME_CALLS", raising=False)
     monkeypatch.setattr(rt_driver, "_stencil_counts", {})  # (as in a new process: no module's calls counted)
     runs = []
     real_layer, real_stream_min = rt_driver.run_layer, rt_driver.stream_min_bytes
@@ -65,32 +65,32 @@ def test_first_calls_run_on_the_shared_runtime_then_the_stencil(monkeypatch):
     assert choose_strategy(f.module.PLAN, 1, 1).path == "stencil"
     rng = np.random.default_rng(7)
     for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
-        for _ in range(rt_driver.STENCIL_CALLS + 2):
+        for _ in range(rt_driver.RUNTIME_CALLS + 2):
             x = rng.standard_normal((2, 3, 6, 7)).astype(dtype)
             w = rng.standard_normal(layer.weight_shape).astype(dtype)
             np.testing.assert_allclose(f(x, w), _naive_transpose(x, w, 2, 1), rtol=tol, atol=tol)
-    assert runs == (["gemm"] * rt_driver.STENCIL_CALLS + ["stencil"] * 2) * 2
+    assert runs == (["gemm"] * rt_driver.RUNTIME_CALLS + ["stencil"] * 2) * 2
     # the count from the environment: 0 runs the stencil at once; anything but a whole number is refused
     other = sd.compile(sd.ConvTranspose((5, 5), stride=3, padding=2, in_channels=1, out_channels=1), "cpu")
     monkeypatch.setattr(other.module, "stencil", _refuse)
     x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "1")
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "1")
     other(x, np.ones((1, 1, 5, 5), np.float32))  # (counted: the runtime's kernel)
     with pytest.raises(AssertionError, match="must not run"):
         other(x, np.ones((1, 1, 5, 5), np.float32))
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "two")
-    with pytest.raises(sd.SymdeconvError, match="SYMDECONV_STENCIL_CALLS must be a whole number"):
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "two")
+    with pytest.raises(sd.SymdeconvError, match="SYMDECONV_RUNTIME_CALLS must be a whole number"):
         other(x.astype(np.float64), np.ones((1, 1, 5, 5)))
 
 
-def test_stencils_at_once_runs_the_stencil_from_the_first_call(monkeypatch):
-    monkeypatch.delenv("SYMDECONV_STENCIL_CALLS", raising=False)
+def test_own_kernels_at_once_runs_the_stencil_from_the_first_call(monkeypatch):
+    monkeypatch.delenv("SYMDECONV_RUNTIME_CALLS", raising=False)
     monkeypatch.setattr(rt_driver, "_stencil_counts", {})
     f = sd.compile(sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=2, groups=2), "cpu")
     monkeypatch.setattr(rt_driver, "run_layer", _refuse)
     x = np.random.default_rng(8).standard_normal((1, 2, 4, 5))
     w = np.random.default_rng(9).standard_normal((2, 1, 4, 4))
-    with rt_driver.stencils_at_once():
+    with rt_driver.own_kernels_at_once():
         np.testing.assert_allclose(f(x, w), _naive_transpose(x, w, 2, 1), rtol=1e-12, atol=1e-12)
     # after the block too: the stencil, compiled now, keeps running
     np.testing.assert_allclose(f(x, w), _naive_transpose(x, w, 2, 1), rtol=1e-12, atol=1e-12)

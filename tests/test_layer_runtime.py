@@ -427,7 +427,7 @@ def test_streamed_stencil_equals_the_definition(case, monkeypatch):
     from symdeconv.codegen.machine import STREAM_MIN_BYTES
 
     monkeypatch.delenv("SYMDECONV_STREAM_MIN_BYTES", raising=False)
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")  # (the stencil from the first call)
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")  # (the stencil from the first call)
 
     shape, groups = {"long rows": ((1, 1, 520, 1024), 1), "short rows of whole lines": ((8, 8, 64, 64), 8),
                      "short rows, out= off a line": ((8, 8, 64, 64), 8), "1-D chunks": ((1, 1, 600_001), 1),

@@ -155,7 +155,7 @@ def _transposed_case(c_in, c_out, groups, size, seed):
 ])
 def test_held_outputs_keep_their_values_and_dropped_ones_are_reused(c_in, c_out, groups, size, monkeypatch):
     pytest.importorskip("numba")
-    monkeypatch.setenv("SYMDECONV_STENCIL_CALLS", "0")  # (one channel: the stencil from the first call)
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")  # (one channel: the stencil from the first call)
     layer, x, w, b = _transposed_case(c_in, c_out, groups, size, seed=size)
     f = sd.compile(layer, target="cpu")
     x2 = np.flip(x, -1).copy()

@@ -351,3 +351,33 @@ def test_long_filters_run_on_the_runtime_and_match_scipy(dtype):
     for mode in ("constant", "edge", "symmetric"):
         np.testing.assert_allclose(sd.signal.upfirdn(h, x, 7, 5, axis=-1, mode=mode),
                                    signal.upfirdn(h, x, 7, 5, axis=-1, mode=mode), **tol)
+
+
+def test_a_filter_structure_runs_on_the_runtime_until_its_third_call(monkeypatch):
+    """A short filter's structure (L, M, T) runs its first RUNTIME_CALLS calls per dtype on the once-compiled
+    runtime — its chain kernel is not even planned — and from then on its own chain kernel; every call
+    matches SciPy, and SYMDECONV_RUNTIME_CALLS=0 takes the chain kernel at once."""
+    from symdeconv.codegen import rt_driver
+    from symdeconv.signal import _Kernel, _RuntimeKernel
+
+    monkeypatch.delenv("SYMDECONV_RUNTIME_CALLS", raising=False)
+    monkeypatch.setattr(sd.signal, "_kernels", {})  # (as in a new process: no structure's calls counted)
+    runs = []
+    real_runtime = _RuntimeKernel.__call__
+    monkeypatch.setattr(_RuntimeKernel, "__call__",
+                        lambda self, *a: (runs.append("runtime"), real_runtime(self, *a))[1])
+    rng = np.random.default_rng(12)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        for call in range(rt_driver.RUNTIME_CALLS + 2):
+            h, x = rng.standard_normal(33).astype(dtype), rng.standard_normal(int(rng.integers(20, 90))).astype(dtype)
+            np.testing.assert_allclose(sd.signal.upfirdn(h, x, 3, 2), signal.upfirdn(h, x, 3, 2), rtol=tol, atol=tol)
+            kernel = sd.signal._kernels[(3, 2, 12)]  # (↑3 ↓2, 33 taps: 12 per phase, a chain kernel's structure)
+            assert isinstance(kernel, _Kernel)
+            if dtype == np.float64:
+                assert (kernel._chain is None) == (call < rt_driver.RUNTIME_CALLS), call
+    assert runs == ["runtime"] * (2 * rt_driver.RUNTIME_CALLS)
+    monkeypatch.setattr(sd.signal, "_kernels", {})
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")
+    h, x = rng.standard_normal(33), rng.standard_normal(40)
+    np.testing.assert_allclose(sd.signal.upfirdn(h, x, 3, 2), signal.upfirdn(h, x, 3, 2), rtol=1e-12, atol=1e-12)
+    assert runs == ["runtime"] * (2 * rt_driver.RUNTIME_CALLS) and sd.signal._kernels[(3, 2, 12)]._chain is not None

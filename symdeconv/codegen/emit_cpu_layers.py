@@ -91,7 +91,7 @@ def _emit_run(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
         if len(lp.paths) > 1:
             w("path = choose_strategy(PLAN, x.shape[1] // groups, y.shape[1] // groups).path")
             if "stencil" in lp.paths:
-                w('if path == "stencil":  # (the first calls run on the shared runtime: rt_driver.STENCIL_CALLS)')
+                w('if path == "stencil":  # (the first calls run on the shared runtime: rt_driver.RUNTIME_CALLS)')
                 w(f"    return rt_driver.run_stencil(PLAN, stencil, x, y, w, bias, groups, {los}, work)")
             if "winograd" in lp.paths:
                 w('if path == "winograd":')

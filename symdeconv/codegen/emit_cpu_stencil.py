@@ -47,7 +47,7 @@ Design choices of the row code (each measured; the figures are in ``benchmarks/R
   took away the gain of the others.
 
 The path is chosen at run time by the module's ``run`` (``C_in = C_out = groups``), from the module's third
-call per dtype in a process (``rt_driver.STENCIL_CALLS``: the first ones run on the shared runtime, so that a
+call per dtype in a process (``rt_driver.RUNTIME_CALLS``: the first ones run on the shared runtime, so that a
 layer called once or twice compiles nothing of its own); plans with more
 than ``STENCIL_MAX_TAPS`` taps (whose spelled-out source would be long and slow to compile) keep the
 GEMM-like path for every channel configuration.

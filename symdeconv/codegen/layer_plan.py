@@ -248,7 +248,7 @@ def choose_strategy(plan: LayerPlan, cin_g: int, cout_g: int, machine: Machine |
     1. one input and one output channel per group, and the module has a stencil → ``"stencil"``: there
        is no channel sum to tile, and the stencil keeps every tap's weight in a register and reads
        ``x`` in place (no plane copy).  It is compiled for the layer, so ``rt_driver.run_stencil`` runs a
-       module's first ``STENCIL_CALLS`` calls on the GEMM-like kernel and the stencil from then on;
+       module's first ``RUNTIME_CALLS`` calls on the GEMM-like kernel and the stencil from then on;
     2. the module has a Winograd path (3-D, taps paired along the leading dimensions), at least
        ``WINO_MIN_CIN`` input channels per group and whole ``CO_BLOCK`` tiles of output channels →
        ``"winograd"``: F(3, 2) needs 16 instead of 36 products per nine outputs of a 2 × 2 leading

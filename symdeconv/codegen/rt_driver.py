@@ -36,7 +36,8 @@ from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
-__all__ = ["run_layer", "Replay", "run_stencil", "stencils_at_once", "stencil_calls", "STENCIL_CALLS", "run_wino", "gather_strided", "acc_stride", "block_rows",
+__all__ = ["run_layer", "Replay", "run_stencil", "own_kernels_at_once", "own_kernel_due", "runtime_calls",
+           "RUNTIME_CALLS", "run_wino", "gather_strided", "acc_stride", "block_rows",
            "SERIAL_MAX_MACS", "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
 
 #: outputs (per channel and phase) a block of work aims at: the accumulators of all phases stay in L2
@@ -300,31 +301,32 @@ class Replay:
         return True
 
 
-#: calls of a layer module, per dtype and process, that run on the GEMM-like runtime kernel before the
-#: module's own stencil is used (``SYMDECONV_STENCIL_CALLS`` overrides it; 0: the stencil from the first
-#: call).  A stencil is compiled for its layer (2–5 s per dtype, against ~0.1 s for a layer on the shared
-#: runtime), and a layer called once or twice — a test, a conversion check, a notebook cell — never
-#: repays that; one called again and again does from its third call on (the stencil is ~2× faster on
-#: large one-channel layers: benchmarks/README.md).
-STENCIL_CALLS = 2
+#: calls per dtype and process that run on the shared runtime before a kernel compiled for one structure is
+#: used: a layer module's stencil (one channel per group), an ``sd.signal`` filter structure's chain kernel
+#: (``SYMDECONV_RUNTIME_CALLS`` overrides it; 0: that kernel from the first call).  Such a kernel takes 2–5 s
+#: per dtype to compile, against nothing for a call on the runtime, and a layer or filter called once or
+#: twice — a test, a conversion check, a notebook cell — never repays that; one called again and again does
+#: from its third call on (the stencil is ~2× faster than the runtime on large one-channel layers:
+#: benchmarks/README.md).
+RUNTIME_CALLS = 2
 
-_stencil_counts: dict[tuple[int, str], int] = {}  # (id(plan), dtype char) → generic calls so far; -1: stencil
-_at_once = 0  # > 0 inside ``stencils_at_once()``
+_stencil_counts: dict[tuple[int, str], int] = {}  # (id(plan), dtype char) → calls on the runtime; -1: stencil
+_at_once = 0  # > 0 inside ``own_kernels_at_once()``
 
 
-def stencil_calls() -> int:
-    """Calls per module and dtype that take the GEMM-like kernel before the stencil (see ``STENCIL_CALLS``)."""
+def runtime_calls() -> int:
+    """Calls per kernel and dtype that run on the shared runtime first (see ``RUNTIME_CALLS``)."""
     if _at_once:
         return 0
-    return whole_number("SYMDECONV_STENCIL_CALLS", STENCIL_CALLS, "calls",
-                        "calls of a one-channel-per-group layer that run on the shared runtime before its stencil "
-                        "is compiled; 0: at once")
+    return whole_number("SYMDECONV_RUNTIME_CALLS", RUNTIME_CALLS, "calls",
+                        "calls of a layer stencil's or a signal filter's structure that run on the shared runtime "
+                        "before its own kernel is compiled; 0: at once")
 
 
 @contextlib.contextmanager
-def stencils_at_once():
-    """Within the block, a one-channel-per-group call runs its module's stencil from the first call
-    (``symdeconv verify`` and the stencil's tests: the path they check is the stencil)."""
+def own_kernels_at_once():
+    """Within the block, stencils and chain kernels run from their first call (``symdeconv verify``: the path
+    it checks is the module's own)."""
     global _at_once
     _at_once += 1
     try:
@@ -333,21 +335,22 @@ def stencils_at_once():
         _at_once -= 1
 
 
-def _stencil_due(plan, dtype: np.dtype) -> bool:
-    key = (id(plan), dtype.char)  # (a module's PLAN lives as long as the module)
-    n = _stencil_counts.get(key, 0)
-    if n < 0 and not _at_once:
+def own_kernel_due(counts: dict, key) -> bool:
+    """Does this call (``key`` in ``counts``: a kernel and dtype) run the kernel compiled for its structure?
+    Counts the call when it does not (it then runs on the shared runtime); once due, always."""
+    n = counts.get(key, 0)
+    if n < 0:
         return True
-    if _at_once or n >= stencil_calls():
-        _stencil_counts[key] = -1
+    if _at_once or n >= runtime_calls():
+        counts[key] = -1
         return True
-    _stencil_counts[key] = n + 1
+    counts[key] = n + 1
     return False
 
 
 def run_stencil(plan, kernel, x, y, w, bias, groups, lo, work=None):
     """A call with one input and one output channel per group: the module's stencil kernel
-    ``kernel(x, y, w, bias, *lo, stream_min)`` once the module has had ``stencil_calls()`` calls of this
+    ``kernel(x, y, w, bias, *lo, stream_min)`` once the module has had ``runtime_calls()`` calls of this
     dtype in this process, :func:`run_layer` (the shared runtime, nothing compiled for the layer) before.
 
     The stencil runs on the calling thread alone when the call has fewer than ``SERIAL_MAX_MACS``
@@ -355,7 +358,7 @@ def run_stencil(plan, kernel, x, y, w, bias, groups, lo, work=None):
     :func:`.lazyjit.serially`).  ``stream_min``: the output bytes from which rows are streamed
     (:func:`.machine.stream_min_bytes`: an argument, so that setting it compiles nothing again).
     Returns None: a counted call keeps no replay, so that the next call is counted too."""
-    if not _stencil_due(plan, x.dtype):
+    if not own_kernel_due(_stencil_counts, (id(plan), x.dtype.char)):  # (a module's PLAN lives with it)
         run_layer(plan, x, y, w, bias, groups, lo, work)
         return None
     if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:

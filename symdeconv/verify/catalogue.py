@@ -11,7 +11,7 @@ import numpy as np
 
 from ..codegen import catalogue
 from ..codegen.api import TARGETS, compile
-from ..codegen.rt_driver import stencils_at_once
+from ..codegen.rt_driver import own_kernels_at_once
 from .check import CheckResult, check, table
 
 __all__ = ["verify_catalogue", "table"]
@@ -53,7 +53,7 @@ def verify_catalogue(
                     label = name + (f" [{path_of(f, obj)}]" if target == "cpu" and hasattr(f, "binding") else "")
                     start = time.perf_counter()
                     # (a stencil path from its first call: a layer's first calls run on the shared runtime)
-                    with _compilations() as compiled, stencils_at_once():
+                    with _compilations() as compiled, own_kernels_at_once():
                         result = check(f, obj, sizes, dtype, rng=np.random.default_rng(1234), name=label)
                     results.append(result)
                     if progress is not None:
