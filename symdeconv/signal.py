@@ -48,9 +48,10 @@ How the kernels are chosen
 being its taps per phase rounded up (exact up to 8, then to a grid at most 25 % coarser: 10, 12, 14,
 16, 20, 24, …), so that filters of nearby lengths share one kernel.  One kernel per ``(L, M, T)`` is
 compiled with symbolic taps, ``sd.compile(sd.upfirdn(sd.taps("h", L·T), L, M))``, kept for the
-process (and by Numba's disk cache for the next) — at the structure's third call per dtype: the first two
-run on the once-compiled runtime described below (``rt_driver.RUNTIME_CALLS``); the numeric taps are passed at call time, so a new
-filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
+process (and by Numba's disk cache for the next) — at the structure's third kernel call per real dtype
+(float32 or float64; a complex filter makes two kernel calls per call): the first two run on the
+once-compiled runtime described below (``rt_driver.RUNTIME_CALLS``); the numeric taps are passed at call
+time, so a new filter of the same structure compiles nothing (the padding costs at most 25 % more multiply-adds).
 Numba compiles each kernel once per dtype, float32 and float64, the first time on a machine; the
 kernels unroll every tap, so this grows with the filter (1–3 s for a few to 64 taps, 6 s at 144, about a
 minute at 480).  Filters of more than ``RUNTIME_MIN_TAPS`` (48) taps, counted after ``up`` and ``down``

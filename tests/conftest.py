@@ -37,6 +37,21 @@ REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO / "tests" / "data" / "public.json"
 
 
+@pytest.fixture(autouse=True)
+def _calls_counted_from_zero():
+    """Each test starts as a new process would: no layer module's or filter structure's calls counted, so
+    that which path a test's first calls take (the shared runtime, rt_driver.RUNTIME_CALLS) does not
+    depend on the tests that ran before it on the worker."""
+    import symdeconv.signal
+    from symdeconv.codegen import rt_driver
+
+    rt_driver._stencil_counts.clear()
+    for kernel in list(symdeconv.signal._kernels.values()):
+        if hasattr(kernel, "_calls"):
+            kernel._calls.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_vectors() -> dict:
     return json.loads(VECTORS.read_text())

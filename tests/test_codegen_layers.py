@@ -46,10 +46,20 @@ LAYERS = {
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_layer_kernel_equals_layer_matrix(name, dtype):
+@pytest.mark.parametrize("calls", ["own kernel", "runtime first"])
+def test_layer_kernel_equals_layer_matrix(name, dtype, calls, monkeypatch):
+    """Each layer against its matrix; a one-channel-per-group layer on both of its paths: its stencil, and
+    the shared runtime that its first calls take (rt_driver.RUNTIME_CALLS)."""
+    from symdeconv.codegen.emit_cpu_stencil import STENCIL_MAX_NDIM
+
     build, shapes = LAYERS[name]
     layer = build()
     f = sd.compile(layer, "cpu")
+    groups = int(layer.groups)
+    one_channel = int(layer.in_channels) == int(layer.out_channels) == groups
+    if calls == "runtime first" and not (one_channel and int(layer.ndim) <= STENCIL_MAX_NDIM):
+        pytest.skip("one path only: no stencil for this layer")
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0" if calls == "own kernel" else "1000")
     result = check_layer(f, layer, shapes, dtype, rng=np.random.default_rng(5))
     assert result.ok, result.row()
 

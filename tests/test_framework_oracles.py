@@ -212,7 +212,7 @@ def test_jax_conv_general_dilated_against_jax(n):
         groups = int(rng.choice([1, 2]))
         cin, cout = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
         if cin == groups and cout == groups and groups > 1:
-            cout *= 2  # not one channel per group (a plan met a third time would compile its stencil)
+            cout *= 2  # fewer one-channel-per-group layers (a plan met a third time compiles its stencil)
         pad = _jax_pad(n, rng, False)
         size = tuple(int(v) for v in rng.integers(2, 7, n))
         x = rng.standard_normal((2, cin) + size).astype(np.float32)  # (N, C, spatial): moved to lhs_spec

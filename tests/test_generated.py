@@ -104,13 +104,23 @@ def test_a_generated_file_runs_on_its_own():
 
 
 @pytest.mark.parametrize("name", [e.name for e in catalogue.entries()])
-def test_every_generated_kernel_matches_its_symbolic_form(name):
+def test_every_generated_kernel_matches_its_symbolic_form(name, monkeypatch):
     """What `symdeconv verify` does, one catalogue entry per test (CPU in float32, CUDA in float64 to keep
     the suite short; the entries run on both workers)."""
     import os
 
+    from symdeconv.codegen import rt_driver
     from symdeconv.verify.catalogue import report, verify_catalogue
 
+    monkeypatch.setattr(rt_driver, "_stencil_counts", {})  # (no module's calls counted: a new process)
+    stencil_calls = []  # per one-channel call: did it run the module's stencil (else the shared runtime)?
+    real_due = rt_driver.own_kernel_due
+
+    def due(counts, key):
+        stencil_calls.append(real_due(counts, key))
+        return stencil_calls[-1]
+
+    monkeypatch.setattr(rt_driver, "own_kernel_due", due)
     results = verify_catalogue(GENERATED, targets=("cpu",), dtypes=(np.float32,), names=[name])
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         results += verify_catalogue(GENERATED, targets=("cuda",), dtypes=(np.float64,), names=[name])
@@ -122,6 +132,9 @@ def test_every_generated_kernel_matches_its_symbolic_form(name):
     if hasattr(module, "PLAN"):
         ran = {r.name.split(" [")[1].rstrip("]") for r in results if r.target == "cpu"}
         assert ran == set(module.PLAN.paths), (entry.name, ran, module.PLAN.paths)
+        # … and a stencil variant ran the stencil from its first call (verify's own_kernels_at_once)
+        assert stencil_calls == [True] * len(stencil_calls), (entry.name, stencil_calls)
+        assert bool(stencil_calls) == ("stencil" in module.PLAN.paths), (entry.name, len(stencil_calls))
 
 
 # NumPy calls that Numba turns into a parallel region of their own inside a ``parallel=True`` function

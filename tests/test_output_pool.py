@@ -222,9 +222,12 @@ def test_chain_outputs_come_from_the_pool():
     np.testing.assert_allclose(y2[:n], want[:n], rtol=1e-12, atol=1e-12)
 
 
-def test_signal_outputs_come_from_the_pool():
-    """``sd.signal.upfirdn``'s kernel output is a new output too (SciPy is the oracle)."""
+@pytest.mark.parametrize("calls", ["0", "1000"], ids=["chain kernel", "runtime"])
+def test_signal_outputs_come_from_the_pool(calls, monkeypatch):
+    """``sd.signal.upfirdn``'s kernel output is a new output too (SciPy is the oracle), from a structure's
+    chain kernel and from the runtime its first calls take."""
     pytest.importorskip("numba")
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", calls)
     signal = pytest.importorskip("scipy.signal")
     rng = np.random.default_rng(9)
     h, x = rng.standard_normal(33), rng.standard_normal(300_000)

@@ -206,7 +206,8 @@ def test_empty_batch_axes_give_empty_results_of_scipys_shape():
         assert y.shape == ref.shape and y.dtype == ref.dtype
 
 
-def test_large_and_batched_calls_run_the_parallel_path():
+def test_large_and_batched_calls_run_the_parallel_path(monkeypatch):
+    monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "0")  # (the chain kernel's parallel path, from the first call)
     rng = np.random.default_rng(5)
     h = rng.standard_normal(33)
     x = rng.standard_normal((3, 20_000))

@@ -311,7 +311,8 @@ class Replay:
 RUNTIME_CALLS = 2
 
 _stencil_counts: dict[tuple[int, str], int] = {}  # (id(plan), dtype char) → calls on the runtime; -1: stencil
-_at_once = 0  # > 0 inside ``own_kernels_at_once()``
+_at_once = 0  # > 0 inside ``own_kernels_at_once()`` (process-wide: verify's threads all check own kernels)
+_at_once_lock = threading.Lock()
 
 
 def runtime_calls() -> int:
@@ -328,11 +329,13 @@ def own_kernels_at_once():
     """Within the block, stencils and chain kernels run from their first call (``symdeconv verify``: the path
     it checks is the module's own)."""
     global _at_once
-    _at_once += 1
+    with _at_once_lock:
+        _at_once += 1
     try:
         yield
     finally:
-        _at_once -= 1
+        with _at_once_lock:
+            _at_once -= 1
 
 
 def own_kernel_due(counts: dict, key) -> bool:
