@@ -72,7 +72,7 @@ def test_first_calls_run_on_the_shared_runtime_then_the_stencil(monkeypatch):
     assert runs == (["gemm"] * rt_driver.RUNTIME_CALLS + ["stencil"] * 2) * 2
     # the count from the environment: 0 runs the stencil at once; anything but a whole number is refused
     other = sd.compile(sd.ConvTranspose((5, 5), stride=3, padding=2, in_channels=1, out_channels=1), "cpu")
-    monkeypatch.setattr(other.module, "stencil", _refuse)
+    monkeypatch.setattr(other.module, "stencil_range", _refuse)
     x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
     monkeypatch.setenv("SYMDECONV_RUNTIME_CALLS", "1")
     other(x, np.ones((1, 1, 5, 5), np.float32))  # (counted: the runtime's kernel)
@@ -110,25 +110,30 @@ def test_dispatch_one_channel_per_group_runs_the_stencil(monkeypatch):
     wide = sd.ConvTranspose((4, 4), stride=2, padding=1, in_channels=2, out_channels=4, groups=2)  # 2 outputs per group
     g = sd.compile(wide, "cpu")
     assert g.module is f.module  # same plan, same module: the channel configuration picks the path
-    monkeypatch.setattr(g.module, "stencil", _refuse)
+    monkeypatch.setattr(g.module, "stencil_range", _refuse)
     g(x, np.random.default_rng(2).standard_normal(wide.weight_shape).astype(np.float32))
 
 
-def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch):
-    """Below SERIAL_MAX_MACS multiply-adds the stencil runs with Numba's thread count at 1 (no parallel
-    region to wake), larger calls in parallel; both give the NumPy scatter definition's result, and the
-    caller's thread count is restored."""
+@pytest.mark.parametrize("native", [True, False], ids=["native pool", "Python threads"])
+def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch, native):
+    """Below SERIAL_MAX_MACS multiply-adds the stencil's work items run on the calling thread (no pool to
+    wake), larger calls on every thread — the runtime's native pool, or Python threads without it (the
+    range function releases the GIL); each gives the NumPy scatter definition's result."""
     import numba
 
-    from symdeconv.codegen import lazyjit
+    from symdeconv.codegen import native as native_mod
 
+    monkeypatch.setattr(rt_driver, "NATIVE", native)
+    monkeypatch.setattr(rt_driver, "_stencil_fns", {})
     layer = sd.ConvTranspose(4, stride=2, padding=1, in_channels=3, out_channels=3, groups=3)
     f = sd.compile(layer, "cpu")
     rng = np.random.default_rng(4)
     w = rng.standard_normal(layer.weight_shape)
-    serial = []
-    real = lazyjit.serially
-    monkeypatch.setattr(lazyjit, "serially", lambda fn, *a: serial.append(a[1].size) or real(fn, *a))
+    parallel = []
+    real_pool, real_threads = native_mod.parallel_for, rt_driver._on_threads
+    monkeypatch.setattr(native_mod, "parallel_for", lambda call, n: (parallel.append(("pool", n)), real_pool(call, n))[1])
+    monkeypatch.setattr(rt_driver, "_on_threads",
+                        lambda k, n, v: (parallel.append(("threads", n)), real_threads(k, n, v))[1])
     before = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -138,9 +143,10 @@ def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch):
             for k in range(4):
                 want[:, :, k:k + 2 * n:2] += x * w[:, 0, k][None, :, None]
             np.testing.assert_allclose(f(x, w), want[:, :, 1:-1], rtol=1e-12, atol=1e-12)
-        assert serial == [3 * 2 * 16] and numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
     finally:
         numba.set_num_threads(before)
+    kind = "pool" if native and native_mod.enabled() else "threads"
+    assert parallel == [(kind, 3 * (-(-(80_002 // 2 + 1) // STENCIL_CHUNK)))], parallel
 
 
 # tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers

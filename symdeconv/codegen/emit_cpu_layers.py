@@ -61,7 +61,7 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
         w()
     w("from symdeconv.codegen import rt_driver")
     if "stencil" in lp.paths:  # Numba is imported when the stencil first runs, not with the module
-        w("from symdeconv.codegen.lazyjit import njit, prange, rt")
+        w("from symdeconv.codegen.lazyjit import njit, rt")
     w("from symdeconv.codegen.layer_plan import LayerPlan, Phase" + (", choose_strategy" if len(lp.paths) > 1 else ""))
     w()
     w(f"N_SLOTS = {plan.n_slots}")
@@ -92,7 +92,7 @@ def _emit_run(plan: KernelPlan, lp: LayerPlan, w: Writer) -> None:
             w("path = choose_strategy(PLAN, x.shape[1] // groups, y.shape[1] // groups).path")
             if "stencil" in lp.paths:
                 w('if path == "stencil":  # (the first calls run on the shared runtime: rt_driver.RUNTIME_CALLS)')
-                w(f"    return rt_driver.run_stencil(PLAN, stencil, x, y, w, bias, groups, {los}, work)")
+                w(f"    return rt_driver.run_stencil(PLAN, stencil_range, STENCIL_WORK, x, y, w, bias, groups, {los}, work)")
             if "winograd" in lp.paths:
                 w('if path == "winograd":')
                 w(f"    return rt_driver.run_wino(PLAN, x, y, w, bias, groups, {los}, work)")

@@ -21,17 +21,21 @@ directly, as the chain emitter (:mod:`symdeconv.codegen.emit_cpu_chain`) does:
   zeros, so a row of blocks is either computed by the same code or not at all (rows whose output lies
   outside the window).
 
-One ``prange`` runs over (batch × channels × blocks of rows × chunks of the last dimension); a block
+A call's work items are (batch × channels × blocks of rows × chunks of the last dimension); a block
 of rows holds about ``STENCIL_TARGET`` outputs, so a single large channel (N = 1, 1 → 1) still gives
-hundreds of equal work items for the threads and a small channel (depthwise, 64²) is one item.  An
+hundreds of equal work items for the threads and a small channel (depthwise, 64²) is one item.  The
+module's ``stencil_geometry`` (plain Python, once per shape) works out the items and a geometry vector;
+``stencil_range(i0, i1, thread, …)``, a serial Numba function over items ``i0 … i1 − 1``, is run by
+``rt_driver.run_stencil`` on the runtime's native thread pool, as the GEMM-like kernel is: no ``prange``,
+whose parallel lowering took as long to compile as the rows themselves.  An
 output row loads the weights of its phases into scalars, so that only they are live in its interior
 loop.  Accumulation is in the data's dtype, compiled with ``fastmath={"contract"}`` only
 (multiply-adds may fuse; no reassociation).
 
 Design choices of the row code (each measured; the figures are in ``benchmarks/README.md``):
 
-* the row of zeros is filled by a serial loop, not ``np.zeros`` (which in a parallel function is a
-  parallel region of its own, launched every call), and is empty in 1-D, where no row lies outside x;
+* the row of zeros is allocated by the driver once per shape, and is empty in 1-D, where no row lies
+  outside x;
 * the border loop, which runs one or two blocks per row, has a second exit (the window's end) that
   keeps it scalar: vectorised with masked gathers and scatters, its set-up cost more than the blocks;
 * ``stencil_rows`` allocates nothing and is compiled without reference counting (``_nrt=False``):
@@ -116,6 +120,7 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
     w(f"STENCIL_TARGET = {STENCIL_TARGET}  # outputs per work item (rows of blocks are grouped)")
     w(f"STREAM_MIN_ROW = {STREAM_MIN_ROW}  # a large output's rows are streamed when whole lines or this long")
     w(f"STREAM_STEP = {STREAM_STEP}  # interior blocks computed before the finished lines of a streamed row go out")
+    w("STENCIL_WORK = (STENCIL_CHUNK, STENCIL_TARGET, STREAM_MIN_ROW)  # how rt_driver.stencil_geometry splits a call")
     w()
     w()
     js = ", ".join(f"jlo{d}, jhi{d}" for d in range(last))
@@ -184,62 +189,29 @@ def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
                     w.dedent()
     w()
     w()
-    w("@njit(parallel=True, cache=True)")
-    w(f"def stencil(x, y, w, bias, {names}, stream_min):")
+    w("# nogil: without the native runtime, rt_driver runs the work items on Python threads")
+    w("@njit(cache=True, nogil=True, _nrt=False)")
+    w("def stencil_range(i0, i1, thread, x, y, w, bias, zrow, g):")
     with w.indent():
-        w('"""One input and one output channel per group: y[b, c] from x[b, c] alone, x read in place.')
-        w()
-        w(f"Tap offsets along the last dimension lie in [{o_min}, {o_max}].  Work item: (batch, channel, block")
-        w("of rows of blocks of the leading dimensions, chunk of the last dimension), run by stencil_rows.")
-        w("Outputs of stream_min bytes or more (machine.stream_min_bytes()) are streamed.")
-        w('"""')
-        w("batch, channels = y.shape[0], y.shape[1]")
+        w('"""Work items i0 … i1 − 1 (batch, channel, block of rows of blocks, chunk of the last dimension) of')
+        w(f"a call with one input and one output channel per group: y[b, c] from x[b, c] alone, x read in place.")
+        w(f"Tap offsets along the last dimension lie in [{o_min}, {o_max}]; ``g``: ``rt_driver.stencil_geometry``'s")
+        w("vector; ``zrow``: zeros; ``thread``: unused (the runtime's range-function signature).  Each item runs")
+        w('``stencil_rows``; the items\' streaming stores are ordered before the function returns."""')
+        used = [(f"jlo{d}", 2 * d) for d in range(last)] + [(f"jhi{d}", 2 * d + 1) for d in range(last)]
+        used += [(f"lo{d}", 2 * D + 6 + d) for d in range(D)] + [("stream", 3 * D + 8)]
+        for k in range(0, len(used), 4):
+            group = used[k:k + 4]
+            w(", ".join(n for n, _ in group) + " = " + ", ".join(f"g[{i}]" for _, i in group))
+        w("channels = y.shape[1]")
         w(", ".join(f"n{d}" for d in range(D)) + " = " + ", ".join(f"x.shape[{d + 2}]" for d in range(D)))
         w(", ".join(f"out{d}" for d in range(D)) + " = " + ", ".join(f"y.shape[{d + 2}]" for d in range(D)))
-        w("# blocks j of dimension d with some phase's output P j + p − lo inside [0, out): jlo ≤ j < jhi")
-        for d in range(D):
-            w(f"jlo{d} = {_ceil_div_neg(f'{P[d] - 1} - lo{d}', P[d], f'lo{d}')}")
-            w(f"jhi{d} = {_ceil_div_neg(f'-lo{d} - out{d}', P[d], f'lo{d} + out{d}')}")
-        w(f"# interior blocks of the last dimension, iA ≤ j < iB: every phase's output inside [0, out{last})")
-        w(f"# and every tap inside x ({plus(times(QL, 'j'), o_min)} ≥ 0, {plus(times(QL, 'j'), o_max)} ≤ n{last} − 1)")
-        w(f"iA = max({_ceil_div_neg(f'-lo{last}', PL, f'lo{last}')}, {-(o_min // QL)})")
-        w(f"iB = max(iA, min({_ceil_div_neg(f'{PL - 1} - lo{last} - out{last}', PL, f'lo{last} + out{last}')}, "
-          f"{_floor_plus_one(f'n{last}', -1 - o_max, QL)}))")
-        if D == 1:
-            w("rows = 1")
-        else:
-            rows = [f"jhi{d} - jlo{d}" for d in range(last)]
-            w("rows = " + (rows[0] if last == 1 else " * ".join(f"({r})" for r in rows)) + "  # rows of blocks")
-        w(f"span = jhi{last} - jlo{last}")
-        w("chunks = (span + STENCIL_CHUNK - 1) // STENCIL_CHUNK")
-        w(f"row_outputs = min(span, STENCIL_CHUNK) * {math.prod(P)}")
-        w("block_rows = max(1, STENCIL_TARGET // max(1, row_outputs))")
-        w("row_blocks = (rows + block_rows - 1) // block_rows")
-        w("per_plane = row_blocks * chunks")
-        if D == 1:  # no leading dimensions, no rows outside x
-            w("zrow = np.empty(0, dtype=x.dtype)  # (unused in 1-D)")
-        else:
-            w(f"zrow = np.empty(n{last}, dtype=x.dtype)  # stands for an input row outside x")
-            w(f"for i in range(n{last}):  # (a serial loop: np.zeros would be a parallel region of its own, every call)")
-            w("    zrow[i] = 0.0")
-        y0 = "y[0, 0" + ", 0" * last + "]"
-        w(f"whole = rt.line_head({y0}) == 0 and out{last} * y.itemsize % {LINE_BYTES} == 0  "
-          f"# rows of whole {LINE_BYTES}-byte lines")
-        w(f"stream = y.size * y.itemsize >= stream_min and (whole or out{last} >= STREAM_MIN_ROW)")
-        w("for item in prange(batch * channels * per_plane):")
+        w("for item in range(i0, i1):")
         with w.indent():
-            w("bc, k = item // per_plane, item % per_plane")
-            w("q, ch = k // chunks, k % chunks")
-            w("b, c = bc // channels, bc % channels")
-            w(f"ja = jlo{last} + ch * STENCIL_CHUNK")
-            w(f"jb = min(ja + STENCIL_CHUNK, jhi{last})")
-            w("kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1")
-            w("kB = max(kA, min(jb, iB))")
-            w("r0 = q * block_rows")
-            w("stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, min(r0 + block_rows, rows), ja, jb, kA, "
-              "kB,")
+            w("b, c, r0, r1, ja, jb, kA, kB = rt.stencil_item(g, item, channels, STENCIL_CHUNK)")
+            w("stencil_rows(x[b, c], y[b, c], w, c, bias[c], zrow, stream, r0, r1, ja, jb, kA, kB,")
             w(f"             {extra})")
-            w("rt.store_fence()  # the item's streaming stores, before the parallel region ends")
+        w("rt.store_fence()  # the items' streaming stores, before the call returns")
 
 
 def _floor_plus_one(name: str, c: int, k: int) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 
-__all__ = ["njit", "prange", "rt", "LazyFunction", "serially"]
+__all__ = ["njit", "prange", "rt", "LazyFunction"]
 
 _lock = threading.RLock()
 
@@ -75,19 +75,3 @@ def _bind_module(namespace: dict) -> None:
 def njit(**options):
     """``@njit(cache=True, …)``: as ``numba.njit(**options)``, applied on the first call."""
     return lambda py_func: LazyFunction(py_func, options)
-
-
-def serially(fn, *args):
-    """``fn(*args)`` (a Numba function, lazy or compiled) with Numba's thread count set to 1 for the call
-    on this thread: a ``prange`` loop then runs on the calling thread, without waking the others (which
-    costs tens of µs where they have gone to sleep, more than a small call's work)."""
-    import numba
-
-    threads = numba.get_num_threads()
-    if threads == 1:
-        return fn(*args)
-    numba.set_num_threads(1)
-    try:
-        return fn(*args)
-    finally:
-        numba.set_num_threads(threads)

@@ -50,8 +50,8 @@ from .cache import cache_dir
 from .machine import numba_target
 from .rt_layout import RUNTIME_SOURCES, source_hash  # (what the object files are keyed by)
 
-__all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "NativeFunction", "Prepared", "parallel_for",
-           "max_threads", "num_threads", "source_hash", "RUNTIME_SOURCES"]
+__all__ = ["enabled", "artifact_key", "artifact_path", "write", "load", "from_compiled", "NativeFunction", "Prepared",
+           "parallel_for", "max_threads", "num_threads", "source_hash", "RUNTIME_SOURCES"]
 
 #: helpers of Numba's own C runtime that a loaded object may name but never calls on the native path
 _STUBBED_PREFIXES = ("numba_", "NRT_")
@@ -182,6 +182,20 @@ def _load(base: Path) -> NativeFunction | None:
     engine.finalize_object()
     _engines.append(engine)
     return NativeFunction(engine.get_function_address("trampoline"), args, head)
+
+
+def from_compiled(address: int, args: list, head: int) -> NativeFunction:
+    """A function Numba compiled in this process (its entry point, Numba's calling convention, at
+    ``address``) called as a loaded one is: through a trampoline, with a :class:`Prepared` call."""
+    import llvmlite.binding as llvm
+
+    _init_llvm()
+    with _lock:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(_trampoline(address, head, args[head:])),
+                                            _target_machine())
+        engine.finalize_object()
+        _engines.append(engine)
+        return NativeFunction(engine.get_function_address("trampoline"), args, head)
 
 
 def _flat_count(args: list) -> int:

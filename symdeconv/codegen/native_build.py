@@ -16,7 +16,7 @@ from numba import from_dtype, types
 
 from . import native
 
-__all__ = ["build"]
+__all__ = ["build", "in_process"]
 
 
 def _signature(values) -> tuple | None:
@@ -61,27 +61,52 @@ def _object_code(dispatcher, sig, cres) -> bytes | None:
     return bytes(found) if found is not None else None
 
 
-def build(entry: str, dispatcher, values, dtype: str, head: int) -> bool:
-    """Write ``dispatcher``'s overload for the types of ``values`` (compiled, or loaded from Numba's cache,
-    first) as the native object of ``entry`` (``head``: see :func:`.native.write`); False when it cannot be."""
-    if not native.enabled():
-        return False
+def _overload(dispatcher, values):
+    """``dispatcher``'s overload for the types of ``values`` (compiled, or loaded from Numba's cache, first),
+    with its signature and argument kinds (``"i64"`` / ``[ndim, dtype]``); None when the types are not the
+    native runtime's (C-contiguous arrays and integers)."""
     sig = _signature(values)
     if sig is None:
-        return False
+        return None
     cres = dispatcher.overloads.get(sig)
     if cres is None:
         dispatcher.compile(sig)
         cres = dispatcher.overloads.get(sig)
     if cres is None:
+        return None
+    args = ["i64" if isinstance(t, types.Integer) else [t.ndim, str(np.dtype(t.dtype.name))] for t in sig]
+    return sig, cres, args
+
+
+def build(entry: str, dispatcher, values, dtype: str, head: int) -> bool:
+    """Write ``dispatcher``'s overload for the types of ``values`` (compiled, or loaded from Numba's cache,
+    first) as the native object of ``entry`` (``head``: see :func:`.native.write`); False when it cannot be."""
+    if not native.enabled():
         return False
+    found = _overload(dispatcher, values)
+    if found is None:
+        return False
+    sig, cres, args = found
     obj = _object_code(dispatcher, sig, cres)
     if obj is None:
         return False
-    args = ["i64" if isinstance(t, types.Integer) else [t.ndim, str(np.dtype(t.dtype.name))] for t in sig]
     try:
         native.write(entry, dtype, obj, cres.fndesc.llvm_func_name, args, head)
     except OSError as err:
         warnings.warn(f"symdeconv: cannot write the native runtime cache ({err})", RuntimeWarning, stacklevel=2)
         return False
     return True
+
+
+def in_process(dispatcher, values, head: int) -> native.NativeFunction | None:
+    """``dispatcher``'s overload for the types of ``values`` (compiled, or loaded from Numba's cache, first)
+    as a native function of this process (no object file: a layer module's own function, which the driver
+    runs on the native thread pool); None when the types are not the native runtime's."""
+    found = _overload(dispatcher, values)
+    if found is None:
+        return None
+    _, cres, args = found
+    address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+    if not address:
+        return None
+    return native.from_compiled(address, args, head)

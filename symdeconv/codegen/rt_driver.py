@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 import warnings
 
@@ -31,12 +32,13 @@ import numpy as np
 from ..errors import SymdeconvError
 from . import lazyjit, native  # (lazyjit imports Numba only when its functions run)
 from ._env import whole_number
+from ._alloc import LINE_BYTES
 from .machine import CO_BLOCK, asm_tiles, l2_bytes, stream_min_bytes
 from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE_F32, TILE_F64, VEC,
                         W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
-__all__ = ["run_layer", "Replay", "run_stencil", "own_kernels_at_once", "own_kernel_due", "runtime_calls",
+__all__ = ["run_layer", "Replay", "run_stencil", "stencil_geometry", "own_kernels_at_once", "own_kernel_due", "runtime_calls",
            "RUNTIME_CALLS", "run_wino", "gather_strided", "acc_stride", "block_rows",
            "SERIAL_MAX_MACS", "ROW_TARGET", "NARROW_SCALE", "GATHER_PARALLEL_MIN"]
 
@@ -351,22 +353,140 @@ def own_kernel_due(counts: dict, key) -> bool:
     return False
 
 
-def run_stencil(plan, kernel, x, y, w, bias, groups, lo, work=None):
-    """A call with one input and one output channel per group: the module's stencil kernel
-    ``kernel(x, y, w, bias, *lo, stream_min)`` once the module has had ``runtime_calls()`` calls of this
-    dtype in this process, :func:`run_layer` (the shared runtime, nothing compiled for the layer) before.
+_stencil_fns: dict[tuple[int, str], native.NativeFunction | None] = {}  # (id(range function), dtype char)
+_thread_pool = None  # Python threads for the stencils' work items where no native function runs them
 
-    The stencil runs on the calling thread alone when the call has fewer than ``SERIAL_MAX_MACS``
-    multiply-adds, as :func:`run_layer`'s small calls do (it is a Numba ``prange`` function:
-    :func:`.lazyjit.serially`).  ``stream_min``: the output bytes from which rows are streamed
-    (:func:`.machine.stream_min_bytes`: an argument, so that setting it compiles nothing again).
-    Returns None: a counted call keeps no replay, so that the next call is counted too."""
+
+def stencil_geometry(plan, x_shape, y_shape, itemsize: int, lo, split) -> tuple[np.ndarray, int, int]:
+    """The work of a stencil call of these shapes: the geometry vector ``g`` its range function reads, the
+    number of work items, and the length of the row of zeros that stands for input rows outside x.
+
+    ``split``: the module's ``(STENCIL_CHUNK, STENCIL_TARGET, STREAM_MIN_ROW)``.  Blocks ``j`` of dimension
+    ``d`` whose outputs ``P j + p − lo`` meet ``[0, out)`` are ``jlo ≤ j < jhi``; the last dimension's
+    interior blocks ``iA ≤ j < iB`` have every phase's output inside the window and every tap inside x;
+    a work item is (batch, channel, a block of rows of blocks of about ``STENCIL_TARGET`` outputs, a chunk
+    of ``STENCIL_CHUNK`` blocks of the last dimension).  ``g`` = (jlo, jhi per dimension, iA, iB, rows,
+    chunks, block_rows, per_plane, lo per dimension, line_rows, long_rows, stream); its last entry is set
+    per call (streamed rows depend on the output's address)."""
+    chunk, target, min_row = split
+    P, Q = plan.P, plan.Q
+    D = len(P)
+    last = D - 1
+    offs = [off[last] for ph in plan.phases for off in ph.offsets]
+    o_min, o_max = min(offs, default=0), max(offs, default=0)
+    n, out = x_shape[2:], y_shape[2:]
+    jlo = [-((P[d] - 1 - lo[d]) // P[d]) for d in range(D)]
+    jhi = [-((-lo[d] - out[d]) // P[d]) for d in range(D)]
+    iA = max(-((-lo[last]) // P[last]), -(o_min // Q[last]))
+    iB = max(iA, min(-((P[last] - 1 - lo[last] - out[last]) // P[last]), (n[last] - 1 - o_max) // Q[last] + 1))
+    rows = 1
+    for d in range(last):
+        rows *= jhi[d] - jlo[d]
+    span = jhi[last] - jlo[last]
+    chunks = -(-span // chunk)
+    block_rows = max(1, target // max(1, min(span, chunk) * int(np.prod(P))))
+    per_plane = -(-rows // block_rows) * chunks
+    g = [v for d in range(D) for v in (jlo[d], jhi[d])] + [iA, iB, rows, chunks, block_rows, per_plane, *lo]
+    g += [int(out[last] * itemsize % LINE_BYTES == 0), int(out[last] >= min_row), 0]
+    return np.array(g, dtype=np.int64), y_shape[0] * y_shape[1] * per_plane, (0 if D == 1 else n[last])
+
+
+def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
+    """A call with one input and one output channel per group: the module's stencil once the module has had
+    ``runtime_calls()`` calls of this dtype in this process, :func:`run_layer` (the shared runtime, nothing
+    compiled for the layer) before.
+
+    The stencil is a serial range function ``kernel(i0, i1, thread, x, y, w, bias, zrow, g)`` over the
+    call's work items (:func:`stencil_geometry` gives ``g``, their count and the zero row's length, once
+    per shape; ``split``: the module's work-split constants): run on the calling thread when the call has
+    fewer than ``SERIAL_MAX_MACS`` multiply-adds, else on the runtime's native thread pool (its
+    Numba-compiled code called through :mod:`.native`, as :func:`run_layer`'s) or, without it, on Python
+    threads (the function releases the GIL).  No ``prange``: Numba's parallel lowering doubled the stencil's compile
+    time.  Rows are streamed when the output has ``stream_min_bytes()`` bytes or more (an argument read
+    per call, so that setting it compiles nothing again).  Returns None: a counted call keeps no replay,
+    so that the next call is counted too."""
     if not own_kernel_due(_stencil_counts, (id(plan), x.dtype.char)):  # (a module's PLAN lives with it)
         run_layer(plan, x, y, w, bias, groups, lo, work)
         return None
-    if y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases:
-        return lazyjit.serially(kernel, x, y, w, bias, *lo, stream_min_bytes())
-    return kernel(x, y, w, bias, *lo, stream_min_bytes())
+    if x.shape[0] == 0:  # an empty batch: nothing to write
+        return None
+    key = ("stencil", x.shape, x.dtype.char, y.shape, tuple(lo))
+    state = work.get(key) if work is not None else None
+    if state is None:
+        g, n_items, zlen = stencil_geometry(plan, x.shape, y.shape, x.itemsize, tuple(lo), split)
+        state = [g, n_items, np.zeros(zlen, dtype=x.dtype), None]  # (+ the prepared native call)
+        if work is not None:
+            work[key] = state
+    g, n_items, zrow = state[0], state[1], state[2]
+    aligned = y.__array_interface__["data"][0] % LINE_BYTES == 0
+    g[-1] = int(y.nbytes >= stream_min_bytes() and ((aligned and g[-3] != 0) or g[-2] != 0))
+    values = (x, y, w, bias, zrow, g)
+    serial = y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases or n_items == 1
+    fn = _stencil_native(kernel, values)
+    if fn is not None:
+        call = state[3]
+        if call is None or call.fn is not fn:
+            call = state[3] = fn.prepare(values)
+        else:
+            call.update(values)
+        if serial:
+            call.run(0, n_items, 0)
+        else:
+            native.parallel_for(call, n_items)
+    elif serial:
+        kernel(0, n_items, 0, *values)
+    else:
+        _on_threads(kernel, n_items, values)
+    return None
+
+
+def _stencil_native(kernel, values) -> native.NativeFunction | None:
+    """The native function of a module's stencil range function for ``values``' types: Numba's compiled
+    code (compiled now, or loaded from its cache) called through :mod:`.native`'s trampoline; None where
+    the native runtime is off or cannot take it."""
+    key = (id(kernel), values[0].dtype.char)
+    if key not in _stencil_fns:
+        fn = None
+        dispatcher = kernel.dispatcher() if isinstance(kernel, lazyjit.LazyFunction) else kernel
+        if NATIVE and native.enabled() and hasattr(dispatcher, "overloads"):  # (a Numba dispatcher)
+            try:
+                from .native_build import in_process
+
+                fn = in_process(dispatcher, (0, 0, 0) + tuple(values), 3)
+            except Exception as err:  # noqa: BLE001 - Numba internals: the call then runs Numba's dispatcher
+                warnings.warn(f"symdeconv: a stencil runs without the native thread pool ({err!r})",
+                              RuntimeWarning, stacklevel=3)
+        _stencil_fns[key] = fn
+    return _stencil_fns[key]
+
+
+def _on_threads(kernel, n_items: int, values: tuple) -> None:
+    """Items ``0 … n_items − 1`` of a range function that releases the GIL, one contiguous range per thread
+    (Python threads; the calling thread takes the first)."""
+    import concurrent.futures
+
+    global _thread_pool
+    threads = max(1, min(native.num_threads(), n_items))
+    if threads == 1:
+        kernel(0, n_items, 0, *values)
+        return
+    if _thread_pool is None:
+        _thread_pool = concurrent.futures.ThreadPoolExecutor(native.max_threads())
+    bounds = [n_items * t // threads for t in range(threads + 1)]
+    futures = [_thread_pool.submit(kernel, bounds[t], bounds[t + 1], t, *values) for t in range(1, threads)]
+    try:
+        kernel(bounds[0], bounds[1], 0, *values)
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _forget_thread_pool() -> None:  # (a forked child has none of the parent's threads)
+    global _thread_pool
+    _thread_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_thread_pool)
 
 
 # ==================================================================================================

@@ -34,8 +34,8 @@ from ._alloc import LINE_BYTES  # the line a streaming store covers (bytes); out
 from .machine import host_machine
 from .rt_layout import source_hash
 
-__all__ = ["full_width", "stack_tile", "gather_range", "gather_parallel", "line_head", "stream_line", "stream_pair",
-           "store_fence", "stream_row", "stream_ready", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
+__all__ = ["full_width", "stack_tile", "stencil_item", "gather_range", "gather_parallel", "line_head", "stream_line",
+           "stream_pair", "store_fence", "stream_row", "stream_ready", "copy_even", "refresh_stale_caches", "LINE_BYTES"]
 
 
 @intrinsic
@@ -276,6 +276,24 @@ def row_or(x, r, zeros):
     if 0 <= r < x.shape[0]:
         return x[r]
     return zeros
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def stencil_item(g, item, channels, chunk):
+    """Where work item ``item`` of a generated stencil's call lies: ``(b, c, r0, r1, ja, jb, kA, kB)`` —
+    batch and channel, rows ``r0 … r1 − 1`` of blocks, blocks ``ja … jb − 1`` of the last dimension of which
+    ``kA … kB − 1`` are interior.  ``g``: ``rt_driver.stencil_geometry``'s vector (``3 D + 9`` entries for
+    ``D`` dimensions); ``chunk``: the module's ``STENCIL_CHUNK``."""
+    at = 2 * ((g.shape[0] - 9) // 3)  # (after jlo, jhi of every dimension)
+    jlo, jhi = g[at - 2], g[at - 1]  # (of the last dimension)
+    iA, iB, rows, chunks, block_rows, per_plane = g[at], g[at + 1], g[at + 2], g[at + 3], g[at + 4], g[at + 5]
+    bc, k = item // per_plane, item % per_plane
+    q, ch = k // chunks, k % chunks
+    ja = jlo + ch * chunk
+    jb = min(ja + chunk, jhi)
+    kA = min(max(ja, iA), jb)  # border ja … kA − 1, interior kA … kB − 1, border kB … jb − 1
+    r0 = q * block_rows
+    return bc // channels, bc % channels, r0, min(r0 + block_rows, rows), ja, jb, kA, max(kA, min(jb, iB))
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
