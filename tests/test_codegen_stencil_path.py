@@ -149,6 +149,81 @@ def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch, native):
     assert parallel == [(kind, 3 * (-(-(80_002 // 2 + 1) // STENCIL_CHUNK)))], parallel
 
 
+def _naive_transpose_1d(x, w, s, p):
+    """conv_transpose1d, one channel per group, by its scatter definition."""
+    k = w.shape[-1]
+    full = np.zeros(x.shape[:2] + ((x.shape[2] - 1) * s + k,))
+    for j in range(k):
+        full[:, :, j:j + s * x.shape[2]:s] += x * w[None, :, 0, j, None]
+    return full[:, :, p:full.shape[2] - p]
+
+
+def test_each_module_runs_its_own_compiled_stencil(monkeypatch):
+    """The native function of a stencil is found by the module's Numba dispatcher, never by an id alone: a
+    module's first call passes a lazy function that is dropped once the module's globals are rebound, and
+    its id may then name another module's function.  An entry left under the id of a new dispatcher (what
+    such a reuse looks like) is not used; each layer gives its own scatter definition's result."""
+    from symdeconv.codegen import lazyjit
+    from symdeconv.codegen import native as native_mod
+
+    monkeypatch.setattr(rt_driver, "NATIVE", True)
+    monkeypatch.setattr(rt_driver, "_stencil_fns", {})
+    rng = np.random.default_rng(11)
+    cases = [(4, 2, 1), (6, 3, 2)]  # kernel, stride, padding: two plans, two modules
+    fs = [sd.compile(sd.ConvTranspose(k, stride=s, padding=p, in_channels=2, out_channels=2, groups=2), "cpu")
+          for k, s, p in cases]
+    assert fs[0].module is not fs[1].module
+    x = rng.standard_normal((1, 2, 9))
+    ws = [rng.standard_normal((2, 1, k)) for k, _, _ in cases]
+    np.testing.assert_allclose(fs[0](x, ws[0]), _naive_transpose_1d(x, ws[0], 2, 1), rtol=1e-12, atol=1e-12)
+    first = fs[0].module.stencil_range
+    assert not isinstance(first, lazyjit.LazyFunction)  # (rebound to its dispatcher by the first call)
+    entry = rt_driver._stencil_fns.get((id(first), "d"))
+    if native_mod.enabled():
+        assert entry is not None and entry[0] is first and entry[1] is not None
+    # the other module's dispatcher, and a stale entry under its id that holds the first module's code
+    second = fs[1].module.stencil_range
+    second = second.dispatcher() if isinstance(second, lazyjit.LazyFunction) else second
+    if entry is not None:
+        rt_driver._stencil_fns[(id(second), "d")] = entry
+    np.testing.assert_allclose(fs[1](x, ws[1]), _naive_transpose_1d(x, ws[1], 3, 2), rtol=1e-12, atol=1e-12)
+    if native_mod.enabled():
+        assert rt_driver._stencil_fns[(id(second), "d")][0] is second
+
+
+def test_python_threads_finish_every_range_before_an_error_is_raised(monkeypatch):
+    """Without the native pool a stencil's ranges run on Python threads; when one raises, the call still
+    waits for the others (they write the output) and raises the first error."""
+    import threading
+    import time
+
+    from symdeconv.codegen import native as native_mod
+
+    monkeypatch.setattr(native_mod, "num_threads", lambda: 3)
+    monkeypatch.setattr(native_mod, "max_threads", lambda: 3)
+    monkeypatch.setattr(rt_driver, "_thread_pool", None)
+    done, lock = [], threading.Lock()
+
+    def kernel(i0, i1, thread, *values):
+        if thread == 0:
+            raise ValueError("range 0")
+        time.sleep(0.2)
+        with lock:
+            done.append((i0, i1))
+
+    with pytest.raises(ValueError, match="range 0"):
+        rt_driver._on_threads(kernel, 9, ())
+    assert sorted(done) == [(3, 6), (6, 9)]
+
+    def late(i0, i1, thread, *values):
+        if thread == 2:
+            raise KeyError("range 2")
+
+    with pytest.raises(KeyError, match="range 2"):
+        rt_driver._on_threads(late, 9, ())
+    rt_driver._thread_pool.shutdown()
+
+
 # tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers
 # are those of TORCH_SPECS below (same plans and dtype: each kernel is compiled once for both tests).
 MATRIX_CASES = {

@@ -56,9 +56,6 @@ def emit_cpu_layers(plan: KernelPlan, title: str | None = None) -> str:
     for line in header(plan, "cpu", title) + module_docstring(plan, "cpu"):
         w(line)
     w()
-    if "stencil" in lp.paths:
-        w("import numpy as np")
-        w()
     w("from symdeconv.codegen import rt_driver")
     if "stencil" in lp.paths:  # Numba is imported when the stencil first runs, not with the module
         w("from symdeconv.codegen.lazyjit import njit, rt")

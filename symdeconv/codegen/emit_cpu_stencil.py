@@ -23,11 +23,11 @@ directly, as the chain emitter (:mod:`symdeconv.codegen.emit_cpu_chain`) does:
 
 A call's work items are (batch × channels × blocks of rows × chunks of the last dimension); a block
 of rows holds about ``STENCIL_TARGET`` outputs, so a single large channel (N = 1, 1 → 1) still gives
-hundreds of equal work items for the threads and a small channel (depthwise, 64²) is one item.  The
-module's ``stencil_geometry`` (plain Python, once per shape) works out the items and a geometry vector;
-``stencil_range(i0, i1, thread, …)``, a serial Numba function over items ``i0 … i1 − 1``, is run by
-``rt_driver.run_stencil`` on the runtime's native thread pool, as the GEMM-like kernel is: no ``prange``,
-whose parallel lowering took as long to compile as the rows themselves.  An
+hundreds of equal work items for the threads and a small channel (depthwise, 64²) is one item.
+``rt_driver.stencil_geometry`` (plain Python, once per shape, from the plan) works out the items and a
+geometry vector; ``stencil_range(i0, i1, thread, …)``, a serial Numba function over items
+``i0 … i1 − 1``, is run by ``rt_driver.run_stencil`` on the runtime's native thread pool, as the GEMM-like
+kernel is: no ``prange``, whose parallel lowering took as long to compile as the rows themselves.  An
 output row loads the weights of its phases into scalars, so that only they are live in its interior
 loop.  Accumulation is in the data's dtype, compiled with ``fastmath={"contract"}`` only
 (multiply-adds may fuse; no reassociation).
@@ -102,7 +102,8 @@ def _ceil_div_neg(expr: str, k: int, negated: str) -> str:
 
 
 def emit_cpu_stencil(plan: KernelPlan, w: Writer) -> None:
-    """Append the ``stencil`` kernel of ``plan`` (a grouped plan, ``has_stencil(plan)``) to ``w``."""
+    """Append the stencil of ``plan`` (a grouped plan, ``has_stencil(plan)``) to ``w``: its work-split
+    constants, ``stencil_rows`` and the range function ``stencil_range``."""
     D = plan.ndim
     last = D - 1
     P, Q = plan.P, plan.Q

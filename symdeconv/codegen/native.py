@@ -25,6 +25,9 @@ Each loaded function is called through a small trampoline that takes one argumen
 flattened arguments kept by a :class:`Prepared` call.  ``ctypes`` releases the GIL during a call, so a
 call's work items run on a pool of Python threads (:func:`parallel_for`) that wait for tasks in native
 code, split the way Numba's ``prange`` splits them: one contiguous range per thread.
+
+The same trampoline also calls functions Numba compiled in this process (:func:`from_compiled`: a
+layer module's own stencil, which has no object file), so that they run on the same thread pool.
 """
 
 from __future__ import annotations
@@ -184,9 +187,10 @@ def _load(base: Path) -> NativeFunction | None:
     return NativeFunction(engine.get_function_address("trampoline"), args, head)
 
 
-def from_compiled(address: int, args: list, head: int) -> NativeFunction:
+def from_compiled(address: int, args: list, head: int, keep=None) -> NativeFunction:
     """A function Numba compiled in this process (its entry point, Numba's calling convention, at
-    ``address``) called as a loaded one is: through a trampoline, with a :class:`Prepared` call."""
+    ``address``) called as a loaded one is: through a trampoline, with a :class:`Prepared` call.
+    ``keep``: what owns the code at ``address`` (Numba's code library), held as long as the function."""
     import llvmlite.binding as llvm
 
     _init_llvm()
@@ -195,7 +199,9 @@ def from_compiled(address: int, args: list, head: int) -> NativeFunction:
                                             _target_machine())
         engine.finalize_object()
         _engines.append(engine)
-        return NativeFunction(engine.get_function_address("trampoline"), args, head)
+        fn = NativeFunction(engine.get_function_address("trampoline"), args, head)
+    fn.keep = keep
+    return fn
 
 
 def _flat_count(args: list) -> int:
@@ -285,7 +291,8 @@ def _elf_undefined(obj: bytes) -> list[str] | None:
 
 
 class NativeFunction:
-    """A runtime function loaded from its object file, called through a :class:`Prepared` call:
+    """A runtime function loaded from its object file (or compiled by Numba in this process:
+    :func:`from_compiled`), called through a :class:`Prepared` call:
     ``f.prepare(args)`` with the arguments after its head (NumPy arrays, C-contiguous, of the compiled dtype
     and rank, and integers), then ``.run(i0, i1, thread)``.  The flattened arguments are kept between calls
     (the driver keeps one prepared call per call shape): a call then only updates the data addresses of
@@ -297,6 +304,7 @@ class NativeFunction:
         self.address = address  # the trampoline's
         self.raw = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_int64] * 4)(address)  # (releases the GIL)
         self._dtypes = [None if a == "i64" else np.dtype(a[1]) for a in args]
+        self.keep = None  # what owns the code it calls, where that is not a loaded object file
 
     def prepare(self, values) -> Prepared:
         return Prepared(self, values)

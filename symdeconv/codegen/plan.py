@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the emitted source changes for the same plan (it is part of every cache key).
-EMITTER_VERSION = "43"
+EMITTER_VERSION = "44"
 
 #: Above this many explicit taps a chain kernel's source would be unreadably long (and slow to compile).
 MAX_TAPS = 4096

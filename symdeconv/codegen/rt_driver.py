@@ -5,6 +5,9 @@ Generated layer modules call :func:`run_layer` (the GEMM-like kernel of :mod:`.r
 :func:`gather_strided`.  Each works out, once per shape, the geometry vector and scratch buffers of a
 call (plain Python and NumPy), then runs one of the runtime's compiled functions over the call's work
 items: on the calling thread when the call is small (``SERIAL_MAX_MACS``), else on every thread.
+:func:`run_stencil` does the same with a layer module's own range function (a one-channel layer's
+stencil, compiled for that layer once the module has had ``runtime_calls()`` calls), called natively
+as Numba compiled it in this process (:func:`.native.from_compiled`).
 
 The compiled code is Numba's, run one of two ways:
 
@@ -353,8 +356,12 @@ def own_kernel_due(counts: dict, key) -> bool:
     return False
 
 
-_stencil_fns: dict[tuple[int, str], native.NativeFunction | None] = {}  # (id(range function), dtype char)
+# (id(dispatcher), dtype char) → (the dispatcher, its native function or None).  The entry holds the
+# dispatcher itself, so that its id names no other function while the entry lives.
+_stencil_fns: dict[tuple[int, str], tuple] = {}
+_stencil_plans: dict[int, object] = {}  # id(plan) → plan: the call counts' keys name one plan each
 _thread_pool = None  # Python threads for the stencils' work items where no native function runs them
+_thread_pool_lock = threading.Lock()
 
 
 def stencil_geometry(plan, x_shape, y_shape, itemsize: int, lo, split) -> tuple[np.ndarray, int, int]:
@@ -405,7 +412,9 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
     time.  Rows are streamed when the output has ``stream_min_bytes()`` bytes or more (an argument read
     per call, so that setting it compiles nothing again).  Returns None: a counted call keeps no replay,
     so that the next call is counted too."""
-    if not own_kernel_due(_stencil_counts, (id(plan), x.dtype.char)):  # (a module's PLAN lives with it)
+    if id(plan) not in _stencil_plans:
+        _stencil_plans[id(plan)] = plan
+    if not own_kernel_due(_stencil_counts, (id(plan), x.dtype.char)):
         run_layer(plan, x, y, w, bias, groups, lo, work)
         return None
     if x.shape[0] == 0:  # an empty batch: nothing to write
@@ -416,12 +425,15 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
         g, n_items, zlen = stencil_geometry(plan, x.shape, y.shape, x.itemsize, tuple(lo), split)
         state = [g, n_items, np.zeros(zlen, dtype=x.dtype), None]  # (+ the prepared native call)
         if work is not None:
+            work.clear()
             work[key] = state
     g, n_items, zrow = state[0], state[1], state[2]
     aligned = y.__array_interface__["data"][0] % LINE_BYTES == 0
     g[-1] = int(y.nbytes >= stream_min_bytes() and ((aligned and g[-3] != 0) or g[-2] != 0))
     values = (x, y, w, bias, zrow, g)
     serial = y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases or n_items == 1
+    if isinstance(kernel, lazyjit.LazyFunction):  # (its module's first call: the global is rebound after it)
+        kernel = kernel.dispatcher()
     fn = _stencil_native(kernel, values)
     if fn is not None:
         call = state[3]
@@ -440,29 +452,31 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
     return None
 
 
-def _stencil_native(kernel, values) -> native.NativeFunction | None:
-    """The native function of a module's stencil range function for ``values``' types: Numba's compiled
-    code (compiled now, or loaded from its cache) called through :mod:`.native`'s trampoline; None where
-    the native runtime is off or cannot take it."""
-    key = (id(kernel), values[0].dtype.char)
-    if key not in _stencil_fns:
+def _stencil_native(dispatcher, values) -> native.NativeFunction | None:
+    """The native function of a module's stencil range function (its Numba ``dispatcher``) for ``values``'
+    types: Numba's compiled code (compiled now, or loaded from its cache) called through
+    :mod:`.native`'s trampoline; None where the native runtime is off or cannot take it."""
+    if not (NATIVE and native.enabled() and hasattr(dispatcher, "overloads")):  # (a Numba dispatcher)
+        return None
+    key = (id(dispatcher), values[0].dtype.char)
+    entry = _stencil_fns.get(key)
+    if entry is None or entry[0] is not dispatcher:
         fn = None
-        dispatcher = kernel.dispatcher() if isinstance(kernel, lazyjit.LazyFunction) else kernel
-        if NATIVE and native.enabled() and hasattr(dispatcher, "overloads"):  # (a Numba dispatcher)
-            try:
-                from .native_build import in_process
+        try:
+            from .native_build import in_process
 
-                fn = in_process(dispatcher, (0, 0, 0) + tuple(values), 3)
-            except Exception as err:  # noqa: BLE001 - Numba internals: the call then runs Numba's dispatcher
-                warnings.warn(f"symdeconv: a stencil runs without the native thread pool ({err!r})",
-                              RuntimeWarning, stacklevel=3)
-        _stencil_fns[key] = fn
-    return _stencil_fns[key]
+            fn = in_process(dispatcher, (0, 0, 0) + tuple(values), 3)
+        except Exception as err:  # noqa: BLE001 - Numba internals: the call then runs Numba's dispatcher
+            warnings.warn(f"symdeconv: a stencil runs without the native thread pool ({err!r})",
+                          RuntimeWarning, stacklevel=3)
+        entry = _stencil_fns[key] = (dispatcher, fn)
+    return entry[1]
 
 
 def _on_threads(kernel, n_items: int, values: tuple) -> None:
     """Items ``0 … n_items − 1`` of a range function that releases the GIL, one contiguous range per thread
-    (Python threads; the calling thread takes the first)."""
+    (Python threads; the calling thread takes the first).  Returns once every range has finished, also
+    when one raised (the first error raised, the calling thread's first)."""
     import concurrent.futures
 
     global _thread_pool
@@ -470,23 +484,37 @@ def _on_threads(kernel, n_items: int, values: tuple) -> None:
     if threads == 1:
         kernel(0, n_items, 0, *values)
         return
-    if _thread_pool is None:
-        _thread_pool = concurrent.futures.ThreadPoolExecutor(native.max_threads())
+    with _thread_pool_lock:
+        if _thread_pool is None:
+            _thread_pool = concurrent.futures.ThreadPoolExecutor(native.max_threads())
+        pool = _thread_pool
     bounds = [n_items * t // threads for t in range(threads + 1)]
-    futures = [_thread_pool.submit(kernel, bounds[t], bounds[t + 1], t, *values) for t in range(1, threads)]
+    futures = [pool.submit(kernel, bounds[t], bounds[t + 1], t, *values) for t in range(1, threads)]
+    error = None
     try:
         kernel(bounds[0], bounds[1], 0, *values)
-    finally:
-        for f in futures:
-            f.result()
+    except BaseException as err:  # noqa: BLE001 - raised below, once the other threads are done with y
+        error = err
+    while True:  # (the other threads write y: wait for them even when interrupted)
+        try:
+            concurrent.futures.wait(futures)
+            break
+        except BaseException as err:  # noqa: BLE001
+            error = error or err
+    if error is None:
+        error = next((f.exception() for f in futures if f.exception() is not None), None)
+    if error is not None:
+        raise error
 
 
 def _forget_thread_pool() -> None:  # (a forked child has none of the parent's threads)
-    global _thread_pool
+    global _thread_pool, _thread_pool_lock
     _thread_pool = None
+    _thread_pool_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_thread_pool)
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_forget_thread_pool)
 
 
 # ==================================================================================================
