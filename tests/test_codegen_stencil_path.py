@@ -159,10 +159,11 @@ def _naive_transpose_1d(x, w, s, p):
 
 
 def test_each_module_runs_its_own_compiled_stencil(monkeypatch):
-    """The native function of a stencil is found by the module's Numba dispatcher, never by an id alone: a
-    module's first call passes a lazy function that is dropped once the module's globals are rebound, and
-    its id may then name another module's function.  An entry left under the id of a new dispatcher (what
-    such a reuse looks like) is not used; each layer gives its own scatter definition's result."""
+    """The native function of a stencil is found by the module's Numba dispatcher itself (a module's first
+    call passes a lazy function, dropped once the module's globals are rebound, whose id may later name
+    another module's function) and by the types of the call's arrays: a direct call of a module's ``run``
+    with other dtypes or a strided output gets its own (or Numba's dispatcher), and later calls through
+    the API still get theirs.  Every result is the scatter definition's."""
     from symdeconv.codegen import lazyjit
     from symdeconv.codegen import native as native_mod
 
@@ -175,25 +176,32 @@ def test_each_module_runs_its_own_compiled_stencil(monkeypatch):
     assert fs[0].module is not fs[1].module
     x = rng.standard_normal((1, 2, 9))
     ws = [rng.standard_normal((2, 1, k)) for k, _, _ in cases]
-    np.testing.assert_allclose(fs[0](x, ws[0]), _naive_transpose_1d(x, ws[0], 2, 1), rtol=1e-12, atol=1e-12)
-    first = fs[0].module.stencil_range
-    assert not isinstance(first, lazyjit.LazyFunction)  # (rebound to its dispatcher by the first call)
-    entry = rt_driver._stencil_fns.get((id(first), "d"))
+    for f, wt, (_, s, p) in zip(fs, ws, cases):
+        np.testing.assert_allclose(f(x, wt), _naive_transpose_1d(x, wt, s, p), rtol=1e-12, atol=1e-12)
+    kernels = [f.module.stencil_range for f in fs]
+    assert not any(isinstance(k, lazyjit.LazyFunction) for k in kernels)  # (rebound by the first calls)
+    assert set(map(id, rt_driver._stencil_fns)) == set(map(id, kernels))
+    # direct calls of the module: a float32 bias on float64 data, then a strided output
+    f, wt = fs[0], ws[0]
+    want = _naive_transpose_1d(x, wt, 2, 1)
+    recipe = next(iter(f._recipes.values()))
+    w = f.binding.gather(wt, wt.dtype)
+    y = np.zeros(recipe.y_shape)
+    f.module.run(x, y, w, np.zeros(2, np.float32), 2, *recipe.lo, work={})
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    wide = np.zeros(recipe.y_shape[:2] + (2 * recipe.y_shape[2],))
+    f.module.run(x, wide[:, :, ::2], w, np.zeros(2), 2, *recipe.lo, work={})
+    np.testing.assert_allclose(wide[:, :, ::2], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f(x, wt), want, rtol=1e-12, atol=1e-12)
     if native_mod.enabled():
-        assert entry is not None and entry[0] is first and entry[1] is not None
-    # the other module's dispatcher, and a stale entry under its id that holds the first module's code
-    second = fs[1].module.stencil_range
-    second = second.dispatcher() if isinstance(second, lazyjit.LazyFunction) else second
-    if entry is not None:
-        rt_driver._stencil_fns[(id(second), "d")] = entry
-    np.testing.assert_allclose(fs[1](x, ws[1]), _naive_transpose_1d(x, ws[1], 3, 2), rtol=1e-12, atol=1e-12)
-    if native_mod.enabled():
-        assert rt_driver._stencil_fns[(id(second), "d")][0] is second
+        found = rt_driver._stencil_fns[kernels[0]]
+        assert len(found) == 2 and all(fn is not None for fn in found.values())  # (float64 and float32 bias)
 
 
 def test_python_threads_finish_every_range_before_an_error_is_raised(monkeypatch):
     """Without the native pool a stencil's ranges run on Python threads; when one raises, the call still
-    waits for the others (they write the output) and raises the first error."""
+    waits for the others (they write the output), then raises the calling thread's error, else the
+    lowest-numbered thread's."""
     import threading
     import time
 
@@ -204,24 +212,50 @@ def test_python_threads_finish_every_range_before_an_error_is_raised(monkeypatch
     monkeypatch.setattr(rt_driver, "_thread_pool", None)
     done, lock = [], threading.Lock()
 
-    def kernel(i0, i1, thread, *values):
-        if thread == 0:
-            raise ValueError("range 0")
-        time.sleep(0.2)
-        with lock:
-            done.append((i0, i1))
+    def failing(*threads):
+        def kernel(i0, i1, thread, *values):
+            if thread in threads:
+                raise ValueError(f"range {thread}")
+            if thread == 2:
+                time.sleep(0.3)  # (the last range ends well after the others)
+            with lock:
+                done.append(thread)
+        return kernel
 
-    with pytest.raises(ValueError, match="range 0"):
-        rt_driver._on_threads(kernel, 9, ())
-    assert sorted(done) == [(3, 6), (6, 9)]
+    try:
+        for raising, message in (((0,), "range 0"), ((1,), "range 1"), ((0, 1), "range 0")):
+            done.clear()
+            with pytest.raises(ValueError, match=message):
+                rt_driver._on_threads(failing(*raising), 9, ())
+            assert sorted(done) == [t for t in range(3) if t not in raising], (raising, done)
+    finally:
+        rt_driver._thread_pool.shutdown()
 
-    def late(i0, i1, thread, *values):
-        if thread == 2:
-            raise KeyError("range 2")
 
-    with pytest.raises(KeyError, match="range 2"):
-        rt_driver._on_threads(late, 9, ())
-    rt_driver._thread_pool.shutdown()
+def test_a_module_is_published_compiled_only_once_all_its_names_are_rebound():
+    """Another thread asks a lazy function for its dispatcher without the lock: it must not get one while
+    the module's other names are still lazy (Numba would then type the call against a lazy function, fail,
+    and keep that failure for the signature)."""
+    from symdeconv.codegen import lazyjit
+
+    seen = []
+
+    class Watched(lazyjit.LazyFunction):
+        def __setattr__(self, name, value):
+            if name == "_dispatcher" and value is not None:
+                seen.append(sorted(k for k, v in namespace.items() if isinstance(v, lazyjit.LazyFunction)))
+            super().__setattr__(name, value)
+
+    def inner(a):
+        return a + 1
+
+    def outer(a):
+        return inner(a) * 2
+
+    namespace = {"inner": Watched(inner, {}), "outer": Watched(outer, {})}
+    lazyjit._bind_module(namespace)
+    assert seen == [[], []]  # (nothing lazy left when either was published)
+    assert namespace["outer"].py_func is outer
 
 
 # tiny sizes against the symbolic matrix (float64): every block is near a border somewhere.  The layers

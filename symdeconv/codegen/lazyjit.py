@@ -66,10 +66,10 @@ def _bind_module(namespace: dict) -> None:
 
         namespace["rt"] = runtime
     lazy = {name: v for name, v in namespace.items() if isinstance(v, LazyFunction)}
-    for v in lazy.values():  # (Numba compiles on the first call, after every name below is rebound)
-        v._dispatcher = numba.njit(**v.options)(v.py_func)
-    for name, v in lazy.items():
-        namespace[name] = v._dispatcher
+    made = {name: numba.njit(**v.options)(v.py_func) for name, v in lazy.items()}
+    namespace.update(made)  # (Numba compiles on the first call, once every name is rebound)
+    for name, v in lazy.items():  # (then published: another thread's dispatcher() reads them unlocked)
+        v._dispatcher = made[name]
 
 
 def njit(**options):

@@ -109,4 +109,4 @@ def in_process(dispatcher, values, head: int) -> native.NativeFunction | None:
     address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     if not address:
         return None
-    return native.from_compiled(address, args, head, keep=(dispatcher, cres.library))
+    return native.from_compiled(address, args, head, keep=cres.library)

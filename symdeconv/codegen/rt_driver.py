@@ -29,6 +29,7 @@ import importlib
 import os
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -356,9 +357,9 @@ def own_kernel_due(counts: dict, key) -> bool:
     return False
 
 
-# (id(dispatcher), dtype char) → (the dispatcher, its native function or None).  The entry holds the
-# dispatcher itself, so that its id names no other function while the entry lives.
-_stencil_fns: dict[tuple[int, str], tuple] = {}
+# a module's stencil dispatcher → {its arguments' (dtype, ndim)s: its native function, or None}; weak: a
+# dropped module takes its entries with it, and a dispatcher is its own key (no id to be reused)
+_stencil_fns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _stencil_plans: dict[int, object] = {}  # id(plan) → plan: the call counts' keys name one plan each
 _thread_pool = None  # Python threads for the stencils' work items where no native function runs them
 _thread_pool_lock = threading.Lock()
@@ -419,11 +420,12 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
         return None
     if x.shape[0] == 0:  # an empty batch: nothing to write
         return None
-    key = ("stencil", x.shape, x.dtype.char, y.shape, tuple(lo))
+    key = ("stencil", x.shape, x.dtype.char, y.shape, tuple(lo), w.dtype.char, bias.dtype.char)
     state = work.get(key) if work is not None else None
     if state is None:
         g, n_items, zlen = stencil_geometry(plan, x.shape, y.shape, x.itemsize, tuple(lo), split)
-        state = [g, n_items, np.zeros(zlen, dtype=x.dtype), None]  # (+ the prepared native call)
+        # (+ the prepared native call, the kernel and NATIVE it was made for, and the native function)
+        state = [g, n_items, np.zeros(zlen, dtype=x.dtype), None, None, None, None]
         if work is not None:
             work.clear()
             work[key] = state
@@ -434,13 +436,19 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
     serial = y.size * plan.n_slots < SERIAL_MAX_MACS * plan.n_phases or n_items == 1
     if isinstance(kernel, lazyjit.LazyFunction):  # (its module's first call: the global is rebound after it)
         kernel = kernel.dispatcher()
-    fn = _stencil_native(kernel, values)
+    if state[4] is not kernel or state[5] is not NATIVE:
+        state[3:] = None, kernel, NATIVE, _stencil_native(kernel, values)
+    fn = state[6]
+    call = state[3]
     if fn is not None:
-        call = state[3]
-        if call is None or call.fn is not fn:
-            call = state[3] = fn.prepare(values)
-        else:
-            call.update(values)
+        try:
+            if call is None:
+                call = state[3] = fn.prepare(values)
+            else:
+                call.update(values)
+        except SymdeconvError:  # (arrays not of the compiled layout: a direct caller's; Numba takes them)
+            fn = None
+    if fn is not None:
         if serial:
             call.run(0, n_items, 0)
         else:
@@ -455,12 +463,17 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
 def _stencil_native(dispatcher, values) -> native.NativeFunction | None:
     """The native function of a module's stencil range function (its Numba ``dispatcher``) for ``values``'
     types: Numba's compiled code (compiled now, or loaded from its cache) called through
-    :mod:`.native`'s trampoline; None where the native runtime is off or cannot take it."""
+    :mod:`.native`'s trampoline; None where the native runtime is off or cannot take the arguments."""
     if not (NATIVE and native.enabled() and hasattr(dispatcher, "overloads")):  # (a Numba dispatcher)
         return None
-    key = (id(dispatcher), values[0].dtype.char)
-    entry = _stencil_fns.get(key)
-    if entry is None or entry[0] is not dispatcher:
+    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    if not all(v.flags.c_contiguous for v in arrays):  # (the trampoline passes C-contiguous arrays only)
+        return None
+    signature = tuple((v.dtype.char, v.ndim) for v in arrays)
+    fns = _stencil_fns.get(dispatcher)
+    if fns is None:
+        fns = _stencil_fns.setdefault(dispatcher, {})
+    if signature not in fns:
         fn = None
         try:
             from .native_build import in_process
@@ -469,14 +482,15 @@ def _stencil_native(dispatcher, values) -> native.NativeFunction | None:
         except Exception as err:  # noqa: BLE001 - Numba internals: the call then runs Numba's dispatcher
             warnings.warn(f"symdeconv: a stencil runs without the native thread pool ({err!r})",
                           RuntimeWarning, stacklevel=3)
-        entry = _stencil_fns[key] = (dispatcher, fn)
-    return entry[1]
+        fns[signature] = fn
+    return fns[signature]
 
 
 def _on_threads(kernel, n_items: int, values: tuple) -> None:
     """Items ``0 … n_items − 1`` of a range function that releases the GIL, one contiguous range per thread
     (Python threads; the calling thread takes the first).  Returns once every range has finished, also
-    when one raised (the first error raised, the calling thread's first)."""
+    when one raised: then raises the calling thread's error, else the lowest-numbered thread's (an
+    interrupt while waiting is raised once the others are done)."""
     import concurrent.futures
 
     global _thread_pool
@@ -489,20 +503,28 @@ def _on_threads(kernel, n_items: int, values: tuple) -> None:
             _thread_pool = concurrent.futures.ThreadPoolExecutor(native.max_threads())
         pool = _thread_pool
     bounds = [n_items * t // threads for t in range(threads + 1)]
-    futures = [pool.submit(kernel, bounds[t], bounds[t + 1], t, *values) for t in range(1, threads)]
-    error = None
+    futures = []
+    error = interrupt = None
     try:
+        for t in range(1, threads):
+            futures.append(pool.submit(kernel, bounds[t], bounds[t + 1], t, *values))
         kernel(bounds[0], bounds[1], 0, *values)
-    except BaseException as err:  # noqa: BLE001 - raised below, once the other threads are done with y
+    except Exception as err:  # noqa: BLE001 - raised below, once the other threads are done with y
         error = err
-    while True:  # (the other threads write y: wait for them even when interrupted)
+    except BaseException as err:  # noqa: BLE001 - (KeyboardInterrupt, SystemExit): the same
+        interrupt = err
+    while True:  # (the other threads write y: wait for them, also when interrupted)
         try:
             concurrent.futures.wait(futures)
             break
         except BaseException as err:  # noqa: BLE001
-            error = error or err
+            interrupt = interrupt or err
     if error is None:
         error = next((f.exception() for f in futures if f.exception() is not None), None)
+    if interrupt is not None:
+        if error is not None and interrupt.__context__ is None:
+            interrupt.__context__ = error
+        raise interrupt
     if error is not None:
         raise error
 
