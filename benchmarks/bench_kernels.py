@@ -7,7 +7,9 @@ Method (see benchmarks/README.md):
   ``OPENBLAS_THREAD_TIMEOUT=4`` are set (and printed) before NumPy / PyTorch are imported;
 - every case is run at 1 and 2 threads (``torch.set_num_threads``, ``numba.set_num_threads``);
 - each output is checked against the competitor's before any timing;
-- after warm-up, the two competitors are timed interleaved (A B A B …), medians of ``--repeats`` runs;
+- after warm-up, the two competitors are timed interleaved, each of symdeconv's two calls (``out=`` and
+  allocating) right after a competitor call (T O T A T O T A …: neither of ours runs on caches the other
+  just warmed), medians of ``--repeats`` runs (the competitor's over both of its calls per repeat);
 - useful GFLOP/s counts 2 flops per multiply-add by a real kernel tap (never by an inserted zero);
 - symdeconv's layer kernels write into a preallocated output reused across calls (``out=``), as an
   inference loop would: the output of the first call (which symdeconv allocates on a 64-byte line,
@@ -233,7 +235,8 @@ def measure(case: Case, threads: int, repeats: int, quick: bool, peak: float) ->
     for _ in range(2):
         ours(), theirs()
     t_ours, t_theirs, t_alloc = [], [], []
-    for _ in range(repeats):  # interleaved: A B C A B C ...
+    for _ in range(repeats):  # interleaved, each of ours after the competitor: T O T A T O T A ...
+        t_theirs.append(_time(theirs))
         t_ours.append(_time(ours))
         t_theirs.append(_time(theirs))
         t_alloc.append(_time(alloc))

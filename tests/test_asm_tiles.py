@@ -175,11 +175,61 @@ def test_random_layers_on_the_assembly_micro_kernel(seed, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.sqrt(cin * k ** D), err_msg=str(layer))
 
 
+# 3-D layers on the Winograd path: last-dimension taps per phase (nx) 2, 5 (two pairs, the second adding to the
+# first, then one tap), 1 and 3; column blocks of several VEC groups and a short last row block
+WINO_LAYERS = {
+    "transpose k4 s2 p1": (sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=16),
+                           (1, 16, 7, 6, 37)),
+    "transpose k6 s3 p2": (sd.ConvTranspose((6, 6, 6), stride=3, padding=2, in_channels=16, out_channels=8),
+                           (2, 16, 4, 5, 9)),
+    "conv k(2, 2, 5) p1": (sd.Conv((2, 2, 5), padding=1, in_channels=16, out_channels=8), (1, 16, 6, 7, 40)),
+    "conv k(2, 2, 1)": (sd.Conv((2, 2, 1), in_channels=16, out_channels=12), (2, 16, 5, 4, 3)),
+    "conv k(2, 2, 3) p1, groups": (sd.Conv((2, 2, 3), padding=1, in_channels=32, out_channels=8, groups=2),
+                                   (1, 32, 4, 4, 70)),
+}
+
+
+@needs_avx2
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(WINO_LAYERS))
+def test_winograd_layers_on_the_assembly_products(name, dtype, monkeypatch):
+    """The Winograd path with its products by the assembly kernel (``rt_asm.wino_fma``: tiles of three and
+    two vectors, taps in pairs and alone), against the layers' definitions; the call's geometry carries the
+    switch.  Its sums are those of the Numba kernel, in the same order: the results are equal bit for bit."""
+    from symdeconv.codegen.layer_plan import choose_strategy
+    from symdeconv.codegen.rt_layout import W_ASM
+
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "1")
+    layer, shape = WINO_LAYERS[name]
+    f = sd.compile(layer, "cpu")
+    groups = layer.groups
+    assert choose_strategy(f.module.PLAN, layer.in_channels // groups, layer.out_channels // groups).path == "winograd"
+    rng = np.random.default_rng(len(name))
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = rng.standard_normal(layer.out_channels).astype(dtype)
+    f.__dict__.pop("_local", None)  # (no geometry kept from an earlier test: the switch is read with it)
+    got = f(x, w, b)
+    if isinstance(layer, sd.ConvTranspose):
+        want = naive_conv_transpose(x, w, b, layer.stride[0], layer.padding[0], layer.output_padding[0], groups)
+    else:
+        want = naive_conv(x, w, b, layer.padding[0], groups)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(layer.in_channels * np.prod(layer.kernel_size)))
+    (state,) = [v for key, v in f._scratches(f.module)[0].items() if key[0] == "wino"]
+    assert state[2][W_ASM] == 1
+    monkeypatch.setenv("SYMDECONV_ASM_TILES", "0")  # the Numba kernel: the same sums, in the same order
+    f.__dict__.pop("_local", None)
+    np.testing.assert_array_equal(f(x, w, b), got)
+    (state,) = [v for key, v in f._scratches(f.module)[0].items() if key[0] == "wino"]
+    assert state[2][W_ASM] == 0
+
+
 @needs_avx2
 def test_layers_compiled_for_avx2(tmp_path):
     """The whole runtime compiled for an AVX2 CPU (Numba's target set to Haswell, as on the AVX2-only
-    machines this project runs on), in a new process: the register tiles of that ISA, the assembly kernel
-    on by default, a stencil, against the layers' definitions (float32)."""
+    machines this project runs on), in a new process: the register tiles of that ISA, the assembly kernels
+    on by default (GEMM-like and Winograd), a stencil, against the layers' definitions (float32)."""
     import json
     import os
     import subprocess
@@ -203,6 +253,11 @@ def test_layers_compiled_for_avx2(tmp_path):
             b = rng.standard_normal(co).astype(np.float32)
             got = sd.compile(layer, "cpu")(x, w, b)
             errors[name] = float(np.abs(got - naive_conv_transpose(x, w, b, 2, 1, 0, groups)).max())
+        layer = sd.ConvTranspose((4, 4, 4), stride=2, padding=1, in_channels=16, out_channels=8)  # Winograd
+        x = rng.standard_normal((1, 16, 5, 4, 30)).astype(np.float32)
+        w = rng.standard_normal(layer.weight_shape).astype(np.float32)
+        b = rng.standard_normal(8).astype(np.float32)
+        errors["winograd"] = float(np.abs(sd.compile(layer, "cpu")(x, w, b) - naive_conv_transpose(x, w, b, 2, 1)).max())
         print(json.dumps(errors))
         """)
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx2,+fma",

@@ -186,7 +186,7 @@ def asm_parser() -> bool:
 
 
 def asm_tiles() -> bool:
-    """Does the GEMM-like layer path run the assembly micro-kernel (:mod:`.rt_asm`)?
+    """Do the GEMM-like layer path and the Winograd path's products run the assembly micro-kernels (:mod:`.rt_asm`)?
 
     On x86-64 CPUs compiled for as AVX2 with FMA (16 vector registers), where it is faster than the Numba
     micro-kernel (``benchmarks/README.md``); not on AVX-512, whose 32 registers hold the Numba kernel's

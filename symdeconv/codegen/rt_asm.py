@@ -20,6 +20,14 @@ xflat[ci, offs[tap] + vecs[i + v] + e]``.  ``nv`` (1–3) and ``g`` (1 or ``TAP_
 integers; rows of ``xflat`` and ``w`` are contiguous.  It needs x86-64 with AVX2 and FMA and LLVM's
 assembly parser (initialised on import): the driver takes this path only there (:func:`.machine.asm_tiles`);
 elsewhere the intrinsic compiles to nothing.
+
+``wino_fma(prod, vb, uk, point, t, da, db, cin_g, cw, init, nt, nv)`` is the same loop for the Winograd
+path's products (:mod:`.rt_wino`): ``CO_BLOCK × nv`` accumulators (12 for three vectors, where the Numba
+kernel's tile has 8, each then taking two dependent multiply-adds per channel: no slack for a late load),
+held in registers for the whole call and written once, to rows ``CO_BLOCK · point + r`` of ``prod``:
+``prod[CO_BLOCK · point + r, e] = Σ_ci Σ_{q < nt} uk[t + q, ci, cw + r] · vb[ci, point, d_q + e]`` for
+``e < nv · lanes``, ``d_0 = da``, ``d_1 = db``, plus what the rows held before when ``init`` is not 0.
+``nt`` (1 or 2) and ``nv`` (2 or 3) are literal integers.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from numba.extending import intrinsic
 
 from .machine import CO_BLOCK, asm_parser
 
-__all__ = ["tile_fma", "tile_buffer", "TILE_VECTORS", "TAP_GROUP", "VECTOR_BYTES"]
+__all__ = ["tile_fma", "tile_buffer", "wino_fma", "TILE_VECTORS", "TAP_GROUP", "VECTOR_BYTES"]
 
 #: bytes of one vector: a ymm register (AVX2; on AVX-512 machines the same code runs, when asked for)
 VECTOR_BYTES = 32
@@ -162,6 +170,75 @@ def tile_fma(typingctx, tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g):
         fty = ir.FunctionType(ir.LiteralStructType([i64] * len(tied)), [i64] * len(ops))
         inputs = [value[k] for k in ops if k not in tied] + [value[k] for k in tied]  # (ops: in operand order)
         builder.call(ir.InlineAsm(fty, text, constraints, side_effect=True), inputs)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _wino_text(nv: int, nt: int, size: int) -> str:
+    """``wino_fma``'s loop in AT&T syntax.  Operands: 0 – 4 the tap pointers, the weight pointers and the channel
+    count (advanced), 5 and 6 the channel strides of ``vb`` and ``uk``, 7 – 10 the ``prod`` rows, 11 ``init``."""
+    s = "s" if size == 4 else "d"
+    first_input = CO_BLOCK * nv  # registers: accumulators, then the nv loaded vectors; the last, a broadcast
+    weight = _REGISTERS - 1
+    acc = [(r, v, r * nv + v) for r in range(CO_BLOCK) for v in range(nv)]
+    lines = ["testq $11, $11", "jz 1f"]  # init: the rows' sums so far, else zeros
+    lines += [f"vmovup{s} {v * VECTOR_BYTES}(${7 + r}), %ymm{a}" for r, v, a in acc]
+    lines += ["jmp 3f", "1:"] + [f"vxorps %ymm{a}, %ymm{a}, %ymm{a}" for _, _, a in acc] + ["3:", "2:"]
+    for q in range(nt):
+        x, w = ("$0", "$2") if q == 0 else ("$1", "$3")
+        lines += [f"vmovup{s} {v * VECTOR_BYTES}({x}), %ymm{first_input + v}" for v in range(nv)]
+        for r in range(CO_BLOCK):
+            lines.append(f"vbroadcasts{s} {r * size}({w}), %ymm{weight}")
+            lines += [f"vfmadd231p{s} %ymm{first_input + v}, %ymm{weight}, %ymm{r * nv + v}" for v in range(nv)]
+    lines += ["addq $5, $0", "addq $5, $1", "addq $6, $2", "addq $6, $3", "decq $4", "jnz 2b"]
+    lines += [f"vmovup{s} %ymm{a}, {v * VECTOR_BYTES}(${7 + r})" for r, v, a in acc]
+    assert first_input + nv <= weight
+    return "\n".join(lines)
+
+
+_WINO_CONSTRAINTS = ",".join(["=r"] * 5 + ["r"] * (3 + CO_BLOCK) + [str(k) for k in range(5)]
+                             + [f"~{{ymm{i}}}" for i in range(_REGISTERS)] + ["~{memory}", "~{dirflag}", "~{fpsr}", "~{flags}"])
+
+
+@intrinsic
+def wino_fma(typingctx, prod, vb, uk, point, t, da, db, cin_g, cw, init, nt, nv):
+    """See the module docstring."""
+    if not all(isinstance(a, types.IntegerLiteral) for a in (nt, nv)):
+        return None
+    n_t, n_v = nt.literal_value, nv.literal_value
+    if not (n_t in (1, 2) and n_v in (2, 3)):
+        return None
+    if not all(isinstance(a, types.Array) for a in (prod, vb, uk)) or (prod.ndim, vb.ndim, uk.ndim) != (2, 3, 3):
+        return None
+    if not (isinstance(prod.dtype, types.Float) and prod.dtype == vb.dtype == uk.dtype):
+        return None
+    size = prod.dtype.bitwidth // 8
+    text = _wino_text(n_v, n_t, size)
+    sig = types.none(prod, vb, uk, point, t, da, db, cin_g, cw, init, nt, nv)
+
+    def codegen(context, builder, signature, args):
+        if not (_X86_64 and _PARSER):  # never called there (the driver checks machine.asm_tiles)
+            return context.get_dummy_value()
+        i64 = ir.IntType(64)
+        const = lambda v: ir.Constant(i64, v)  # noqa: E731
+        p_a, v_a, u_a = [context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 2)]
+        pv, tv, dav, dbv, cinv, cwv, initv = [context.cast(builder, args[k], signature.args[k], types.int64)
+                                              for k in (3, 4, 5, 6, 7, 8, 9)]
+        vs = cgutils.unpack_tuple(builder, v_a.strides, 3)
+        us = cgutils.unpack_tuple(builder, u_a.strides, 3)
+        ps = cgutils.unpack_tuple(builder, p_a.strides, 2)
+        row = builder.add(builder.ptrtoint(v_a.data, i64), builder.mul(pv, vs[1]))  # vb[0, point]
+        xa = builder.add(row, builder.mul(dav, const(size)))
+        xb = builder.add(row, builder.mul(dbv, const(size)))
+        wa = builder.add(builder.ptrtoint(u_a.data, i64),  # uk[t, 0, cw]
+                         builder.add(builder.mul(tv, us[0]), builder.mul(cwv, const(size))))
+        wb = builder.add(wa, us[0])
+        p0 = builder.add(builder.ptrtoint(p_a.data, i64), builder.mul(builder.mul(pv, const(CO_BLOCK)), ps[0]))
+        rows = [builder.add(p0, builder.mul(const(r), ps[0])) for r in range(CO_BLOCK)]
+        fty = ir.FunctionType(ir.LiteralStructType([i64] * 5), [i64] * (8 + CO_BLOCK))
+        builder.call(ir.InlineAsm(fty, text, _WINO_CONSTRAINTS, side_effect=True),
+                     [vs[0], us[1]] + rows + [initv, xa, xb, wa, wb, cinv])
         return context.get_dummy_value()
 
     return sig, codegen

@@ -39,7 +39,7 @@ from ._env import whole_number
 from ._alloc import LINE_BYTES
 from .machine import CO_BLOCK, asm_tiles, l2_bytes, stream_min_bytes
 from .rt_layout import (CO_GROUP, G_FIELDS, G_SIZE, MAX_NDIM, OUTS, POINTS, TILE_F32, TILE_F64, VEC,
-                        W_A0, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
+                        W_A0, W_ASM, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS, W_JLO0, W_LO0, W_LX, W_NX, W_P0,
                         W_P1, W_PL, W_ROWS, W_STREAM, W_T1, WG_SIZE, WINO_COLS, WINO_M)
 
 __all__ = ["run_layer", "Replay", "run_stencil", "stencil_geometry", "own_kernels_at_once", "own_kernel_due", "runtime_calls",
@@ -599,7 +599,7 @@ def run_wino(plan, x, y, w, bias, groups, lo, work=None):
         g[W_JLO0:W_JLO0 + 3] = jlo
         g[W_LO0:W_LO0 + 3] = lo
         g[W_A0:W_A0 + 3] = [jlo[d] + plan.e_min[d] for d in range(3)]
-        g[[W_STREAM, W_P0, W_P1, W_PL, W_NX]] = 0, plan.P[0], plan.P[1], plan.P[2], tabs.nx
+        g[[W_STREAM, W_P0, W_P1, W_PL, W_NX, W_ASM]] = 0, plan.P[0], plan.P[1], plan.P[2], tabs.nx, int(asm_tiles())
         g[W_AT_SHIFT1] = WG_SIZE + plan.P[0]
         g[W_AT_XSHIFT] = WG_SIZE + plan.P[0] + plan.P[1]
         g = np.concatenate([g, np.asarray(tabs.shift[0], np.int64), np.asarray(tabs.shift[1], np.int64),

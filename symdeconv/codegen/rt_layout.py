@@ -85,7 +85,8 @@ WINO_COLS = 512
 #: width), so the vectorised column loops never end in a scalar remainder loop
 VEC = 64
 
-# the Winograd geometry vector of a call (scalars), followed by the tables shift0, shift1 and xshift
+# the Winograd geometry vector of a call (scalars), followed by the tables shift0, shift1 and xshift; W_ASM: the
+# products by the assembly kernel (machine.asm_tiles)
 (W_GROUPS, W_ROWS, W_BLOCK_ROWS, W_T1, W_LX, W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_A0, W_A1, W_A2, W_STREAM,
- W_P0, W_P1, W_PL, W_NX, W_AT_SHIFT1, W_AT_XSHIFT) = range(21)
-WG_SIZE = 21
+ W_P0, W_P1, W_PL, W_NX, W_AT_SHIFT1, W_AT_XSHIFT, W_ASM) = range(22)
+WG_SIZE = 22

@@ -35,7 +35,8 @@ tile is the machine's (:func:`symdeconv.codegen.rt_layout.tile_shape`).  The fun
    ``Bᵀ`` along both leading dimensions of each window's 16 input rows, read from ``x`` in place (a zero
    row outside it), into this thread's buffer ``V[ci, k, r · Lx + i]``; then, per phase and tile of
    columns, the register-tiled micro-kernel over ``V`` for every point (the point's products ``M_k``,
-   with the phase's last-dimension taps), kept on the stack; then ``Aᵀ`` (the last leading dimension
+   with the phase's last-dimension taps; on AVX2, ``machine.asm_tiles()``, the assembly kernel
+   ``rt_asm.wino_fma`` with tiles of three vectors), kept on the stack; then ``Aᵀ`` (the last leading dimension
    first), plus the bias, into the block's accumulators; then the phases of the last dimension are
    written interleaved.  Outputs of at least ``machine.stream_min_bytes()`` have their rows of whole 64-byte
    lines written with non-temporal stores.
@@ -55,11 +56,12 @@ from numba.extending import intrinsic
 
 from .machine import CO_BLOCK
 from .rt_layers import _machine_tile, split_item, tile_columns_of
-from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS,
+from .rt_asm import VECTOR_BYTES, wino_fma
+from .rt_layout import (OUTS, POINTS, VEC, W_A0, W_A1, W_A2, W_ASM, W_AT_SHIFT1, W_AT_XSHIFT, W_BLOCK_ROWS, W_GROUPS,
                         W_JLO0, W_JLO1, W_JLO2, W_LO0, W_LO1, W_LO2, W_LX, W_NX, W_P0, W_P1, W_PL, W_ROWS, W_STREAM,
                         W_T1, WG_SIZE, WINO_M)
-from .runtime import (LINE_BYTES, full_width, line_head, refresh_stale_caches, store_fence, stream_line, stream_pair,
-                      tile_codegen)
+from .runtime import (LINE_BYTES, full_width, line_head, refresh_stale_caches, stack_tile, store_fence, stream_line,
+                      stream_pair, tile_codegen)
 
 __all__ = ["run_range", "run_parallel", "weight_transform", "BT", "G", "AT", "WINO_M"]
 
@@ -277,6 +279,55 @@ def _products(prod, vb, point, uk, xs, nx, mc, cin_g, cw):
             pr[m] = tile[c, m]
 
 
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _products_asm(prod, vb, point, uk, xs, nx, mc, cin_g, cw, three):
+    """``_products`` by the assembly kernel (``rt_asm.wino_fma``, AVX2): three vectors of columns (``three``)
+    or two; the taps in pairs (then one), the first call starting from zero, later ones adding to ``prod``."""
+    t = 0
+    while t < nx:
+        da = max(0, mc + xs[t])
+        if t + 2 <= nx:
+            db = max(0, mc + xs[t + 1])
+            if three:
+                wino_fma(prod, vb, uk, point, t, da, db, cin_g, cw, t, 2, 3)
+            else:
+                wino_fma(prod, vb, uk, point, t, da, db, cin_g, cw, t, 2, 2)
+            t += 2
+        else:
+            if three:
+                wino_fma(prod, vb, uk, point, t, da, da, cin_g, cw, t, 1, 3)
+            else:
+                wino_fma(prod, vb, uk, point, t, da, da, cin_g, cw, t, 1, 2)
+            t += 1
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False, inline="always")
+def _window_outputs(prod, zt, acc, bias, p, cw, S, mc, T):
+    """Aᵀ: the window outputs of a column tile (``T`` columns from ``mc``), plus the bias, into the block's
+    accumulators (last-dimension phase ``p``)."""
+    for c in range(CO_BLOCK):
+        for m in range(T):  # along dimension 1, into zt[3 k0 + j]
+            for r in range(4):
+                q0_ = prod[16 * r + c, m]
+                q1_ = prod[16 * r + 4 + c, m]
+                q2_ = prod[16 * r + 8 + c, m]
+                q3_ = prod[16 * r + 12 + c, m]
+                zt[3 * r, m] = q1_ + q2_ + q0_
+                zt[3 * r + 1, m] = q1_ - q2_
+                zt[3 * r + 2, m] = q1_ + q2_ + q3_
+        bc = bias[cw + c]
+        for j in range(3):  # along dimension 0: output row 3 e0 + j, one per loop (one store stream)
+            ac = acc[p * OUTS + j, c * S + mc:]
+            for m in range(T):
+                ac[m] = zt[j, m] + zt[3 + j, m] + zt[6 + j, m] + bc
+            ac = acc[p * OUTS + 3 + j, c * S + mc:]
+            for m in range(T):
+                ac[m] = zt[3 + j, m] - zt[6 + j, m] + bc
+            ac = acc[p * OUTS + 6 + j, c * S + mc:]
+            for m in range(T):
+                ac[m] = zt[3 + j, m] + zt[6 + j, m] + zt[9 + j, m] + bc
+
+
 # inlined into its callers, like rt_layers.work_item: compiled once, inside run_range
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, _nrt=False, inline="always")
 def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
@@ -320,6 +371,10 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
     prod = _tile_rows(y, 64)  # a column tile's products: row CO_BLOCK · point + c
     zt = _tile_rows(y, 12)  # a channel's column tile after Aᵀ along dimension 1
     T = zt.shape[1]
+    asm = g[W_ASM] != 0  # (the assembly kernel's tiles: up to three vectors of lanes columns)
+    lanes = VECTOR_BYTES // y.itemsize
+    prod_a = stack_tile(y, 64, 24)
+    zt_a = stack_tile(y, 12, 24)
     block = (b * row_blocks + rb) * groups + grp
     if tags[thread] != block:
         tags[thread] = block
@@ -344,32 +399,22 @@ def _item(item, thread, x, vb_all, tags, zrow, y, u, bias, acc_all, g):
             k = f * PL + p
             uk = u[k]
             xs = xshift[k * nx:(k + 1) * nx]
-            for tc in range(M // T):  # T columns at a time: the tile stays in vector registers
-                mc = tc * T
-                for point in range(POINTS):
-                    _products(prod, vb, point, uk[point], xs, nx, mc, cin_g, cw)
-                # Aᵀ: the window outputs of the column tile, plus the bias
-                for c in range(CO_BLOCK):
-                    for m in range(T):  # along dimension 1, into zt[3 k0 + j]
-                        for r in range(4):
-                            q0_ = prod[16 * r + c, m]
-                            q1_ = prod[16 * r + 4 + c, m]
-                            q2_ = prod[16 * r + 8 + c, m]
-                            q3_ = prod[16 * r + 12 + c, m]
-                            zt[3 * r, m] = q1_ + q2_ + q0_
-                            zt[3 * r + 1, m] = q1_ - q2_
-                            zt[3 * r + 2, m] = q1_ + q2_ + q3_
-                    bc = bias[cw + c]
-                    for j in range(3):  # along dimension 0: output row 3 e0 + j, one per loop (one store stream)
-                        ac = acc[p * OUTS + j, c * S + mc:]
-                        for m in range(T):
-                            ac[m] = zt[j, m] + zt[3 + j, m] + zt[6 + j, m] + bc
-                        ac = acc[p * OUTS + 3 + j, c * S + mc:]
-                        for m in range(T):
-                            ac[m] = zt[3 + j, m] - zt[6 + j, m] + bc
-                        ac = acc[p * OUTS + 6 + j, c * S + mc:]
-                        for m in range(T):
-                            ac[m] = zt[3 + j, m] + zt[6 + j, m] + zt[9 + j, m] + bc
+            if asm:  # column tiles of three vectors (then two, to end on a multiple of VEC): 12 accumulators
+                mc = 0
+                while mc < M:
+                    left = (VEC - mc % VEC) // lanes  # vectors to the end of this VEC columns
+                    three = left >= 5 or left == 3
+                    for point in range(POINTS):
+                        _products_asm(prod_a, vb, point, uk[point], xs, nx, mc, cin_g, cw, three)
+                    width = (3 if three else 2) * lanes
+                    _window_outputs(prod_a, zt_a, acc, bias, p, cw, S, mc, width)
+                    mc += width
+            else:
+                for tc in range(M // T):  # T columns at a time: the tile stays in vector registers
+                    mc = tc * T
+                    for point in range(POINTS):
+                        _products(prod, vb, point, uk[point], xs, nx, mc, cin_g, cw)
+                    _window_outputs(prod, zt, acc, bias, p, cw, S, mc, T)
         # write: outputs y[..., PL (k0 + i) + p − lo2] of every last-dimension phase p, row by row
         for r in range(nq):
             q = q0 + r
