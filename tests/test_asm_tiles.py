@@ -257,7 +257,10 @@ def test_layers_compiled_for_avx2(tmp_path):
         x = rng.standard_normal((1, 16, 5, 4, 30)).astype(np.float32)
         w = rng.standard_normal(layer.weight_shape).astype(np.float32)
         b = rng.standard_normal(8).astype(np.float32)
-        errors["winograd"] = float(np.abs(sd.compile(layer, "cpu")(x, w, b) - naive_conv_transpose(x, w, b, 2, 1)).max())
+        f = sd.compile(layer, "cpu")
+        from symdeconv.codegen.layer_plan import choose_strategy
+        assert choose_strategy(f.module.PLAN, 16, 8).path == "winograd"
+        errors["winograd"] = float(np.abs(f(x, w, b) - naive_conv_transpose(x, w, b, 2, 1)).max())
         print(json.dumps(errors))
         """)
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx2,+fma",

@@ -1,4 +1,5 @@
-"""The AVX2 micro-kernel of the GEMM-like layer path, written as x86 assembly (an LLVM inline-asm intrinsic).
+"""The AVX2 micro-kernels of the GEMM-like layer path and of the Winograd path's products, written as x86
+assembly (LLVM inline-asm intrinsics).
 
 With 16 vector registers the Numba micro-kernel (``rt_layers._tile_pass``) holds ``CO_BLOCK × 16`` float32
 accumulators in 8 ymm registers.  Two FMA pipes of 4-cycle latency need 8 independent chains, so each
@@ -27,7 +28,8 @@ kernel's tile has 8, each then taking two dependent multiply-adds per channel: n
 held in registers for the whole call and written once, to rows ``CO_BLOCK · point + r`` of ``prod``:
 ``prod[CO_BLOCK · point + r, e] = Σ_ci Σ_{q < nt} uk[t + q, ci, cw + r] · vb[ci, point, d_q + e]`` for
 ``e < nv · lanes``, ``d_0 = da``, ``d_1 = db``, plus what the rows held before when ``init`` is not 0.
-``nt`` (1 or 2) and ``nv`` (2 or 3) are literal integers.
+``nt`` (1 or 2) and ``nv`` (2 or 3) are literal integers; ``cin_g`` is at least one (the Winograd path takes
+layers of ``WINO_MIN_CIN`` input channels per group or more).
 """
 
 from __future__ import annotations
@@ -177,12 +179,14 @@ def tile_fma(typingctx, tile, xflat, offs, w, t, co, cin_g, vecs, i, nv, g):
 
 def _wino_text(nv: int, nt: int, size: int) -> str:
     """``wino_fma``'s loop in AT&T syntax.  Operands: 0 – 4 the tap pointers, the weight pointers and the channel
-    count (advanced), 5 and 6 the channel strides of ``vb`` and ``uk``, 7 – 10 the ``prod`` rows, 11 ``init``."""
+    count (advanced), 5 and 6 the channel strides of ``vb`` and ``uk``, then the ``CO_BLOCK`` ``prod`` rows, then
+    ``init``.  The count (``cin_g``) is at least 1."""
     s = "s" if size == 4 else "d"
     first_input = CO_BLOCK * nv  # registers: accumulators, then the nv loaded vectors; the last, a broadcast
     weight = _REGISTERS - 1
     acc = [(r, v, r * nv + v) for r in range(CO_BLOCK) for v in range(nv)]
-    lines = ["testq $11, $11", "jz 1f"]  # init: the rows' sums so far, else zeros
+    flag = f"${7 + CO_BLOCK}"
+    lines = [f"testq {flag}, {flag}", "jz 1f"]  # init: the rows' sums so far, else zeros
     lines += [f"vmovup{s} {v * VECTOR_BYTES}(${7 + r}), %ymm{a}" for r, v, a in acc]
     lines += ["jmp 3f", "1:"] + [f"vxorps %ymm{a}, %ymm{a}, %ymm{a}" for _, _, a in acc] + ["3:", "2:"]
     for q in range(nt):
