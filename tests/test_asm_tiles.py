@@ -216,13 +216,15 @@ def test_winograd_layers_on_the_assembly_products(name, dtype, monkeypatch):
         want = naive_conv(x, w, b, layer.padding[0], groups)
     tol = 2e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(layer.in_channels * np.prod(layer.kernel_size)))
-    (state,) = [v for key, v in f._scratches(f.module)[0].items() if key[0] == "wino"]
-    assert state[2][W_ASM] == 1
+    def switch():  # the call's Winograd geometry: g[W_ASM]
+        (state,) = [v for key, v in f._scratches(f.module)[0].items() if key[0] == "wino"]
+        return state[2][W_ASM]
+
+    assert switch() == 1
     monkeypatch.setenv("SYMDECONV_ASM_TILES", "0")  # the Numba kernel: the same sums, in the same order
     f.__dict__.pop("_local", None)
     np.testing.assert_array_equal(f(x, w, b), got)
-    (state,) = [v for key, v in f._scratches(f.module)[0].items() if key[0] == "wino"]
-    assert state[2][W_ASM] == 0
+    assert switch() == 0
 
 
 @needs_avx2

@@ -22,6 +22,8 @@ from symdeconv.codegen.emit_cpu_stencil import STENCIL_CHUNK, STENCIL_MAX_NDIM, 
 from symdeconv.codegen.layer_plan import choose_strategy
 from symdeconv.verify.check import check_layer
 
+from ._layer_helpers import naive_conv_transpose
+
 pytest.importorskip("numba")
 from symdeconv.codegen import rt_driver  # noqa: E402
 
@@ -150,12 +152,8 @@ def test_small_stencil_calls_run_on_the_calling_thread(monkeypatch, native):
 
 
 def _naive_transpose_1d(x, w, s, p):
-    """conv_transpose1d, one channel per group, by its scatter definition."""
-    k = w.shape[-1]
-    full = np.zeros(x.shape[:2] + ((x.shape[2] - 1) * s + k,))
-    for j in range(k):
-        full[:, :, j:j + s * x.shape[2]:s] += x * w[None, :, 0, j, None]
-    return full[:, :, p:full.shape[2] - p]
+    """conv_transpose1d, one channel per group, no bias (``_layer_helpers.naive_conv_transpose``)."""
+    return naive_conv_transpose(x, w, np.zeros(x.shape[1]), s, p, 0, groups=x.shape[1])
 
 
 def test_each_module_runs_its_own_compiled_stencil(monkeypatch):

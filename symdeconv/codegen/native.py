@@ -199,9 +199,7 @@ def from_compiled(address: int, args: list, head: int, keep=None) -> NativeFunct
                                             _target_machine())
         engine.finalize_object()
         _engines.append(engine)
-        fn = NativeFunction(engine.get_function_address("trampoline"), args, head)
-    fn.keep = keep
-    return fn
+        return NativeFunction(engine.get_function_address("trampoline"), args, head, keep)
 
 
 def _flat_count(args: list) -> int:
@@ -298,13 +296,13 @@ class NativeFunction:
     (the driver keeps one prepared call per call shape): a call then only updates the data addresses of
     arrays that are not the ones it saw last time."""
 
-    def __init__(self, address: int, args: list, head: int):
+    def __init__(self, address: int, args: list, head: int, keep=None):
         self.args = args
         self.head = head  # leading integers passed directly (a range function's i0, i1, thread)
         self.address = address  # the trampoline's
         self.raw = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_int64] * 4)(address)  # (releases the GIL)
         self._dtypes = [None if a == "i64" else np.dtype(a[1]) for a in args]
-        self.keep = None  # what owns the code it calls, where that is not a loaded object file
+        self.keep = keep  # what owns the code it calls, where that is not a loaded object file
 
     def prepare(self, values) -> Prepared:
         return Prepared(self, values)

@@ -413,8 +413,7 @@ def run_stencil(plan, kernel, split, x, y, w, bias, groups, lo, work=None):
     time.  Rows are streamed when the output has ``stream_min_bytes()`` bytes or more (an argument read
     per call, so that setting it compiles nothing again).  Returns None: a counted call keeps no replay,
     so that the next call is counted too."""
-    if id(plan) not in _stencil_plans:
-        _stencil_plans[id(plan)] = plan
+    _stencil_plans.setdefault(id(plan), plan)
     if not own_kernel_due(_stencil_counts, (id(plan), x.dtype.char)):
         run_layer(plan, x, y, w, bias, groups, lo, work)
         return None
@@ -470,9 +469,7 @@ def _stencil_native(dispatcher, values) -> native.NativeFunction | None:
     if not all(v.flags.c_contiguous for v in arrays):  # (the trampoline passes C-contiguous arrays only)
         return None
     signature = tuple((v.dtype.char, v.ndim) for v in arrays)
-    fns = _stencil_fns.get(dispatcher)
-    if fns is None:
-        fns = _stencil_fns.setdefault(dispatcher, {})
+    fns = _stencil_fns.setdefault(dispatcher, {})
     if signature not in fns:
         fn = None
         try:
